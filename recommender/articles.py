@@ -276,12 +276,13 @@ def validate(frame: pd.DataFrame, config: CatalogueConfig, pre_rejects: Sequence
             )
     out = pd.DataFrame(index=frame.index)
     bad = pd.Series(False, index=frame.index)
+    raw_ids = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in frame["id"]]
 
     def reject(mask: pd.Series, field_name: str, reasons: Iterable[str]) -> None:
         nonlocal bad
         mask = mask & ~bad
         for position, reason in zip(np.flatnonzero(mask.to_numpy()), reasons):
-            rejects.append(_reject(records[position], frame["id"].iloc[position], field_name, reason))
+            rejects.append(_reject(records[position], raw_ids[position], field_name, reason))
         bad = bad | mask
 
     for name in STRING_FIELDS:
@@ -334,9 +335,9 @@ def validate(frame: pd.DataFrame, config: CatalogueConfig, pre_rejects: Sequence
     order = out.assign(__recency=recency).sort_values(["__recency", "__record"], ascending=False, na_position="last")
     duplicated = order["id"].duplicated(keep="first")
     kept_record = order.drop_duplicates("id").set_index("id")["__record"]
-    for row in order[duplicated].itertuples():
-        rejects.append(_reject(row.__record, row.id, "id",
-                               f"duplicate id: superseded by record {kept_record[row.id]} (newer updated_at)"))
+    for record, article_id in zip(order.loc[duplicated, "__record"], order.loc[duplicated, "id"]):
+        rejects.append(_reject(record, article_id, "id",
+                               f"duplicate id: superseded by record {kept_record[article_id]} (newer updated_at)"))
     articles = order[~duplicated].sort_values("__record").drop(columns=["__recency", "__record"])
     articles = articles.reset_index(drop=True)[list(FIELDS)]
     for name in STRING_FIELDS:
