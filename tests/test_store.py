@@ -1,0 +1,93 @@
+"""Build directories: manifest checks, damaged builds refused, atomic current, versions kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.engine import Recommender
+from recommender.errors import IndexFormatError, ModelMismatchError
+from recommender.manifest import read_manifest
+from recommender.pipeline import build
+from recommender.store import IndexStore
+
+pytestmark = pytest.mark.slow
+
+ARTICLES = pd.DataFrame({
+    "id": [f"s{i}" for i in range(12)],
+    "title": ["Harbour bridge strike enters second day", "Bridge workers reject new pay offer",
+              "Commuters face delays as bridge strike continues", "Bridge strike ends after pay deal",
+              "City marathon draws record field", "Marathon winner breaks course record",
+              "Heatwave warning issued for the weekend", "Temperatures to reach 38C on Saturday",
+              "Tech firm unveils folding tablet", "Folding tablet goes on sale next month",
+              "Museum reopens after two-year refit", "Library extends opening hours"],
+    "section": ["local"] * 4 + ["sport"] * 2 + ["weather"] * 2 + ["tech"] * 2 + ["culture"] * 2,
+    "published_at": pd.date_range("2026-11-20", periods=12, freq="6h", tz="UTC").astype(str),
+})
+
+
+@pytest.fixture()
+def root(tmp_path, embedder, cache_path):
+    """A fresh indexes root with one published build."""
+    build(ARTICLES, tmp_path, embedder=embedder, cache_path=cache_path)
+    return tmp_path
+
+
+def test_build_publishes_a_verified_version_behind_current(root, embedder):
+    """current points at a complete build whose manifest records model, counts and file checksums."""
+    store = IndexStore(root)
+    manifest = read_manifest(store.current())
+    assert manifest.count == 12 and manifest.index["factory"] == "Flat"
+    assert manifest.embedder["fingerprint"] == embedder.identity.fingerprint
+    assert set(manifest.files) >= {"vectors.faiss", "ids.npy", "articles.parquet", "vectors.npy"}
+    engine = Recommender.load(root, embedder=embedder)
+    assert sorted(r.article_id for r in engine.related("s0", k=3)) == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "manifest.json").unlink(), "manifest.json is missing"),
+    (lambda d: (d / "ids.npy").write_bytes(b"garbage"), "does not match its sha256"),
+    (lambda d: (d / "vectors.faiss").unlink(), "listed in the manifest is missing"),
+    (lambda d: (d / "manifest.json").write_text(
+        json.dumps({**json.loads((d / "manifest.json").read_text()), "format_version": 99})), "format_version 99"),
+])
+def test_damaged_builds_are_refused_with_the_reason(root, damage, message):
+    """A missing manifest/file, a bad checksum or an unknown format version raise IndexFormatError."""
+    damage(IndexStore(root).current())
+    with pytest.raises(IndexFormatError, match=message):
+        Recommender.load(root)
+
+
+def test_index_refused_by_another_model(root, embedder):
+    """An embedder whose identity differs from the manifest's model is refused at load."""
+    manifest_path = IndexStore(root).current() / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    data["embedder"]["fingerprint"] = "f" * 64
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match="query-time embedder"):
+        Recommender.load(root, embedder=embedder, verify=False)
+
+
+def test_versions_are_kept_and_current_moves_atomically(root, embedder, cache_path):
+    """Each build is a new version; current moves to the newest; only keep_versions remain."""
+    from recommender.config import BuildConfig
+
+    store = IndexStore(root)
+    first = store.current()
+    for _ in range(3):
+        build(ARTICLES, root, embedder=embedder, cache_path=cache_path, config=BuildConfig(keep_versions=2))
+    assert store.current() != first and store.current_link.is_symlink()
+    assert len(store.versions()) == 2 and store.current() in [p for p, _ in store.versions()]
+    assert not list(store.builds.glob(".stage-*"))
+    np.testing.assert_array_equal(np.load(store.current() / "ids.npy"), ARTICLES["id"].to_numpy(dtype=str))
+
+
+def test_dry_run_leaves_current_alone(root, embedder, cache_path):
+    """publish=False verifies a build without moving current."""
+    store = IndexStore(root)
+    before = store.current()
+    build(ARTICLES.iloc[:6], root, embedder=embedder, cache_path=cache_path, publish=False)
+    assert store.current() == before and len(store.versions()) == 1
