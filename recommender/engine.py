@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,14 @@ def epoch_hours(when: pd.Series | datetime) -> np.ndarray | float:
     values = pd.to_datetime(when, utc=True)
     hours = values.astype("int64").to_numpy(dtype=np.float64) / 3.6e12
     return np.where(values.isna().to_numpy(), np.nan, hours)
+
+
+class ViewSource(Protocol):
+    """Live page views (a counter store) that add to the build's own ``views.parquet`` events."""
+
+    def decayed_views(self, now: datetime, half_life_hours: float, window_hours: float) -> Mapping[str, float]:
+        """Page views per article id in the window, each weighted ``0.5 ** (hours_ago / half_life_hours)``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class Recommender:
         )
         self._embedder = embedder
         self._popularity: Popularity | None = None
+        self.views: ViewSource | None = None
         if embedder is not None:
             embedder.identity.check_matches(manifest.model)
 
@@ -148,14 +157,30 @@ class Recommender:
         """Stored fields of one article."""
         return self.articles.iloc[self.row(article_id)].to_dict()
 
-    def popularity_at(self, now: datetime | None = None) -> Popularity:
-        """Trending and freshness per row at ``now`` (cached per minute)."""
+    def use_views(self, views: ViewSource | None) -> None:
+        """Blend live page views (e.g. the service's counter store) into trending and ``popular`` from now on."""
+        self.views = views
+        self._popularity = None
+
+    def decayed_views(self, now: datetime, window_hours: float | None = None) -> pd.Series:
+        """Decayed views per article id: the build's events plus the live ``views`` source, if any."""
+        config = self.popularity_config
+        window = config.window_hours if window_hours is None else window_hours
+        decayed = popularity.trending(self.events, now, config.trending_half_life_hours, window)
+        if self.views is not None:
+            live = self.views.decayed_views(now, config.trending_half_life_hours, window)
+            if live:
+                decayed = decayed.add(pd.Series(live, dtype=np.float64), fill_value=0.0)
+        return decayed
+
+    def popularity_at(self, now: datetime | None = None, max_age_seconds: float = 60.0) -> Popularity:
+        """Trending and freshness per row at ``now`` (cached for ``max_age_seconds``; 0 recomputes)."""
         now = now or datetime.now(timezone.utc)
         cached = self._popularity
-        if cached is not None and abs((cached.now - now).total_seconds()) < 60:
+        if cached is not None and abs((cached.now - now).total_seconds()) < max_age_seconds:
             return cached
         config = self.popularity_config
-        decayed = popularity.trending(self.events, now, config.trending_half_life_hours, config.window_hours)
+        decayed = self.decayed_views(now)
         raw = np.zeros(len(self), dtype=np.float64)
         if len(decayed):
             rows = np.array([self.row_of.get(a, -1) for a in decayed.index])
@@ -253,7 +278,7 @@ class Recommender:
         window = config.window_hours if window_hours is None else window_hours
         if window <= 0:
             raise InvalidQueryError(f"window_hours must be positive, got {window}")
-        decayed = popularity.trending(self.events, now, config.trending_half_life_hours, window)
+        decayed = self.decayed_views(now, window)
         pop = self.popularity_at(now)
         rows = np.array([self.row_of.get(a, -1) for a in decayed.index], dtype=np.int64)
         views = decayed.to_numpy()
