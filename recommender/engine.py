@@ -40,8 +40,9 @@ def epoch_hours(when: pd.Series | datetime) -> np.ndarray | float:
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
         return stamp.timestamp() / 3600.0
     values = pd.to_datetime(when, utc=True)
-    hours = values.astype("int64").to_numpy(dtype=np.float64) / 3.6e12
-    return np.where(values.isna().to_numpy(), np.nan, hours)
+    # Subtract the epoch rather than cast to int64: the cast's unit follows the column's (s, ms, ns).
+    hours = ((values - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    return hours
 
 
 class ViewSource(Protocol):

@@ -1,0 +1,120 @@
+"""The engine on the demo corpus, whose stories, wire copies and views are known."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.cli import demo_files
+from recommender.errors import InvalidQueryError, UnknownArticleError
+
+pytestmark = pytest.mark.slow
+NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def truth() -> pd.DataFrame:
+    """The demo corpus with its ground-truth story keys and wire-copy links."""
+    articles, _ = demo_files()
+    return pd.DataFrame([json.loads(line) for line in articles.read_text().splitlines()]).set_index("id")
+
+
+def test_related_starts_with_the_articles_own_story(demo_engine, truth):
+    """For every article of a running story, the first result is the same story and the top 3 nearly always."""
+    sizes = truth["story"].value_counts()
+    first, top3 = [], []
+    for article_id, story in truth["story"].items():
+        if sizes[story] < 4:
+            continue
+        results = demo_engine.related(article_id, k=3, now=NOW)
+        first.append(truth.loc[results[0].article_id, "story"] == story)
+        top3.append(all(truth.loc[r.article_id, "story"] == story for r in results))
+    assert len(first) > 100
+    assert np.mean(first) == 1.0
+    assert np.mean(top3) >= 0.97
+
+
+def test_wire_copies_collapse(demo_engine, truth):
+    """A wire copy never appears beside its original, nor in the original's own list; it is named as collapsed."""
+    copies = truth["duplicate_of"].dropna()
+    assert len(copies) == 6
+    for copy_id, original_id in copies.items():
+        pair = {copy_id, original_id}
+        own = [r.article_id for r in demo_engine.related(original_id, k=10, now=NOW)]
+        assert copy_id not in own
+        story = truth.index[truth["story"] == truth.loc[copy_id, "story"]]
+        other = next(a for a in story if a not in pair)
+        results = demo_engine.related(other, k=10, now=NOW)
+        listed = {r.article_id for r in results}
+        assert len(pair & listed) == 1, f"{pair} both listed for {other}"
+        entry = next(r for r in results if r.article_id in pair)
+        assert set(entry.duplicates) == pair - {entry.article_id}
+
+
+def test_scores_are_explained(demo_engine):
+    """Every result carries its components and the blend adds up with the configured weights."""
+    config = demo_engine.ranking
+    for r in demo_engine.related("demo-001", k=10, now=NOW):
+        expected = (config.weight_similarity * r.similarity + config.weight_trending * r.trending
+                    + config.weight_freshness * r.freshness)
+        assert r.score == pytest.approx(expected)
+        assert 0 <= r.trending <= 1 and 0 <= r.freshness <= 1
+        assert set(r.to_dict()["components"]) == {"similarity", "trending", "freshness"}
+
+
+def test_filters_section_age_and_exclusions(demo_engine, truth):
+    """Section, max age and exclude lists hold for every result."""
+    results = demo_engine.related("demo-001", k=10, section="politics", now=NOW)
+    assert results and all(r.section == "politics" for r in results)
+    recent = demo_engine.related("demo-001", k=10, max_age_hours=48, now=NOW)
+    published = pd.to_datetime(truth["published_at"], utc=True)
+    assert recent and all((NOW - published[r.article_id]).total_seconds() <= 48 * 3600 for r in recent)
+    first = [r.article_id for r in demo_engine.related("demo-001", k=3, now=NOW)]
+    again = [r.article_id for r in demo_engine.related("demo-001", k=3, exclude_ids=first[:2], now=NOW)]
+    assert not set(first[:2]) & set(again)
+
+
+def test_popular_follows_decayed_views(demo_engine):
+    """popular() ranks by views decayed with the trending half-life inside the window, computed here by hand."""
+    _, views_file = demo_files()
+    views = pd.read_csv(views_file, parse_dates=["timestamp"])
+    config = demo_engine.popularity_config
+    age_hours = (pd.Timestamp(NOW) - views["timestamp"]).dt.total_seconds() / 3600
+    views["weight"] = views["count"] * 0.5 ** (age_hours / config.trending_half_life_hours)
+    expected = views[age_hours <= 24].groupby("article_id")["weight"].sum().sort_values(ascending=False)
+    results = demo_engine.popular(k=10, window_hours=24, now=NOW)
+    assert [r.article_id for r in results] == list(expected.index[:10])
+    sport = demo_engine.popular(k=5, section="sport", now=NOW)
+    assert sport and all(r.section == "sport" for r in sport)
+
+
+def test_more_like_this_from_ids_text_and_negatives(demo_engine, truth):
+    """Several positives give their story; text works alone; a negative example steers away from its story."""
+    bridge = list(truth.index[truth["story"] == "harbour-bridge-strike"])
+    results = demo_engine.more_like_this(ids=bridge[:2], k=4, now=NOW)
+    assert all(truth.loc[r.article_id, "story"] == "harbour-bridge-strike" for r in results)
+    assert not set(bridge[:2]) & {r.article_id for r in results}
+    text_only = demo_engine.more_like_this(text="workers strike over pay and conditions", k=10, now=NOW)
+    stories = {truth.loc[r.article_id, "story"] for r in text_only}
+    assert {"harbour-bridge-strike", "marrowdale-bus-strike"} & stories
+    steered = demo_engine.more_like_this(text="workers strike over pay and conditions", negative_ids=bridge,
+                                         k=5, now=NOW)
+    assert truth.loc[steered[0].article_id, "story"] != "harbour-bridge-strike"
+    assert not set(bridge) & {r.article_id for r in steered}
+
+
+def test_bad_queries_are_refused(demo_engine):
+    """Unknown ids name the id; k outside 1..100 and empty queries are refused."""
+    with pytest.raises(UnknownArticleError, match="no-such-article"):
+        demo_engine.related("no-such-article")
+    with pytest.raises(UnknownArticleError, match="nope"):
+        demo_engine.more_like_this(ids=["demo-001"], negative_ids=["nope"])
+    for k in (0, 101, 2.5):
+        with pytest.raises(InvalidQueryError, match="k must be an integer from 1 to 100"):
+            demo_engine.related("demo-001", k=k)
+    with pytest.raises(InvalidQueryError, match="at least one article id or a non-empty text"):
+        demo_engine.more_like_this(text="  ")
