@@ -169,16 +169,19 @@ def list_metrics(lists: list[list[str]], queries: Sequence[str], relevant: Mappi
     }
 
 
+def relevance(dataset: CorpusDataset) -> tuple[str, dict[str, set[str]]]:
+    """The task name and, per query article, the relevant articles: co-read ones if any, else same label."""
+    if len(dataset.co_reading):
+        return f"{dataset.name} co-reading", partners(dataset.co_reading)
+    groups = label_groups(dataset.labels)
+    relevant = {a: groups[str(label)] - {a} for a, label in dataset.labels.items()}
+    return f"{dataset.name} {'section' if dataset.name == 'bbc' else 'topic'}", relevant
+
+
 def corpus_rows(dataset: CorpusDataset, methods: Sequence[Method], recommender: Recommender, views: np.ndarray,
                 config: EvaluationConfig, now: datetime | None) -> list[dict[str, Any]]:
     """Section/topic rows (every dataset with labels but MIND) or co-reading rows (MIND)."""
-    if len(dataset.co_reading):
-        relevant = partners(dataset.co_reading)
-        task = f"{dataset.name} co-reading"
-    else:
-        groups = label_groups(dataset.labels)
-        relevant = {a: groups[str(label)] - {a} for a, label in dataset.labels.items()}
-        task = f"{dataset.name} {'section' if dataset.name == 'bbc' else 'topic'}"
+    task, relevant = relevance(dataset)
     queries = query_sample(sorted(relevant, key=recommender.row_of.__getitem__), config.queries, config.seed)
     stories = story_of(recommender)
     rows = []
@@ -206,6 +209,16 @@ def semeval_rows(dataset: PairDataset, methods: Sequence[Method]) -> list[dict[s
     return rows
 
 
+def load_dataset(task: str, config: EvaluationConfig) -> CorpusDataset | PairDataset:
+    """The dataset behind a task, read with the run's limit and seed (MIND is always read whole)."""
+    if task == "semeval":
+        return load_semeval(config.data_dir, config.semeval_original_only, config.semeval_lang_pairs, config.limit,
+                            config.seed)
+    if task == "mind":
+        return load_mind(config.data_dir)
+    return LOADERS[task](config.data_dir, config.limit, config.seed)
+
+
 def evaluate(config: EvaluationConfig, embedder: Embedder | None = None) -> EvaluationResult:
     """Run every configured task with every configured method and return the table.
 
@@ -219,13 +232,7 @@ def evaluate(config: EvaluationConfig, embedder: Embedder | None = None) -> Eval
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     for task in config.tasks:
-        if task == "semeval":
-            dataset: CorpusDataset | PairDataset = load_semeval(
-                config.data_dir, config.semeval_original_only, config.semeval_lang_pairs, config.limit, config.seed)
-        elif task == "mind":
-            dataset = load_mind(config.data_dir)
-        else:
-            dataset = LOADERS[task](config.data_dir, config.limit, config.seed)
+        dataset = load_dataset(task, config)
         notes[task] = dataset.note
         recommender = build_or_load(dataset, config, embedder)
         if isinstance(dataset, PairDataset):
