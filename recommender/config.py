@@ -101,7 +101,37 @@ class RankingConfig:
     duplicate_similarity: float = 0.93
     duplicate_title_jaccard: float = 0.8
     mmr_lambda: float | None = None
-    negative_weight: float = 1.0
+    negative_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Quality gates a rebuild must pass before it is published (see ``gates.py``).
+
+    Attributes:
+        max_count_drop: fail when the article count falls by more than this share against ``current``.
+        min_related: an article "has related articles" with at least this many precomputed neighbours at
+            cosine >= ``min_related_similarity``.
+        min_related_similarity: cosine a neighbour needs to count as related.
+        max_few_related_share: fail when more than this share of articles has fewer than ``min_related``.
+        self_check_sample: articles sampled for the self-nearest-neighbour check.
+        min_self_match_share: share of sampled articles that must be their own nearest neighbour.
+        cache_probe: texts read from the cache/current build that are re-embedded and compared (0 turns it off).
+        max_probe_diff: largest allowed absolute difference between a cached and a fresh vector component.
+        allow_model_change: let a build with another model than ``current`` publish (a deliberate re-embed).
+        max_metric_drop: fail when the evaluation metric falls by more than this against ``current``.
+    """
+
+    max_count_drop: float = 0.2
+    min_related: int = 3
+    min_related_similarity: float = 0.3
+    max_few_related_share: float = 0.5
+    self_check_sample: int = 100
+    min_self_match_share: float = 1.0
+    cache_probe: int = 8
+    max_probe_diff: float = 1e-4
+    allow_model_change: bool = False
+    max_metric_drop: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,7 @@ class BuildConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
     neighbour_count: int = 50
     keep_versions: int = 5
 
@@ -129,6 +160,7 @@ class BuildConfig:
             "index": IndexConfig,
             "popularity": PopularityConfig,
             "ranking": RankingConfig,
+            "gates": GateConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():

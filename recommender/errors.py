@@ -48,3 +48,16 @@ class InvalidQueryError(RecommenderError, ValueError):
 
 class CatalogueWarning(UserWarning):
     """Input that was repaired automatically (truncated text, stripped HTML, ...)."""
+
+
+class GateFailedError(RecommenderError):
+    """A rebuild failed a quality gate; nothing was published. ``failures`` holds the failed ``GateResult``s."""
+
+    def __init__(self, message: str, failures: list | None = None, report: object | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+        self.report = report
+
+
+class RebuildLockedError(RecommenderError):
+    """Another rebuild holds the lock of this indexes root."""

@@ -1,154 +1,151 @@
-"""Build orchestration: catalogue (+ views) -> embeddings -> index -> neighbours -> staged build -> publish."""
+"""Build orchestration: catalogue (+ views) -> diff -> embed -> index -> neighbours -> stage -> verify -> gates -> publish."""
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import shutil
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
 from .articles import Catalogue, embedding_texts, read_catalogue
+from .buildfiles import TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build, write_build
 from .config import BuildConfig
-from .embedder import Embedder, EmbeddingCache, SentenceTransformerEmbedder, embed_cached
-from .engine import (ARTICLES_FILE, IDS_FILE, NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE, VIEWS_FILE,
-                     Recommender)
-from .errors import IndexFormatError, RecommenderError
+from .embedder import Embedder, EmbeddingCache, ModelIdentity, SentenceTransformerEmbedder, text_key
+from .engine import ARTICLES_FILE, VECTORS_FILE, Recommender
+from .errors import GateFailedError, IndexFormatError, RecommenderError
 from .events import read_views
+from .executors import EmbedExecutor, LocalExecutor
+from .gates import GateResult, Metric, count_drop, few_related, metric_drop, model_identity, self_match, summarise
 from .index import FaissIndex
-from .manifest import Manifest, describe_files, fsync_path, write_manifest
+from .lock import RebuildLock
+from .manifest import read_manifest, write_manifest
+from .report import BuildReport, CatalogueDiff, report_json
 from .store import IndexStore, new_build_id
 
+__all__ = ["BuildReport", "build", "compute_neighbours", "rebuild", "report_json", "verify_build", "write_build"]
 log = logging.getLogger("recommender.pipeline")
 CACHE_FILE = "embedding-cache.sqlite"
+# Points where ``checkpoint`` is called: the start of each stage, "write" once the data files are staged but
+# before the manifest, "publish" after the stage is renamed into builds/ but before ``current`` is swapped.
+CHECKPOINTS = ("read", "embed", "index", "neighbours", "write", "verify", "gates", "publish")
 
 
 @dataclass
-class BuildReport:
-    """What a build did: counts, per-stage seconds and where it landed."""
+class _Current:
+    """What the rebuild reuses from the published build."""
 
-    build_id: str
     path: Path
-    articles: int
-    rejected: int
-    embedded: int
-    cached: int
-    seconds: dict[str, float] = field(default_factory=dict)
-    catalogue_summary: str = ""
-    rejects_path: Path | None = None
-    views: int = 0
-    views_rejected: int = 0
-
-    @property
-    def total_seconds(self) -> float:
-        """Wall time of all stages."""
-        return sum(self.seconds.values())
-
-    def summary(self) -> str:
-        """The final one-line summary."""
-        rate = self.embedded / self.seconds["embed"] if self.seconds.get("embed") and self.embedded else 0.0
-        stages = ", ".join(f"{name} {s:.1f}s" for name, s in self.seconds.items())
-        return (f"built {self.build_id}: {self.articles} articles ({self.rejected} rejected), {self.embedded} "
-                f"embedded ({rate:.0f}/s), {self.cached} from cache, {self.views} view rows; "
-                f"{self.total_seconds:.1f}s ({stages})")
+    count: int
+    identity: ModelIdentity
+    keys: dict[str, str]
+    rows: dict[str, int]
+    vectors: np.ndarray
 
 
-def compute_neighbours(index: FaissIndex, vectors: np.ndarray, k: int,
-                       batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest other rows (self removed), in batches.
+def _load_current(store: IndexStore, max_chars: int) -> _Current | None:
+    path = store.current()
+    if path is None:
+        return None
+    try:
+        manifest = read_manifest(path, verify_files=False)
+        table = pd.read_parquet(path / ARTICLES_FILE)
+        vectors = np.load(path / VECTORS_FILE, mmap_mode="r")
+    except (IndexFormatError, OSError, ValueError) as exc:
+        log.warning("current build %s is unreadable (%s); rebuilding from scratch", path, exc)
+        return None
+    ids = table["id"].astype(str).tolist()
+    keys = (table[TEXT_HASH_COLUMN].astype(str).tolist() if TEXT_HASH_COLUMN in table else
+            [text_key(t) for t in embedding_texts(table, max_chars)])  # builds from before the hash column
+    return _Current(path, manifest.count, manifest.model, dict(zip(ids, keys)),
+                    {a: r for r, a in enumerate(ids)}, vectors)
+
+
+def _embed(texts: list[str], keys: list[str], ids: np.ndarray, current: _Current | None, embedder: Embedder,
+           executor: EmbedExecutor, cache: EmbeddingCache | None, progress: bool
+           ) -> tuple[np.ndarray, int, int, int, list[int]]:
+    """Vectors from current (unchanged text, same model), then the cache, then the executor for the rest.
 
     Returns:
-        rows (n, k) int32 (-1 padding) and cosine scores (n, k) float32.
+        (vectors, reused, cached, embedded, positions whose vectors were not embedded now).
     """
-    n = len(vectors)
-    k = max(min(k, n - 1), 0)
-    rows = np.full((n, k), -1, dtype=np.int32)
-    scores = np.zeros((n, k), dtype=np.float32)
-    if k == 0:
-        return rows, scores
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        found, sims = index.search(vectors[start:stop], k + 1)
-        for offset, (r, s) in enumerate(zip(found, sims)):
-            keep = (r != start + offset) & (r >= 0)
-            r, s = r[keep][:k], s[keep][:k]
-            rows[start + offset, : len(r)] = r
-            scores[start + offset, : len(s)] = s
-    return rows, scores
-
-
-def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, index: FaissIndex,
-                neighbours: tuple[np.ndarray, np.ndarray], events: pd.DataFrame) -> list[str]:
-    """Write a build's data files (everything but the manifest) and fsync them."""
-    articles.to_parquet(directory / ARTICLES_FILE, index=False)
-    np.save(directory / IDS_FILE, articles["id"].to_numpy(dtype=str))
-    np.save(directory / VECTORS_FILE, vectors)
-    np.save(directory / NEIGHBOURS_FILE, neighbours[0])
-    np.save(directory / NEIGHBOUR_SCORES_FILE, neighbours[1])
-    events.to_parquet(directory / VIEWS_FILE, index=False)
-    index.save(directory)
-    names = [ARTICLES_FILE, IDS_FILE, VECTORS_FILE, NEIGHBOURS_FILE, NEIGHBOUR_SCORES_FILE, VIEWS_FILE,
-             FaissIndex.FILENAME]
-    for name in names:
-        fsync_path(directory / name)
-    return names
-
-
-def verify_build(directory: Path, embedder: Embedder, sample_size: int = 100, seed: int = 0) -> Recommender:
-    """Reload a staged build through the normal loader and check each sampled article is its own top neighbour.
-
-    Raises:
-        IndexFormatError: checksums, counts or the self-neighbour check fail.
-    """
-    recommender = Recommender.load(directory, embedder=embedder, verify=True)
-    n = len(recommender)
-    if n == 0:
-        return recommender
-    sample = np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
-    rows, _ = recommender.index.search(np.asarray(recommender.table.vectors[sample]), 2)
-    vectors = recommender.table.vectors
-    for row, found in zip(sample, rows):
-        # An exact duplicate vector may tie with the article itself; either is "itself".
-        if row not in found and not np.allclose(vectors[found[0]], vectors[row], atol=1e-6):
-            raise IndexFormatError(f"staged build {directory.name}: article {recommender.table.ids[row]!r} "
-                                   f"is not its own nearest neighbour; the index is broken, nothing published")
-    return recommender
+    identity = embedder.identity
+    vectors = np.zeros((len(texts), identity.dims), dtype=np.float32)
+    done = np.zeros(len(texts), dtype=bool)
+    if current is not None and current.identity == identity:
+        for i, (article_id, key) in enumerate(zip(ids, keys)):
+            if current.keys.get(article_id) == key:
+                vectors[i] = current.vectors[current.rows[article_id]]
+                done[i] = True
+    reused = int(done.sum())
+    tag = identity.fingerprint + identity.backend
+    if cache is not None:
+        todo = [keys[i] for i in np.flatnonzero(~done)]
+        found = cache.get(tag, todo, identity.dims)
+        for i in np.flatnonzero(~done):
+            if keys[i] in found:
+                vectors[i] = found[keys[i]]
+                done[i] = True
+    cached = int(done.sum()) - reused
+    first: dict[str, int] = {}
+    for i in np.flatnonzero(~done):
+        first.setdefault(keys[i], int(i))
+    unique = list(first.values())
+    if unique:
+        fresh = executor.embed([texts[i] for i in unique], embedder, progress=progress)
+        if cache is not None:
+            cache.put(tag, [keys[i] for i in unique], fresh)
+        by_key = {keys[i]: v for i, v in zip(unique, fresh)}
+        for i in np.flatnonzero(~done):
+            vectors[i] = by_key[keys[i]]
+    return vectors, reused, cached, len(unique), [int(i) for i in np.flatnonzero(done)]
 
 
 def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
           views_source: str | Path | pd.DataFrame | None = None, config: BuildConfig | None = None,
           embedder: Embedder | None = None, cache_path: str | Path | None = None, progress: bool = False,
           publish: bool = True, rejects_path: str | Path | None = None,
-          on_stage: Callable[[str, float], None] | None = None) -> BuildReport:
+          on_stage: Callable[[str, float], None] | None = None, executor: EmbedExecutor | None = None,
+          gates: bool = False, metric: Metric | None = None, metric_name: str = "metric",
+          checkpoint: Callable[[str], None] | None = None) -> BuildReport:
     """Build a new index version under ``indexes_root`` and (by default) publish it as ``current``.
+
+    Unchanged articles (same id and embedded text as in ``current``, same model) reuse current's vectors; the
+    rest are looked up in the embedding cache and only the misses are embedded (by ``executor``).
 
     Args:
         articles_source: catalogue file, database URL or DataFrame (see ``articles.read_catalogue``).
         indexes_root: the versioned index directory (``builds/`` and ``current`` inside).
         views_source: page-view events or aggregates (CSV/Parquet) for popularity.
-        config: build settings (copied into the manifest).
+        config: build settings (copied into the manifest); ``config.gates`` holds the gate thresholds.
         embedder: defaults to ``SentenceTransformerEmbedder(config.embedder)``.
         cache_path: embedding cache file; defaults to ``indexes_root/embedding-cache.sqlite``.
         progress: show progress bars (on a terminal).
-        publish: False stages and verifies the build but leaves ``current`` alone (a dry run).
+        publish: False runs everything (gates included) but leaves ``current`` alone (a dry run).
         rejects_path: where rejected rows go; defaults to ``indexes_root/rejects/<build_id>.csv``.
         on_stage: called with (stage name, seconds) as each stage ends (for logs).
+        executor: where the embedding stage runs (default in-process).
+        gates: enforce the quality gates of ``config.gates`` (a failure raises ``GateFailedError``);
+            without, the self-nearest-neighbour check still runs as an integrity check.
+        metric: optional evaluation metric over a loaded build (higher is better) for the metric gate, e.g.
+            ``recommender.evaluation.gate.semeval_gate(data_dir)``.
+        metric_name: its name in messages.
+        checkpoint: called with each name of ``CHECKPOINTS`` as the build reaches it (crash tests pause there).
 
     Raises:
         InvalidCatalogueError: unreadable catalogue or too many rejects (nothing is published).
+        GateFailedError: a quality gate failed (nothing is published; the report is attached).
         IndexFormatError: the staged build failed verification (nothing is published).
     """
     config = config or BuildConfig()
     root = Path(indexes_root)
     store = IndexStore(root)
+    executor = executor or LocalExecutor()
+    pause = checkpoint or (lambda _name: None)
     build_id = new_build_id()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -161,6 +158,7 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
         if on_stage:
             on_stage(stage, seconds[stage])
 
+    pause("read")
     rejects_file = Path(rejects_path) if rejects_path else root / "rejects" / f"{build_id}.csv"
     try:
         catalogue: Catalogue = read_catalogue(articles_source, config.catalogue)
@@ -179,66 +177,111 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
                                                 "count": pd.Series(dtype="int64")}), pd.DataFrame()))
     if len(view_rejects):
         view_rejects.to_csv(rejects_file.with_name(rejects_file.stem + "-views.csv"), index=False)
+    texts = embedding_texts(articles, config.embedder.max_chars)
+    keys = [text_key(t) for t in texts]
+    ids = articles["id"].to_numpy(dtype=object)
+    current = _load_current(store, config.embedder.max_chars)
+    diff = CatalogueDiff.compare(ids, keys, current.keys if current else None)
     done("read")
 
+    pause("embed")
     embedder = embedder or SentenceTransformerEmbedder(config.embedder)
     cache = EmbeddingCache(cache_path or root / CACHE_FILE)
     try:
-        texts = embedding_texts(articles, config.embedder.max_chars)
-        vectors, embedded = embed_cached(embedder, texts, cache, progress=progress)
+        vectors, reused, cached, embedded, not_embedded = _embed(texts, keys, ids, current, embedder, executor,
+                                                                 cache, progress)
     finally:
         cache.close()
     done("embed")
 
+    pause("index")
     index = FaissIndex.build(vectors, config.index)
     done("index")
+    pause("neighbours")
     neighbours = compute_neighbours(index, vectors, config.neighbour_count)
     done("neighbours")
 
+    report = BuildReport(build_id=build_id, path=root / "builds" / build_id, articles=len(articles),
+                         rejected=len(catalogue.rejects), embedded=embedded, cached=cached, seconds=seconds,
+                         catalogue_summary=catalogue.summary(), rejects_path=rejects_file, views=len(events),
+                         views_rejected=len(view_rejects), reused=reused, diff=diff, executor=executor.name,
+                         previous=current.path.name if current else None)
     stage = store.stage(build_id)
     try:
-        names = write_build(stage, articles, vectors, index, neighbours, events)
-        manifest = Manifest(
-            build_id=build_id, created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            recommender_version=__version__, embedder=embedder.identity.to_dict(),
-            index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
-                   "neighbour_count": int(neighbours[0].shape[1])},
-            source={"records_in": catalogue.records_in, "accepted": len(articles),
-                    "rejected": len(catalogue.rejects), "truncated": len(catalogue.truncated_ids),
-                    "view_rows": len(events), "view_rows_rejected": len(view_rejects),
-                    "rejects_file": str(rejects_file)},
-            files=describe_files(stage, names),
-            build={"python": platform.python_version(), "faiss": _version("faiss"),
-                   "sentence_transformers": _version("sentence_transformers"), "numpy": np.__version__,
-                   "seconds": {k: round(v, 3) for k, v in seconds.items()}, "config": config.to_dict()},
-        )
-        write_manifest(stage, manifest)
+        names = write_build(stage, articles.assign(**{TEXT_HASH_COLUMN: keys}), vectors, index, neighbours, events)
+        pause("write")  # data files staged, manifest not yet written
+        source = {"records_in": catalogue.records_in, "accepted": len(articles), "rejected": len(catalogue.rejects),
+                  "truncated": len(catalogue.truncated_ids), "view_rows": len(events),
+                  "view_rows_rejected": len(view_rejects), "rejects_file": str(rejects_file),
+                  "diff": diff.to_dict(), "embedded": embedded, "reused": reused, "cached": cached,
+                  "executor": executor.name, "previous": report.previous}
+        write_manifest(stage, make_manifest(stage, build_id, names, embedder, index, int(neighbours[0].shape[1]),
+                                            source, seconds, config.to_dict()))
         done("write")
-        verify_build(stage, embedder)
+        pause("verify")
+        staged = verify_build(stage, embedder)
         done("verify")
-        final = store.publish(stage, keep=config.keep_versions) if publish else stage
+        pause("gates")
+        report.gates = _run_gates(config, staged, neighbours[1], current, embedder, texts, vectors, not_embedded,
+                                  metric, metric_name, gates)
+        done("gates")
+        if gates and report.failed_gates:
+            raise GateFailedError(summarise(report.gates), report.failed_gates, report)
+        if not gates and report.gates and not report.gates[0].passed:
+            raise IndexFormatError(f"staged build {build_id}: {report.gates[0].message}; nothing published")
+        if publish:
+            report.path = store.publish(stage, keep=config.keep_versions, before_swap=lambda _p: pause("publish"))
+            report.published = True
         done("publish")
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     if not publish:
         shutil.rmtree(stage, ignore_errors=True)
-    return BuildReport(build_id=build_id, path=final, articles=len(articles), rejected=len(catalogue.rejects),
-                       embedded=embedded, cached=len(articles) - embedded, seconds=seconds,
-                       catalogue_summary=catalogue.summary(), rejects_path=rejects_file, views=len(events),
-                       views_rejected=len(view_rejects))
+        report.path = stage
+    return report
 
 
-def _version(module: str) -> str:
-    try:
-        return str(__import__(module).__version__)
-    except (ImportError, AttributeError):
-        return "unknown"
+def _run_gates(config: BuildConfig, staged: Recommender, neighbour_scores: np.ndarray, current: _Current | None,
+               embedder: Embedder, texts: list[str], vectors: np.ndarray, not_embedded: list[int],
+               metric: Metric | None, metric_name: str, enforce: bool) -> list[GateResult]:
+    gate = config.gates
+    results = [self_match(staged.index, staged.table.vectors, gate)]
+    if not enforce:
+        return results
+    results.append(count_drop(len(texts), current.count if current else None, gate))
+    results.append(few_related(neighbour_scores, gate))
+    probe = (sorted(np.random.default_rng(0).choice(not_embedded, size=min(gate.cache_probe, len(not_embedded)),
+                                                    replace=False).tolist()) if not_embedded else [])
+    results.append(model_identity(embedder.identity, current.identity if current else None, embedder,
+                                  [texts[i] for i in probe], vectors[probe], gate))
+    if metric is not None:
+        same_model = current is not None and current.identity == embedder.identity
+        current_build = (Recommender.load(current.path, embedder=embedder if same_model else None, verify=False)
+                         if current else None)
+        results.append(metric_drop(metric, metric_name, staged, current_build, gate))
+    return results
 
 
-def report_json(report: BuildReport) -> str:
-    """A structured log line for cron and orchestrators."""
-    return json.dumps({"event": "build", "build_id": report.build_id, "path": str(report.path),
-                       "articles": report.articles, "rejected": report.rejected, "embedded": report.embedded,
-                       "cached": report.cached, "seconds": {k: round(v, 3) for k, v in report.seconds.items()}},
-                      sort_keys=True)
+def rebuild(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path, **options: object) -> BuildReport:
+    """The nightly rebuild: take the lock, clean what a killed run left, then ``build`` with the gates enforced.
+
+    Takes the keyword options of ``build`` (``gates`` is always on).
+
+    Raises:
+        RebuildLockedError: another rebuild is running on ``indexes_root``.
+        GateFailedError, InvalidCatalogueError, IndexFormatError: as ``build``; nothing is published.
+    """
+    root = Path(indexes_root)
+    with RebuildLock(root) as lock:
+        cleaned = IndexStore(root).clean_stale()
+        if lock.stale_holder:
+            log.warning("took over the rebuild lock left by pid %s (no longer running)", lock.stale_holder.get("pid"))
+        try:
+            report = build(articles_source, root, gates=True, **options)  # type: ignore[arg-type]
+        except GateFailedError as exc:
+            if exc.report is not None:
+                exc.report.stale_cleaned, exc.report.lock_takeover = len(cleaned), lock.stale_holder
+            raise
+        report.stale_cleaned, report.lock_takeover = len(cleaned), lock.stale_holder
+        return report

@@ -7,6 +7,7 @@ import secrets
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from .errors import IndexFormatError
 from .manifest import Manifest, fsync_path, read_manifest
@@ -42,20 +43,59 @@ class IndexStore:
         path.mkdir()
         return path
 
-    def publish(self, stage: Path, keep: int = 5) -> Path:
+    def publish(self, stage: Path, keep: int = 5, before_swap: Callable[[Path], None] | None = None) -> Path:
         """Move a verified stage into place and point ``current`` at it atomically.
 
         The stage must already hold its manifest. Order: rename the stage to its final name, fsync ``builds/``,
         write ``current.tmp`` and ``os.replace`` it over ``current``, fsync the root, then delete all but the
-        newest ``keep`` builds (never the current one).
+        newest ``keep`` builds (never the current one). ``before_swap`` runs between the rename and the swap
+        (crash tests pause there).
         """
         read_manifest(stage, verify_files=False)
         final = self.builds / stage.name.removeprefix(STAGE_PREFIX)
         os.rename(stage, final)
         fsync_path(self.builds)
+        if before_swap is not None:
+            before_swap(final)
         self.point_current(final)
         self.gc(keep)
         return final
+
+    def clean_stale(self) -> list[Path]:
+        """Remove what a killed run left: ``builds/.stage-*`` dirs and ``current.tmp-*`` links.
+
+        Only call this while holding the rebuild lock: a stage directory of a live rebuild looks the same.
+        """
+        removed: list[Path] = []
+        if self.builds.is_dir():
+            for path in self.builds.glob(f"{STAGE_PREFIX}*"):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        for path in self.root.glob("current.tmp-*"):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+    def rollback(self, version: str | None = None) -> Path:
+        """Point ``current`` at ``version`` (default: the newest complete build older than ``current``).
+
+        The target's manifest and checksums are verified first; the swap is the same atomic rename as a publish.
+
+        Raises:
+            IndexFormatError: unknown version, nothing older to roll back to, or a damaged target build.
+        """
+        current = self.current()
+        if version is None:
+            older = [p for p, m in self.versions() if m is not None and current is not None and p.name < current.name]
+            if not older:
+                raise IndexFormatError(f"no complete build older than {current.name if current else 'current'} "
+                                       f"in {self.builds}; `recommender versions` lists them")
+            target = older[-1]
+        else:
+            target = self.resolve(version)
+        read_manifest(target, verify_files=True)
+        self.point_current(target)
+        return target
 
     def point_current(self, build: Path) -> None:
         """Atomically make ``current`` point at ``build`` (relative symlink, replaced by rename)."""

@@ -1,0 +1,99 @@
+"""The files of one build: neighbour precompute, writing + fsync, manifest contents and reload-verification."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .embedder import Embedder
+from .engine import (ARTICLES_FILE, IDS_FILE, NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE, VIEWS_FILE,
+                     Recommender)
+from .index import FaissIndex
+from .manifest import Manifest, describe_files, fsync_path
+
+# Column of articles.parquet holding sha256 of each article's embedded text: the next rebuild diffs against it.
+TEXT_HASH_COLUMN = "text_sha256"
+
+
+def compute_neighbours(index: FaissIndex, vectors: np.ndarray, k: int,
+                       batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows (self removed), in batches.
+
+    Returns:
+        rows (n, k) int32 (-1 padding) and cosine scores (n, k) float32.
+    """
+    n = len(vectors)
+    k = max(min(k, n - 1), 0)
+    rows = np.full((n, k), -1, dtype=np.int32)
+    scores = np.zeros((n, k), dtype=np.float32)
+    if k == 0:
+        return rows, scores
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        found, sims = index.search(vectors[start:stop], k + 1)
+        for offset, (r, s) in enumerate(zip(found, sims)):
+            keep = (r != start + offset) & (r >= 0)
+            r, s = r[keep][:k], s[keep][:k]
+            rows[start + offset, : len(r)] = r
+            scores[start + offset, : len(s)] = s
+    return rows, scores
+
+
+def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, index: FaissIndex,
+                neighbours: tuple[np.ndarray, np.ndarray], events: pd.DataFrame) -> list[str]:
+    """Write a build's data files (everything but the manifest) and fsync them."""
+    articles.to_parquet(directory / ARTICLES_FILE, index=False)
+    np.save(directory / IDS_FILE, articles["id"].to_numpy(dtype=str))
+    np.save(directory / VECTORS_FILE, vectors)
+    np.save(directory / NEIGHBOURS_FILE, neighbours[0])
+    np.save(directory / NEIGHBOUR_SCORES_FILE, neighbours[1])
+    events.to_parquet(directory / VIEWS_FILE, index=False)
+    index.save(directory)
+    names = [ARTICLES_FILE, IDS_FILE, VECTORS_FILE, NEIGHBOURS_FILE, NEIGHBOUR_SCORES_FILE, VIEWS_FILE,
+             FaissIndex.FILENAME]
+    for name in names:
+        fsync_path(directory / name)
+    return names
+
+
+def make_manifest(stage: Path, build_id: str, names: list[str], embedder: Embedder, index: FaissIndex,
+                  neighbour_count: int, source: dict[str, Any], seconds: dict[str, float],
+                  config: dict[str, Any]) -> Manifest:
+    """The manifest of a staged build (per-file sha256 included); written last by the caller."""
+    return Manifest(
+        build_id=build_id, created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        recommender_version=__version__, embedder=embedder.identity.to_dict(),
+        index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
+               "neighbour_count": neighbour_count},
+        source=source, files=describe_files(stage, names),
+        build={"python": platform.python_version(), "faiss": _version("faiss-cpu"),
+               "sentence_transformers": _version("sentence-transformers"), "numpy": np.__version__,
+               "seconds": {k: round(v, 3) for k, v in seconds.items()}, "config": config},
+    )
+
+
+def verify_build(directory: Path, embedder: Embedder) -> Recommender:
+    """Reload a staged build through the normal loader: manifest, every sha256, counts, order and model.
+
+    The self-nearest-neighbour check is the ``self_match`` gate (``gates.py``), run by the pipeline right after.
+
+    Raises:
+        IndexFormatError: checksums, counts or the model identity do not match.
+    """
+    return Recommender.load(directory, embedder=embedder, verify=True)
+
+
+def _version(distribution: str) -> str:
+    # Package metadata, not an import: importing sentence_transformers pulls in torch (seconds).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"

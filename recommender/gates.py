@@ -1,0 +1,129 @@
+"""Quality gates run on a staged build before it may replace ``current``; each says what failed and by how much."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import GateConfig
+from .embedder import Embedder, ModelIdentity
+
+# A metric over a loaded build (a ``Recommender``), higher is better, e.g.
+# ``recommender.evaluation.gate.semeval_gate(data_dir)``: Pearson against SemEval-2022 Task 8 judgements.
+Metric = Callable[[Any], float]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict with the measured value and its threshold."""
+
+    name: str
+    passed: bool
+    value: float
+    threshold: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def count_drop(count: int, current_count: int | None, config: GateConfig) -> GateResult:
+    """The article count must not fall by more than ``max_count_drop`` against ``current``."""
+    if not current_count:
+        return GateResult("count_drop", True, 0.0, config.max_count_drop, f"{count} articles; no current build")
+    drop = (current_count - count) / current_count
+    passed = drop <= config.max_count_drop
+    verdict = "ok" if passed else "FAILED"
+    return GateResult("count_drop", passed, drop, config.max_count_drop,
+                      f"{verdict}: {count} articles vs {current_count} in current ({-drop:+.1%}); the maximum drop "
+                      f"is {config.max_count_drop:.0%}" + ("" if passed else
+                                                         f", exceeded by {drop - config.max_count_drop:.1%}"))
+
+
+def few_related(neighbour_scores: np.ndarray, config: GateConfig) -> GateResult:
+    """At most ``max_few_related_share`` of articles may have fewer than ``min_related`` related articles."""
+    n = len(neighbour_scores)
+    if n == 0:
+        return GateResult("few_related", True, 0.0, config.max_few_related_share, "no articles")
+    related = (np.asarray(neighbour_scores) >= config.min_related_similarity).sum(axis=1)
+    share = float((related < config.min_related).mean())
+    passed = share <= config.max_few_related_share
+    head = "ok" if passed else "FAILED"
+    return GateResult("few_related", passed, share, config.max_few_related_share,
+                      f"{head}: {share:.1%} of articles have fewer than {config.min_related} related at cosine >= "
+                      f"{config.min_related_similarity}; the maximum is {config.max_few_related_share:.0%}"
+                      + ("" if passed else f", exceeded by {share - config.max_few_related_share:.1%}"))
+
+
+def self_match(index: Any, vectors: np.ndarray, config: GateConfig, seed: int = 0) -> GateResult:
+    """Each sampled article must find itself (or an identical vector) as its nearest neighbour."""
+    n = len(vectors)
+    if n == 0:
+        return GateResult("self_match", True, 1.0, config.min_self_match_share, "no articles")
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=min(config.self_check_sample, n), replace=False))
+    queries = np.asarray(vectors[sample], dtype=np.float32)
+    rows, _ = index.search(queries, 2)
+    hits = 0
+    for row, query, found in zip(sample, queries, rows):
+        # An exact duplicate (a wire copy) may tie with the article itself; either is "itself".
+        hits += int(row in found or (found[0] >= 0 and np.allclose(vectors[found[0]], query, atol=1e-6)))
+    share = hits / len(sample)
+    passed = share >= config.min_self_match_share
+    return GateResult("self_match", passed, share, config.min_self_match_share,
+                      f"{'ok' if passed else 'FAILED'}: {hits} of {len(sample)} sampled articles are their own "
+                      f"nearest neighbour ({share:.1%}; minimum {config.min_self_match_share:.0%})"
+                      + ("" if passed else ": the index is broken"))
+
+
+def model_identity(identity: ModelIdentity, current: ModelIdentity | None, embedder: Embedder,
+                   probe_texts: Sequence[str], probe_vectors: np.ndarray, config: GateConfig) -> GateResult:
+    """The model must be the current build's, and vectors reused from the cache/current must be this model's.
+
+    The probe re-embeds a few reused texts and compares: a cache filled by another model or backend (or a
+    damaged one) shows up as a difference larger than ``max_probe_diff``.
+    """
+    problems = []
+    if current is not None and current != identity and not config.allow_model_change:
+        problems.append(f"model {identity.name} (fingerprint {identity.fingerprint[:12]}, {identity.backend}) differs "
+                        f"from current's {current.name} (fingerprint {current.fingerprint[:12]}, {current.backend}); "
+                        f"set gates.allow_model_change for a deliberate full re-embed")
+    diff = 0.0
+    if len(probe_texts):
+        fresh = embedder.encode(list(probe_texts))
+        diff = float(np.abs(fresh - np.asarray(probe_vectors)).max())
+        if diff > config.max_probe_diff:
+            problems.append(f"re-embedding {len(probe_texts)} cached texts differs from their stored vectors by "
+                            f"{diff:.2e} (maximum {config.max_probe_diff:.0e}): the embedding cache was filled by "
+                            f"another model; delete it or point --cache elsewhere")
+    passed = not problems
+    against = "matches current" if current is not None else "(no current build)"
+    message = (f"ok: model {identity.name} {against}; {len(probe_texts)} reused vectors re-embedded within "
+               f"{diff:.1e}") if passed else "FAILED: " + "; ".join(problems)
+    return GateResult("model_identity", passed, diff, config.max_probe_diff, message)
+
+
+def metric_drop(metric: Metric, name: str, staged: Any, current: Any | None, config: GateConfig) -> GateResult:
+    """An evaluation metric on the staged build must not fall by more than ``max_metric_drop`` against current.
+
+    ``staged`` and ``current`` are loaded builds (``Recommender``), the metric's argument.
+    """
+    new = float(metric(staged))
+    if current is None:
+        return GateResult(f"metric:{name}", True, new, config.max_metric_drop, f"{name} = {new:.4f}; no current build")
+    old = float(metric(current))
+    drop = old - new
+    passed = drop <= config.max_metric_drop
+    return GateResult(f"metric:{name}", passed, drop, config.max_metric_drop,
+                      f"{'ok' if passed else 'FAILED'}: {name} {new:.4f} vs {old:.4f} in current (drop {drop:+.4f}; "
+                      f"maximum {config.max_metric_drop})"
+                      + ("" if passed else f", exceeded by {drop - config.max_metric_drop:.4f}"))
+
+
+def summarise(results: Sequence[GateResult]) -> str:
+    """One message naming every failed gate (for ``GateFailedError``)."""
+    failed = [r for r in results if not r.passed]
+    return ("quality gate(s) failed, nothing published: " + " | ".join(f"{r.name}: {r.message}" for r in failed)
+            if failed else "all gates passed")
