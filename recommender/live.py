@@ -1,0 +1,262 @@
+"""LiveRecommender: one loaded build plus the live delta (upserts, takedowns) and live popularity.
+
+Indexed articles' related lists come from ``fastpath.NeighbourRanker`` (a cached table read and a re-blend);
+everything else (delta articles, more-like-this, a delta article close enough to join a neighbour list, lists
+the neighbours cannot fill) goes through ``ranking.rank`` over a small table of the candidates gathered from
+the FAISS index and from a brute-force scan of the delta. Taken-down ids and main rows replaced by a live edit
+are hidden everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import popularity
+from .delta import DeltaSnapshot, DeltaStore
+from .engine import Recommender, check_k, epoch_hours
+from .errors import InvalidQueryError, UnknownArticleError
+from .fastpath import NeighbourRanker
+from .ranking import ArticleTable, Filters, Recommendation, rank
+
+
+@dataclass(frozen=True)
+class LivePopularity:
+    """Trending and freshness at one time for the build's rows and the delta's, normalised together."""
+
+    now: datetime
+    now_hours: float
+    trending: np.ndarray
+    freshness: np.ndarray
+    delta_trending: np.ndarray
+    delta_freshness: np.ndarray
+    decayed: pd.Series  # decayed views per id in the default window (for ``popular``)
+    delta_seq: int
+
+
+class LiveRecommender:
+    """Related / more-like-this / popular over ``engine`` with the delta of ``store`` applied."""
+
+    def __init__(self, engine: Recommender, store: DeltaStore, cache_size: int = 20_000) -> None:
+        self.engine = engine
+        self.store = store
+        self.config = engine.ranking
+        self._id_index = pd.Index(engine.table.ids)
+        self.fast = None
+        if engine.neighbours is not None and (self.config.mmr_lambda is None or self.config.mmr_lambda >= 1.0):
+            self.fast = NeighbourRanker(engine.table, engine.neighbours, engine.neighbour_scores, self.config,
+                                        cache_size)
+        self._hidden_seq = -1
+        self._hidden = np.zeros(len(engine), dtype=bool)
+        self._popularity: LivePopularity | None = None
+        # Related lists of the current popularity snapshot and delta: a page read by many readers at once is
+        # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
+        self._results: dict[tuple, tuple[LivePopularity, int, list[Recommendation]]] = {}
+        self.result_cache_size = cache_size
+
+    @property
+    def delta(self) -> DeltaSnapshot:
+        """The delta as last synced."""
+        return self.store.snapshot
+
+    def hidden(self) -> np.ndarray:
+        """(n,) bool: build rows taken down or replaced by a live edit."""
+        snapshot = self.delta
+        if snapshot.seq != self._hidden_seq:
+            hidden = np.zeros(len(self.engine), dtype=bool)
+            for article_id in [*snapshot.deleted, *snapshot.row_of]:
+                row = self.engine.row_of.get(article_id)
+                if row is not None:
+                    hidden[row] = True
+            self._hidden, self._hidden_seq = hidden, snapshot.seq
+        return self._hidden
+
+    def contains(self, article_id: str) -> bool:
+        """Whether an id is listed (in the delta, or in the build and not hidden)."""
+        if article_id in self.delta.row_of:
+            return True
+        row = self.engine.row_of.get(article_id)
+        return row is not None and not self.hidden()[row]
+
+    def refresh_popularity(self, now: datetime | None = None) -> LivePopularity:
+        """Recompute trending (build events + live counters) and freshness for the build and the delta."""
+        now = now or datetime.now(timezone.utc)
+        engine, snapshot = self.engine, self.delta
+        config = engine.popularity_config
+        decayed = engine.decayed_views(now)
+        raw = np.zeros(len(engine) + len(snapshot), dtype=np.float64)
+        if len(decayed):
+            values = decayed.to_numpy(dtype=np.float64)
+            main = self._id_index.get_indexer(decayed.index)
+            raw[main[main >= 0]] = values[main >= 0]
+            for article_id, value in zip(decayed.index[main < 0], values[main < 0]):
+                position = snapshot.row_of.get(article_id)
+                if position is not None:
+                    raw[len(engine) + position] = value
+        trending = popularity.normalise_log(raw)
+        now_hours = float(epoch_hours(now))
+        fresh = popularity.freshness(engine.articles["published_at"], now, config.freshness_half_life_hours)
+        delta_fresh = popularity.decay(now_hours - snapshot.table.published_hours, config.freshness_half_life_hours)
+        result = LivePopularity(now, now_hours, trending[: len(engine)], fresh, trending[len(engine):],
+                                delta_fresh, decayed, snapshot.seq)
+        self._popularity = result
+        return result
+
+    def popularity(self, now: datetime | None = None) -> LivePopularity:
+        """The last refreshed popularity; recomputed when the delta changed, or at ``now`` when one is given."""
+        cached = self._popularity
+        if cached is None or cached.delta_seq != self.delta.seq or (now is not None and cached.now != now):
+            return self.refresh_popularity(now)
+        return cached
+
+    # ------------------------------------------------------------------ queries
+
+    def _vector(self, article_id: str) -> tuple[np.ndarray, str]:
+        snapshot = self.delta
+        position = snapshot.row_of.get(article_id)
+        if position is not None:
+            return snapshot.table.vectors[position], str(snapshot.table.titles[position])
+        row = self.engine.row_of.get(article_id)
+        if row is None or self.hidden()[row]:
+            raise UnknownArticleError(article_id)
+        return np.asarray(self.engine.table.vectors[row]), str(self.engine.table.titles[row])
+
+    def related(self, article_id: str, k: int = 10, section: str | None = None,
+                max_age_hours: float | None = None, now: datetime | None = None) -> list[Recommendation]:
+        """Articles related to one article (indexed or live); see ``Recommender.related``."""
+        check_k(k)
+        pop = self.popularity(now)
+        snapshot = self.delta
+        key = (article_id, k, section, max_age_hours)
+        cached = self._results.get(key)
+        if cached is not None and cached[0] is pop and cached[1] == snapshot.seq:
+            return cached[2]
+        results = self._related(article_id, k, section, max_age_hours, pop, snapshot)
+        if len(self._results) >= self.result_cache_size:
+            self._results.clear()
+        self._results[key] = (pop, snapshot.seq, results)
+        return results
+
+    def _related(self, article_id: str, k: int, section: str | None, max_age_hours: float | None,
+                 pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
+        row = self.engine.row_of.get(article_id)
+        if row is None or article_id in snapshot.row_of or self.fast is None:
+            vector, title = self._vector(article_id)
+            return self._ranked(vector, k, section, max_age_hours, {article_id}, [(vector, title)], pop)
+        hidden = self.hidden()
+        if hidden[row]:
+            raise UnknownArticleError(article_id)
+        vector = np.asarray(self.engine.table.vectors[row])
+        entry = self.fast.entry(row)
+        delta_close = len(snapshot) and float((snapshot.table.vectors @ vector).max()) >= entry.min_similarity
+        if not delta_close:
+            results = self.fast.related(row, k, pop.trending, pop.freshness, pop.now_hours, hidden, section,
+                                        max_age_hours)
+            if results is not None:
+                return results
+        first = (np.asarray(self.engine.neighbours[row], dtype=np.int64),
+                 np.asarray(self.engine.neighbour_scores[row], dtype=np.float32)) if not delta_close else None
+        return self._ranked(vector, k, section, max_age_hours, {article_id},
+                            [(vector, str(self.engine.table.titles[row]))], pop, first)
+
+    def more_like_this(self, ids: Sequence[str] = (), text_vector: np.ndarray | None = None,
+                       negative_ids: Sequence[str] = (), exclude_ids: Sequence[str] = (), k: int = 10,
+                       section: str | None = None, max_age_hours: float | None = None,
+                       now: datetime | None = None) -> list[Recommendation]:
+        """Like ``Recommender.more_like_this`` over build + delta; ``text_vector`` is the embedded free text."""
+        check_k(k)
+        if not ids and text_vector is None:
+            raise InvalidQueryError("more_like_this needs at least one article id or a non-empty text")
+        positives = [self._vector(i) for i in ids]
+        negatives = [self._vector(i)[0] for i in negative_ids]
+        vectors = [v for v, _ in positives] + ([text_vector] if text_vector is not None else [])
+        query = np.mean(vectors, axis=0)
+        if negatives:
+            query = query + self.config.negative_weight * (query - np.mean(negatives, axis=0))
+        query = (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
+        excluded = {*ids, *negative_ids, *exclude_ids}
+        return self._ranked(query, k, section, max_age_hours, excluded, positives, self.popularity(now))
+
+    def _ranked(self, query: np.ndarray, k: int, section: str | None, max_age_hours: float | None,
+                excluded: set[str], anchors: list[tuple[np.ndarray, str]], pop: LivePopularity,
+                first: tuple[np.ndarray, np.ndarray] | None = None) -> list[Recommendation]:
+        engine, snapshot, hidden = self.engine, self.delta, self.hidden()
+        total = len(engine) + len(snapshot)
+        count = len(first[0]) if first is not None else self.config.candidate_count
+        while True:
+            if first is None:
+                rows, sims = engine.index.search(query[None, :], min(count + int(hidden.sum()), len(engine)))
+                rows, sims = rows[0], sims[0]
+            else:
+                rows, sims = first
+            keep = rows >= 0
+            keep[keep] = ~hidden[rows[keep]]
+            rows, sims = rows[keep], sims[keep]
+            order = np.argsort(rows, kind="stable")
+            rows, sims = rows[order], sims[order]
+            delta_sims = snapshot.table.vectors @ query
+            delta_rows = np.argsort(-delta_sims, kind="stable")[:count]
+            table = _candidate_table(engine.table, rows, snapshot.table, delta_rows, anchors)
+            n = len(rows) + len(delta_rows)
+            trending = np.concatenate([pop.trending[rows], pop.delta_trending[delta_rows], np.zeros(len(anchors))])
+            fresh = np.concatenate([pop.freshness[rows], pop.delta_freshness[delta_rows], np.zeros(len(anchors))])
+            excluded_rows = frozenset(i for i in range(n) if table.ids[i] in excluded) | frozenset(
+                range(n, n + len(anchors)))
+            results = rank(table, np.arange(n), np.concatenate([sims, delta_sims[delta_rows]]), k, self.config,
+                           Filters(excluded_rows, section, max_age_hours), pop.now_hours, trending, fresh,
+                           list(range(n, n + len(anchors))))
+            if len(results) >= k or count >= total:
+                return results
+            count, first = max(count * 4, self.config.candidate_count), None
+
+    def popular(self, k: int = 10, section: str | None = None, window_hours: float | None = None,
+                now: datetime | None = None) -> list[Recommendation]:
+        """Most-read listed articles (build and delta) by decayed live + build views; see ``Recommender.popular``."""
+        check_k(k)
+        pop = self.popularity(now)
+        window = self.engine.popularity_config.window_hours if window_hours is None else window_hours
+        if window <= 0:
+            raise InvalidQueryError(f"window_hours must be positive, got {window}")
+        decayed = pop.decayed if window_hours is None else self.engine.decayed_views(pop.now, window)
+        snapshot, hidden, table = self.delta, self.hidden(), self.engine.table
+        results: list[tuple[float, float, str, ArticleTable, int]] = []
+        main = self._id_index.get_indexer(decayed.index) if len(decayed) else np.zeros(0, dtype=np.int64)
+        for article_id, views, row in zip(decayed.index, decayed.to_numpy(dtype=np.float64), main):
+            if views <= 0 or article_id in snapshot.deleted:
+                continue
+            position = snapshot.row_of.get(article_id)
+            if position is not None:
+                results.append((views, float(pop.delta_freshness[position]), article_id, snapshot.table, position))
+            elif row >= 0 and not hidden[row]:
+                results.append((views, float(pop.freshness[row]), article_id, table, int(row)))
+        if section is not None:
+            results = [r for r in results if r[3].sections[r[4]] == section]
+        results.sort(key=lambda r: (-r[0], -r[1]))
+        normalised = popularity.normalise_log(np.array([r[0] for r in results], dtype=np.float64))
+        return [Recommendation(
+            article_id=article_id, title=str(source.titles[row]), score=float(normalised[i]), similarity=0.0,
+            trending=float(normalised[i]), freshness=fresh, section=str(source.sections[row]),
+            url=str(source.urls[row]), published_at=source.published_iso(row),
+            reasons=(f"{views:.0f} decayed views in the last {window:g} h",),
+        ) for i, (views, fresh, article_id, source, row) in enumerate(results[:k])]
+
+
+def _candidate_table(main: ArticleTable, rows: np.ndarray, delta: ArticleTable, delta_rows: np.ndarray,
+                     anchors: list[tuple[np.ndarray, str]]) -> ArticleTable:
+    """A small table of the candidates (build rows, then delta rows, then the anchors) for ``rank``."""
+    def join(name: str, anchor_values: list) -> np.ndarray:
+        return np.concatenate([getattr(main, name)[rows], getattr(delta, name)[delta_rows],
+                               np.array(anchor_values, dtype=getattr(main, name).dtype)])
+
+    dims = main.vectors.shape[1]
+    anchor_vectors = np.array([v for v, _ in anchors], dtype=np.float32).reshape(len(anchors), dims)
+    return ArticleTable(
+        ids=join("ids", [""] * len(anchors)), titles=join("titles", [t for _, t in anchors]),
+        sections=join("sections", [""] * len(anchors)), urls=join("urls", [""] * len(anchors)),
+        published_hours=join("published_hours", [np.nan] * len(anchors)),
+        vectors=np.concatenate([np.asarray(main.vectors[rows], dtype=np.float32),
+                                np.asarray(delta.vectors[delta_rows], dtype=np.float32), anchor_vectors]))

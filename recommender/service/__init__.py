@@ -1,0 +1,1 @@
+"""HTTP lookup service (FastAPI): create_app in app.py."""

@@ -1,0 +1,63 @@
+"""The FastAPI app: ``create_app(settings)`` loads the index in the lifespan and wires routes, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from ..embedder import Embedder
+from .background import background_tasks
+from .errors import install_error_handlers
+from .limits import BodyLimitMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .routes import router
+from .settings import ServiceSettings
+from .state import ServiceState
+
+
+def create_app(settings: ServiceSettings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: service settings; None reads ``RECOMMENDER_*`` environment variables.
+        embedder: the query-time embedder (tests share one); None loads the build's model.
+    """
+    settings = settings or ServiceSettings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import faiss
+
+        # One OpenMP thread per worker: single queries are faster and workers do not fight over cores.
+        faiss.omp_set_num_threads(settings.faiss_threads)
+        state = await asyncio.to_thread(ServiceState, settings, metrics, embedder)
+        if settings.warm_model and embedder is None:
+            await asyncio.to_thread(state.embedder.encode, ["warm up"])
+        app.state.service = state
+        tasks = [asyncio.create_task(loop()) for loop in background_tasks(state)]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            state.close()
+
+    app = FastAPI(title="recommender", version=__version__, lifespan=lifespan,
+                  description="Related, more-like-this and popular articles for news sites, with live updates.")
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,42 @@
+"""Background loops of a service process: hot reload of ``current``, delta sync, popularity refresh.
+
+Each loop sleeps in the event loop and does its work in a worker thread, so loading a new build (seconds
+for a large one) or reading counters never blocks a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+import anyio
+
+from .state import ServiceState
+
+log = logging.getLogger("recommender.service")
+
+
+async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await anyio.to_thread.run_sync(work)
+        except Exception:  # noqa: BLE001 - a failed round is logged and retried next round
+            log.exception("background %s failed; retrying in %.1fs", name, seconds)
+
+
+def _refresh_popularity(state: ServiceState) -> None:
+    state.served.live.refresh_popularity()
+
+
+def background_tasks(state: ServiceState) -> list[Callable[[], Awaitable[None]]]:
+    """The loops to run for the app's lifetime, as configured."""
+    settings = state.settings
+    loops = [lambda: _every(settings.delta_poll_seconds, state.delta.sync, "delta sync")]
+    if settings.reload_poll_seconds > 0 and state.pointer is not None:
+        loops.append(lambda: _every(settings.reload_poll_seconds, state.check_reload, "reload"))
+    if settings.popularity_refresh_seconds > 0:
+        loops.append(lambda: _every(settings.popularity_refresh_seconds, lambda: _refresh_popularity(state),
+                                    "popularity refresh"))
+    return loops

@@ -1,0 +1,198 @@
+"""HTTP routes: thin; each parses input, calls the live recommender or a store, and renders JSON.
+
+Lookups that only read tables are ``async def`` (they take microseconds); anything that embeds text or writes
+to a store is a plain ``def``, which FastAPI runs in its thread pool so the event loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Sequence
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..ranking import Recommendation
+from .counters import CountedEvent
+from .errors import ApiError, unauthorized
+from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, ListResponse, MoreLikeThisRequest,
+                      Ready, UpsertRequest, UpsertResponse)
+from .state import ServiceState
+from .writes import upsert_articles
+
+router = APIRouter()
+bearer = HTTPBearer(auto_error=False, description="The write token from the service configuration.")
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
+K = Query(10, ge=1, le=100, description="List length.")
+SECTION = Query(None, max_length=200, description="Only this section.")
+EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
+
+
+def get_state(request: Request) -> ServiceState:
+    """The process's service state (set by the lifespan)."""
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_writer(request: Request,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    """Refuse a write without the configured bearer token (401)."""
+    token = request.app.state.settings.write_token
+    if token is None:
+        raise unauthorized("writes are disabled: the service has no write token (set RECOMMENDER_WRITE_TOKEN)")
+    if credentials is None:
+        raise unauthorized("this endpoint needs 'Authorization: Bearer <write token>'")
+    if not hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
+        raise unauthorized("the bearer token is not the configured write token")
+
+
+Writer = Depends(require_writer)
+
+
+def render(build_id: str, results: Sequence[Recommendation], explain: bool,
+           cache: dict[tuple[int, bool], tuple[Sequence[Recommendation], bytes]] | None = None) -> Response:
+    """A list response, serialised directly (the hot path skips response-model validation).
+
+    With ``cache``, a result list object already rendered (the live recommender reuses lists until its next
+    popularity refresh) is sent as the same bytes again.
+    """
+    if cache is not None:
+        hit = cache.get((id(results), explain))
+        if hit is not None and hit[0] is results:
+            return Response(hit[1], media_type="application/json")
+    items = []
+    for result in results:
+        item = result.to_dict()
+        if not explain:
+            del item["components"], item["duplicates"], item["reasons"]
+        items.append(item)
+    body = orjson.dumps({"build_id": build_id, "items": items})
+    if cache is not None:
+        if len(cache) >= 10_000:
+            cache.clear()
+        cache[(id(results), explain)] = (results, body)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """Alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Ready, tags=["ops"])
+async def readyz(state: State) -> Ready:
+    """The loaded index: version, article count, model; and a refused newer version, if any."""
+    served, engine = state.served, state.served.live.engine
+    refused = state.refused
+    return Ready(ready=True, build_id=engine.manifest.build_id, articles=len(engine),
+                 model=engine.manifest.model.name, created_at=engine.manifest.created_at,
+                 loaded_at=served.loaded_at.isoformat(), delta_articles=len(state.delta.snapshot),
+                 taken_down=len(state.delta.snapshot.deleted),
+                 refused_build=refused[0].name if refused else None, refused_reason=refused[1] if refused else None)
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+async def metrics(state: State) -> Response:
+    """Prometheus metrics of this process."""
+    state.update_gauges()
+    return Response(state.metrics.export(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/v1/articles/{article_id}/related", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+async def related(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], k: int = K,
+                  section: str | None = SECTION,
+                  max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
+                  explain: bool = EXPLAIN) -> Response:
+    """Articles related to one article: precomputed neighbours re-blended with live popularity."""
+    live = state.served.live
+    results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours)
+    return render(live.engine.manifest.build_id, results, explain, state.rendered)
+
+
+@router.post("/v1/more-like-this", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
+    """Articles like several examples and/or free text, unlike the negative examples."""
+    text = (body.text or "").strip()
+    if len(text) > state.settings.max_text_chars:
+        raise ApiError(413, "payload_too_large", f"text has {len(text)} characters; the limit is "
+                       f"{state.settings.max_text_chars}: send the headline and lead only")
+    live = state.served.live
+    text_vector = None
+    if text:
+        with state.embed_lock:
+            text_vector = state.embedder.encode([text])[0]
+    results = live.more_like_this(ids=body.ids, text_vector=text_vector, negative_ids=body.negative_ids,
+                                  exclude_ids=body.exclude_ids, k=body.k, section=body.section,
+                                  max_age_hours=body.max_age_hours)
+    return render(live.engine.manifest.build_id, results, body.explain)
+
+
+@router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+async def popular(state: State, k: int = K, section: str | None = SECTION,
+                  window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
+                  explain: bool = EXPLAIN) -> Response:
+    """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
+    live = state.served.live
+    return render(live.engine.manifest.build_id, live.popular(k=k, section=section, window_hours=window_hours),
+                  explain)
+
+
+@router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],
+             dependencies=[Writer])
+def upsert(state: State, body: UpsertRequest) -> UpsertResponse:
+    """New or edited articles: embedded now and searchable at once (merged at the next rebuild)."""
+    if len(body.articles) > state.settings.max_articles_per_batch:
+        raise ApiError(413, "payload_too_large", f"{len(body.articles)} articles in one batch; the limit is "
+                       f"{state.settings.max_articles_per_batch}: split the batch")
+    ids = upsert_articles(state, body.articles)
+    return UpsertResponse(upserted=ids, delta_size=len(state.delta.snapshot))
+
+
+@router.delete("/v1/articles/{article_id}", response_model=DeleteResponse, responses=ERRORS, tags=["writes"],
+               dependencies=[Writer])
+def take_down(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)]) -> DeleteResponse:
+    """Take an article out of every list at once."""
+    from ..errors import UnknownArticleError
+
+    if not state.served.live.contains(article_id):
+        raise UnknownArticleError(article_id)
+    state.delta.delete(article_id)
+    return DeleteResponse(deleted=article_id, delta_size=len(state.delta.snapshot))
+
+
+@router.post("/v1/events", response_model=EventsResponse, responses=ERRORS, tags=["writes"], dependencies=[Writer])
+def events(state: State, body: EventsRequest) -> EventsResponse:
+    """Page views and widget clicks; they reach ``popular`` and the blend within a refresh interval."""
+    settings = state.settings
+    if len(body.events) > settings.max_events_per_batch:
+        raise ApiError(413, "payload_too_large", f"{len(body.events)} events in one batch; the limit is "
+                       f"{settings.max_events_per_batch}: split the batch")
+    now = datetime.now(timezone.utc)
+    latest = now + timedelta(seconds=settings.max_future_event_seconds)
+    earliest = now - timedelta(hours=settings.view_retention_hours)
+    counted = []
+    for n, event in enumerate(body.events):
+        when = event.timestamp or now
+        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+        if not earliest <= when <= latest:
+            state.metrics.event_batches_rejected.inc()
+            raise ApiError(422, "invalid_events", f"events[{n}].timestamp {when.isoformat()} is outside "
+                           f"[{earliest.isoformat()}, {latest.isoformat()}] (views older than the "
+                           f"{settings.view_retention_hours:g} h retention, or in the future); nothing was counted")
+        counted.append(CountedEvent(event.article_id, when, event.count, event.type))
+    state.counter.add(counted)
+    for kind in ("view", "click"):
+        total = sum(1 for e in counted if e.kind == kind)
+        if total:
+            state.metrics.events.labels(kind).inc(total)
+    if settings.popularity_refresh_seconds == 0:
+        state.served.live.refresh_popularity()
+    live = state.served.live
+    unknown = sorted({e.article_id for e in counted if not live.contains(e.article_id)})
+    return EventsResponse(accepted=len(counted), unknown_ids=unknown)

@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (pydantic); these are what the OpenAPI document shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ArticleId = Field(min_length=1, max_length=200)
+
+
+class Components(BaseModel):
+    """The parts of a result's score."""
+
+    similarity: float
+    trending: float
+    freshness: float
+
+
+class Item(BaseModel):
+    """One recommended article. ``components``, ``duplicates`` and ``reasons`` only with ``explain=true``."""
+
+    article_id: str
+    title: str
+    section: str
+    url: str
+    published_at: str | None
+    score: float
+    components: Components | None = None
+    duplicates: list[str] | None = None
+    reasons: list[str] | None = None
+
+
+class ListResponse(BaseModel):
+    """A list of recommendations and the index version that produced it."""
+
+    build_id: str
+    items: list[Item]
+
+
+class MoreLikeThisRequest(BaseModel):
+    """Articles like these examples and/or this text, unlike the negative examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(default_factory=list, max_length=50)
+    text: str | None = None
+    negative_ids: list[str] = Field(default_factory=list, max_length=50)
+    exclude_ids: list[str] = Field(default_factory=list, max_length=500)
+    k: int = Field(default=10, ge=1, le=100)
+    section: str | None = Field(default=None, max_length=200)
+    max_age_hours: float | None = Field(default=None, gt=0, le=1e6)
+    explain: bool = False
+
+
+class ArticleIn(BaseModel):
+    """A new or edited article (the catalogue schema; ``published_at`` ISO 8601)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ArticleId
+    title: str = Field(min_length=1, max_length=1_000)
+    abstract: str = ""
+    body: str = ""
+    url: str = ""
+    section: str = ""
+    published_at: datetime | None = None
+    language: str = ""
+    tags: list[str] = Field(default_factory=list, max_length=100)
+
+
+class UpsertRequest(BaseModel):
+    """A batch of articles to make searchable now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    articles: list[ArticleIn] = Field(min_length=1)
+
+
+class UpsertResponse(BaseModel):
+    """What the upsert did."""
+
+    upserted: list[str]
+    delta_size: int
+
+
+class DeleteResponse(BaseModel):
+    """A takedown."""
+
+    deleted: str
+    delta_size: int
+
+
+class Event(BaseModel):
+    """``count`` page views (or widget clicks) of an article; ``timestamp`` defaults to now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    article_id: str = ArticleId
+    type: Literal["view", "click"] = "view"
+    timestamp: datetime | None = None
+    count: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class EventsRequest(BaseModel):
+    """A batch of events, applied whole or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1)
+
+
+class EventsResponse(BaseModel):
+    """What the batch added."""
+
+    accepted: int
+    unknown_ids: list[str]
+
+
+class Ready(BaseModel):
+    """The loaded index, and the last reload attempt that was refused (if any)."""
+
+    ready: bool
+    build_id: str
+    articles: int
+    model: str
+    created_at: str
+    loaded_at: str
+    delta_articles: int
+    taken_down: int
+    refused_build: str | None = None
+    refused_reason: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a code, a message naming the offending value and the fix, and details where useful."""
+
+    code: str
+    message: str
+    article_id: str | None = None
+    details: list[dict] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The error envelope."""
+
+    error: ErrorBody

@@ -1,0 +1,47 @@
+"""Service settings (pydantic-settings): from ``RECOMMENDER_*`` environment variables, the CLI or a test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the lookup service reads; built inside ``create_app`` so tests pass their own.
+
+    Attributes:
+        index: the ``current`` pointer of an indexes root (watched for hot reload), the root itself, or a
+            build directory (served as it is, never reloaded).
+        views: view counter store: ``sqlite`` (``views.sqlite`` next to the index), ``sqlite:///path`` or
+            ``redis://host:6379/0`` (shared by replicas).
+        write_token: bearer token required by ``POST/DELETE /v1/articles`` and ``POST /v1/events``; unset
+            disables writes (401).
+        cors_origins: origins allowed to call the API from a browser (the widget's site).
+        delta_path: the live delta's SQLite file (default ``live-delta.sqlite`` in the indexes root).
+        reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
+        delta_poll_seconds: how often a worker picks up delta changes made by other workers.
+        popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore")
+
+    index: Path = Path("indexes/current")
+    views: str = "sqlite"
+    write_token: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    delta_path: Path | None = None
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    max_text_chars: int = Field(default=5_000, ge=1)
+    max_events_per_batch: int = Field(default=1_000, ge=1)
+    max_articles_per_batch: int = Field(default=100, ge=1)
+    reload_poll_seconds: float = Field(default=2.0, ge=0)
+    delta_poll_seconds: float = Field(default=0.25, gt=0)
+    popularity_refresh_seconds: float = Field(default=1.0, ge=0)
+    view_bucket_seconds: int = Field(default=600, ge=1)
+    view_retention_hours: float = Field(default=72.0, gt=0)
+    max_future_event_seconds: float = Field(default=300.0, ge=0)
+    candidate_cache_size: int = Field(default=20_000, ge=0)
+    faiss_threads: int = Field(default=1, ge=1)
+    warm_model: bool = True

@@ -1,0 +1,132 @@
+"""What one service process holds: the served build (+ live delta), the counters, the embedder; load and swap."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..config import BuildConfig
+from ..delta import DeltaStore
+from ..embedder import Embedder, SentenceTransformerEmbedder
+from ..live import LiveRecommender
+from ..manifest import read_manifest
+from ..buildfiles import verify_build
+from ..errors import IndexFormatError
+from ..gates import self_match
+from ..store import resolve_build_dir
+from .counters import ViewCounter, open_counter
+from .metrics import Metrics
+from .settings import ServiceSettings
+
+log = logging.getLogger("recommender.service")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded build with the live layer on top; requests take a reference and finish on it."""
+
+    live: LiveRecommender
+    path: Path
+    loaded_at: datetime
+
+
+def locate(index: Path) -> tuple[Path | None, Path]:
+    """(the ``current`` pointer to watch or None, the indexes root where the counters and delta live)."""
+    if index.is_symlink():
+        return index, index.parent
+    if (index / "current").is_symlink() or (index / "current").is_dir():
+        return index / "current", index
+    return None, index.parent
+
+
+class ServiceState:
+    """The served build, the live delta, the view counters and the query embedder of one process."""
+
+    def __init__(self, settings: ServiceSettings, metrics: Metrics, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pointer, self.root = locate(settings.index)
+        first = resolve_build_dir(settings.index)
+        manifest = read_manifest(first, verify_files=False)
+        if embedder is None:
+            config = BuildConfig.from_dict(manifest.build.get("config", {})).embedder
+            embedder = SentenceTransformerEmbedder(config)
+        self.embedder = embedder
+        self.embed_lock = threading.Lock()
+        self.counter: ViewCounter = open_counter(settings.views, self.root, settings.view_bucket_seconds,
+                                                 settings.view_retention_hours)
+        self.delta = DeltaStore(settings.delta_path or self.root / "live-delta.sqlite", manifest.index["dims"])
+        self.refused: tuple[Path, str] | None = None
+        self.rendered: dict = {}  # related responses already serialised (see routes.render)
+        self.served: Served = self.load(first)
+        self._publish_metrics()
+
+    def load(self, path: Path) -> Served:
+        """Load and verify a build (checksums, counts, model, self-neighbours) with the live layer on top."""
+        engine = verify_build(path, self.embedder)
+        check = self_match(engine.index, engine.table.vectors, engine.config.gates)
+        if not check.passed:
+            raise IndexFormatError(f"{path.name}: {check.message}")
+        engine.use_views(self.counter)
+        live = LiveRecommender(engine, self.delta, self.settings.candidate_cache_size)
+        stale = [a for a in self.delta.snapshot.row_of if a in engine.row_of]
+        stale += [a for a in self.delta.snapshot.deleted if a not in engine.row_of]
+        if stale:
+            # The new build holds these articles (or no longer holds the taken-down ones): the delta lets go.
+            self.delta.drop(stale)
+        live.refresh_popularity()
+        return Served(live, path, datetime.now(timezone.utc))
+
+    def check_reload(self) -> bool:
+        """Load a newly published ``current`` in this (background) thread and swap it in; True when swapped.
+
+        A version that fails to load or verify is refused: the old one keeps serving and the refusal is
+        reported by ``/readyz`` and ``/metrics`` until a newer version is published.
+        """
+        if self.pointer is None:
+            return False
+        try:
+            target = self.pointer.resolve(strict=True)
+        except OSError:
+            return False
+        if target == self.served.path or (self.refused is not None and self.refused[0] == target):
+            return False
+        started = time.perf_counter()
+        try:
+            served = self.load(target)
+        except Exception as exc:  # noqa: BLE001 - any failure means: refuse it, keep serving the old one
+            self.refused = (target, f"{type(exc).__name__}: {exc}")
+            self.metrics.reloads.labels("refused").inc()
+            self.metrics.reload_refused.clear()
+            self.metrics.reload_refused.labels(target.name).set(1)
+            log.error("refused new index version %s: %s", target, exc)
+            return False
+        self.served, self.refused = served, None
+        self.metrics.reloads.labels("loaded").inc()
+        self.metrics.reload_refused.clear()
+        self._publish_metrics()
+        log.info("now serving %s (loaded in %.2fs)", target.name, time.perf_counter() - started)
+        return True
+
+    def _publish_metrics(self) -> None:
+        engine = self.served.live.engine
+        self.metrics.index_info.clear()
+        self.metrics.index_info.labels(engine.manifest.build_id, engine.manifest.model.name).set(1)
+        self.metrics.index_articles.set(len(engine))
+
+    def update_gauges(self) -> None:
+        """Gauges computed at scrape time: index age, delta size."""
+        engine = self.served.live.engine
+        created = datetime.fromisoformat(engine.manifest.created_at.replace("Z", "+00:00"))
+        self.metrics.index_age.set((datetime.now(timezone.utc) - created).total_seconds())
+        self.metrics.delta_articles.set(len(self.delta.snapshot))
+        self.metrics.taken_down.set(len(self.delta.snapshot.deleted))
+
+    def close(self) -> None:
+        """Close the stores."""
+        self.counter.close()
+        self.delta.close()
