@@ -1,0 +1,80 @@
+"""`recommender rebuild / versions / rollback / gc`: exit codes, JSON log lines, atomic rollback, clean-up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recommender.cli import app, demo_files
+from recommender.pipeline import rebuild
+from recommender.runlog import EXIT_GATE_FAILED, EXIT_INVALID_INPUT, EXIT_PUBLISHED
+from recommender.store import IndexStore
+
+pytestmark = pytest.mark.slow
+
+
+def _rebuild(*args: str):
+    articles, views = demo_files()
+    return CliRunner().invoke(app, ["rebuild", "--articles", str(articles), "--views", str(views), *args])
+
+
+def test_rebuild_exit_codes_and_structured_log(tmp_path, cache_path):
+    """0 publishes with JSON stage lines and a summary; bad input exits 2; a failed gate exits 3; dry run publishes nothing."""
+    root = tmp_path / "idx"
+    ok = _rebuild("--indexes", str(root), "--cache", str(cache_path))
+    assert ok.exit_code == EXIT_PUBLISHED, ok.output
+    assert ok.stdout.strip().splitlines()[-1].startswith("published ")
+    events = [json.loads(line) for line in ok.stderr.splitlines()]  # stderr is not a terminal: JSON only
+    assert [e["stage"] for e in events if e["event"] == "stage"] == [
+        "read", "embed", "index", "neighbours", "write", "verify", "gates", "publish"]
+    final = events[-1]
+    assert final["event"] == "rebuild" and final["published"] and final["new"] == final["articles"] == 165
+    assert {g["name"] for g in final["gates"]} == {"self_match", "count_drop", "few_related", "model_identity"}
+
+    missing = CliRunner().invoke(app, ["rebuild", "--articles", str(tmp_path / "nope.csv"), "--indexes", str(root)])
+    assert missing.exit_code == EXIT_INVALID_INPUT and "nope.csv does not exist" in missing.stderr
+
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[gates]\nmin_related_similarity = 0.99\n")
+    gated = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--config", str(strict))
+    assert gated.exit_code == EXIT_GATE_FAILED, gated.output
+    assert gated.stdout.startswith("NOT published (gate failed)")
+    error = json.loads(gated.stderr.splitlines()[-1])
+    assert error["kind"] == "gate_failed" and "few_related: FAILED" in error["message"]
+
+    dry = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--dry-run")
+    assert dry.exit_code == EXIT_PUBLISHED and dry.stdout.startswith("not published (dry run)")
+    assert len(IndexStore(root).versions()) == 1
+
+
+def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
+    """versions lists builds with * on current; rollback moves current (verified first); gc keeps current."""
+    root = tmp_path / "idx"
+    builds = [rebuild(demo_files()[0], root, embedder=embedder, cache_path=cache_path).build_id for _ in range(3)]
+    store, runner = IndexStore(root), CliRunner()
+
+    listed = json.loads(runner.invoke(app, ["versions", "--indexes", str(root), "--json"]).stdout)
+    assert [v["build_id"] for v in listed] == builds and [v["current"] for v in listed] == [False, False, True]
+    assert listed[0]["new"] == 165 and listed[1]["unchanged"] == 165 and listed[2]["articles"] == 165
+    table = runner.invoke(app, ["versions", "--indexes", str(root)]).stdout.splitlines()
+    assert table[-1].startswith(f"* {builds[2]}") and "165 articles" in table[-1]
+
+    back = runner.invoke(app, ["rollback", "--indexes", str(root)])
+    assert back.exit_code == 0 and back.stdout.strip() == f"current -> {builds[1]} (was {builds[2]})"
+    assert store.current().name == builds[1] and store.current_link.is_symlink()
+    assert runner.invoke(app, ["rollback", builds[0], "--indexes", str(root)]).exit_code == 0
+    assert store.current().name == builds[0]
+
+    unknown = runner.invoke(app, ["rollback", "20990101T000000Z-000000", "--indexes", str(root)])
+    assert unknown.exit_code == 2 and "is not in" in unknown.stderr
+    (store.builds / builds[2] / "ids.npy").write_bytes(b"damaged")
+    damaged = runner.invoke(app, ["rollback", builds[2], "--indexes", str(root)])
+    assert damaged.exit_code == 2 and "does not match its sha256" in damaged.stderr
+    assert store.current().name == builds[0]
+
+    (store.builds / ".stage-leftover").mkdir()
+    cleaned = runner.invoke(app, ["gc", "--keep", "1", "--indexes", str(root)])
+    assert cleaned.exit_code == 0 and "removed 1 old build(s) and 1 stale" in cleaned.stdout
+    assert [p.name for p, _ in store.versions()] == [builds[0], builds[2]]  # newest kept, and current
