@@ -114,8 +114,9 @@ class SQLiteViewCounter:
 
     def totals(self, kind: str = "view") -> dict[str, int]:  # noqa: D102
         with self._lock:
-            rows = self._db.execute("SELECT article_id, SUM(count) FROM counts WHERE kind = ? GROUP BY article_id",
-                                    (kind,)).fetchall()
+            oldest = int(time.time() - self.retention_hours * 3600) // self.bucket_seconds
+            rows = self._db.execute("SELECT article_id, SUM(count) FROM counts WHERE kind = ? AND bucket >= ? "
+                                    "GROUP BY article_id", (kind, oldest)).fetchall()
         return {a: int(c) for a, c in rows}
 
     def close(self) -> None:  # noqa: D102
@@ -147,15 +148,17 @@ class RedisViewCounter:
         return f"{self.prefix}:{kind}:{bucket}"
 
     def add(self, events: Sequence[CountedEvent]) -> int:  # noqa: D102 - documented on ViewCounter
-        ttl = int(self.retention_hours * 3600) + self.bucket_seconds
+        retention = int(self.retention_hours * 3600)
         pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: the batch lands whole or not at all
-        keys = set()
+        expiry: dict[str, int] = {}
         for event in events:
-            key = self._key(event.kind, int(event.timestamp.timestamp()) // self.bucket_seconds)
+            bucket = int(event.timestamp.timestamp()) // self.bucket_seconds
+            key = self._key(event.kind, bucket)
             pipe.hincrby(key, event.article_id, event.count)
-            keys.add(key)
-        for key in keys:
-            pipe.expire(key, ttl)
+            # A bucket lives until its end plus the retention (a bucket already past that is deleted at once).
+            expiry[key] = (bucket + 1) * self.bucket_seconds + retention
+        for key, when in expiry.items():
+            pipe.expireat(key, when)
         pipe.execute()
         return len(events)
 

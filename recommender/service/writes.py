@@ -22,7 +22,8 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
         ApiError: 422 naming each rejected article, field and reason (nothing is stored then).
     """
     frame = pd.DataFrame([a.model_dump() for a in articles])
-    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    # The catalogue reader parses dates itself; an absent date is an empty cell, as in a CSV.
+    frame["published_at"] = [a.published_at.isoformat() if a.published_at else "" for a in articles]
     ids = frame["id"].tolist()
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -1,0 +1,51 @@
+"""Helpers of the service tests: a private indexes root holding a copy of the demo build, and publishing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+from recommender.store import IndexStore, new_build_id
+
+TOKEN = "test-write-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def publish_copy(root: Path, source: Path, damage: str | None = None) -> Path:
+    """Copy a build into ``root/builds`` under a new id and point ``current`` at it.
+
+    ``damage``: None (a good copy), ``"checksum"`` (a data file changed after the manifest was written) or
+    ``"model"`` (the manifest names another model).
+    """
+    store = IndexStore(root)
+    store.builds.mkdir(parents=True, exist_ok=True)
+    build_id = new_build_id()
+    target = store.builds / build_id
+    shutil.copytree(source, target)
+    manifest_path = target / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["build_id"] = build_id
+    if damage == "model":
+        manifest["embedder"]["fingerprint"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    if damage == "checksum":
+        with (target / "ids.npy").open("ab") as handle:
+            handle.write(b"\0")
+    store.point_current(target)
+    return target
+
+
+def service_root(demo_root: Path, tmp_path: Path) -> Path:
+    """A private indexes root (own counters and delta) serving a copy of the demo build."""
+    root = tmp_path / "indexes"
+    publish_copy(root, IndexStore(demo_root).current())
+    return root
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
