@@ -1,0 +1,108 @@
+"""LiveRecommender and the neighbour fast path: same lists as the engine, plus the live delta on top."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.delta import DeltaStore
+from recommender.engine import epoch_hours
+from recommender.live import LiveRecommender
+
+from .conftest import DEMO_NOW
+
+NOW = pd.Timestamp(DEMO_NOW).to_pydatetime()
+
+
+def summary(results) -> list[tuple]:
+    """What a list shows, scores rounded."""
+    return [(r.article_id, round(r.score, 9), r.duplicates, r.reasons, r.published_at) for r in results]
+
+
+@pytest.fixture
+def live(demo_engine, tmp_path):
+    """The demo build with an empty delta."""
+    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
+    yield LiveRecommender(demo_engine, store)
+    store.close()
+
+
+@pytest.mark.parametrize("k,section,max_age_hours", [(3, None, None), (10, None, None), (5, "world", None),
+                                                     (5, None, 72.0), (40, None, None)])
+def test_fast_path_gives_the_engines_lists(live, demo_engine, k, section, max_age_hours):
+    """For every demo article the cached neighbour path lists exactly what ``Recommender.related`` lists."""
+    for article_id in demo_engine.articles["id"]:
+        want = demo_engine.related(article_id, k=k, section=section, max_age_hours=max_age_hours, now=NOW)
+        got = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours, now=NOW)
+        assert summary(got) == summary(want), article_id
+
+
+def test_fast_path_is_used_for_indexed_articles(live):
+    """A related lookup of an indexed article fills the candidate cache (it did not go through a search)."""
+    live.related("demo-001", k=5, now=NOW)
+    assert live.fast is not None and live.fast.entry(live.engine.row_of["demo-001"]) is not None
+    assert len(live.fast._entries) == 1
+
+
+def test_more_like_this_and_popular_match_the_engine(live, demo_engine):
+    """With an empty delta, more-like-this and popular equal the engine's."""
+    for ids, negatives in ((["demo-001"], []), (["demo-003", "demo-085"], ["demo-001"])):
+        want = demo_engine.more_like_this(ids=ids, negative_ids=negatives, k=8, now=NOW)
+        assert summary(live.more_like_this(ids=ids, negative_ids=negatives, k=8, now=NOW)) == summary(want)
+    assert summary(live.popular(k=15, now=NOW)) == summary(demo_engine.popular(k=15, now=NOW))
+    assert summary(live.popular(k=5, section="sport", window_hours=24, now=NOW)) == summary(
+        demo_engine.popular(k=5, section="sport", window_hours=24, now=NOW))
+
+
+def _record(article_id: str, title: str, section: str = "world") -> dict:
+    return {"id": article_id, "title": title, "section": section, "url": "",
+            "published_hours": float(epoch_hours(NOW)) - 1.0}
+
+
+def test_a_delta_copy_of_an_article_joins_its_neighbours_lists(live, demo_engine):
+    """A live article close to an indexed one appears in that story's related lists (no rebuild needed)."""
+    row = demo_engine.row_of["demo-001"]
+    neighbour = live.related("demo-001", k=1, now=NOW)[0].article_id
+    vector = np.asarray(demo_engine.table.vectors[demo_engine.row_of[neighbour]])
+    nudged = vector + 0.2 * np.asarray(demo_engine.table.vectors[row])
+    live.store.upsert([_record("live-1", "Breaking: envoys meet again")], (nudged / np.linalg.norm(nudged))[None])
+    found = live.related("demo-001", k=3, now=NOW)
+    assert "live-1" in [r.article_id for r in found] or any("live-1" in r.duplicates for r in found)
+    assert [r.article_id for r in live.related("live-1", k=3, now=NOW)]
+
+
+def test_takedowns_and_edits_hide_build_rows(live, demo_engine):
+    """A taken-down id leaves every list; an edited id is listed once, with its new vector."""
+    first = live.related("demo-001", k=1, now=NOW)[0].article_id
+    live.store.delete(first)
+    assert first not in [r.article_id for r in live.related("demo-001", k=20, now=NOW)]
+    assert first not in [r.article_id for r in live.popular(k=100, now=NOW)]
+    assert not live.contains(first)
+    sport_row = demo_engine.row_of[next(a for a, s in zip(demo_engine.articles["id"], demo_engine.articles["section"])
+                                        if s == "sport")]
+    live.store.upsert([_record("demo-001", "Now a sports story", "sport")],
+                      np.asarray(demo_engine.table.vectors[sport_row])[None])
+    assert {r.section for r in live.related("demo-001", k=3, now=NOW)} == {"sport"}
+    other_sport = [r.article_id for r in live.related("demo-001", k=3, now=NOW)][-1]
+    results = live.more_like_this(ids=[other_sport], k=60, now=NOW)
+    shown = [r.article_id for r in results] + [d for r in results for d in r.duplicates]
+    assert shown.count("demo-001") == 1  # the live version only (here collapsed with its twin), never both
+
+
+def test_a_second_worker_sees_the_delta_after_sync(demo_engine, tmp_path):
+    """Two processes' stores on one file: an upsert by one is applied by the other's next sync."""
+    dims = demo_engine.manifest.index["dims"]
+    writer, reader = DeltaStore(tmp_path / "d.sqlite", dims), DeltaStore(tmp_path / "d.sqlite", dims)
+    vector = np.asarray(demo_engine.table.vectors[0])[None]
+    writer.upsert([_record("live-2", "Headline")], vector)
+    assert "live-2" not in reader.snapshot.row_of
+    assert reader.sync() and "live-2" in reader.snapshot.row_of
+    writer.delete("demo-002")
+    writer.drop(["live-2"])
+    reader.sync()
+    assert reader.snapshot.deleted == frozenset({"demo-002"}) and len(reader.snapshot) == 0
+    with pytest.raises(ValueError, match="vectors"):
+        writer.upsert([_record("x", "t")], np.zeros((1, dims + 1), dtype=np.float32))
+    writer.close()
+    reader.close()
