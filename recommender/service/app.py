@@ -12,9 +12,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..embedder import Embedder
 from .background import background_tasks
+from .clicks import install_clicks
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
+from .pages import install_pages
 from .routes import router
 from .settings import ServiceSettings
 from .state import ServiceState
@@ -55,6 +57,8 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    install_clicks(app, settings.click_rate_per_minute, settings.click_burst)
+    install_pages(app, settings.demo_pages)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)

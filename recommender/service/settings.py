@@ -23,6 +23,9 @@ class ServiceSettings(BaseSettings):
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
         delta_poll_seconds: how often a worker picks up delta changes made by other workers.
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
+        click_rate_per_minute, click_burst: rate limit of ``POST /v1/events/click`` per client address.
+        click_counts_as_view: a widget click also counts as a page view of the clicked article.
+        demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget).
     """
 
     model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore")
@@ -45,3 +48,9 @@ class ServiceSettings(BaseSettings):
     candidate_cache_size: int = Field(default=20_000, ge=0)
     faiss_threads: int = Field(default=1, ge=1)
     warm_model: bool = True
+    # The widget's public click route (no token): a token bucket per client address.
+    click_rate_per_minute: float = Field(default=30.0, gt=0)
+    click_burst: int = Field(default=20, ge=1)
+    # A followed recommendation is also a page view of its article (off when the site sends its own views).
+    click_counts_as_view: bool = True
+    demo_pages: bool = True  # /demo/articles/{id}: articles of the index laid out with the widget
