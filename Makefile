@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RECOMMENDER_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-fast services clean
+.PHONY: setup demo test test-fast services clean evaluate
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ services:
 
 test: setup services
 	$(VENV)/bin/pytest -v
+
+# Every task x method on the shared datasets, with sweeps; table in docs/evaluation.md (about 20 min on 2 cores cold).
+evaluate: setup
+	$(VENV)/bin/recommender evaluate --cache .cache/embeddings.sqlite --out evaluation-results --sweep
 
 # Unit tests only (no real model, no shared data): the quick local loop.
 test-fast: setup

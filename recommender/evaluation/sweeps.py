@@ -25,7 +25,7 @@ from .runner import (EvaluationConfig, build_or_load, list_metrics, load_dataset
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "weight_freshness": ("ranking", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)),
     "freshness_half_life_hours": ("popularity", (6.0, 24.0, 72.0, 168.0, 720.0, 2160.0)),
-    "weight_trending": ("ranking", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)),
+    "weight_trending": ("ranking", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
     "trending_half_life_hours": ("popularity", (1.0, 6.0, 24.0, 72.0, 168.0)),
     "candidate_count": ("ranking", (10, 20, 50, 100, 200, 400)),
     "mmr_lambda": ("ranking", (1.0, 0.9, 0.8, 0.7, 0.5, 0.3)),
