@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RECOMMENDER_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-fast services clean evaluate
+.PHONY: setup demo test test-fast services browser clean evaluate
 
 setup: $(VENV)/.installed
 
@@ -19,13 +19,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Builds and prints the demo lists, then serves the demo article page with the widget (Ctrl-C stops it).
 demo: setup
 	$(VENV)/bin/recommender demo
+	@echo "demo article page: http://127.0.0.1:8000/demo/articles/demo-001"
+	$(VENV)/bin/recommender serve --index indexes/current --host 127.0.0.1 --port 8000
 
 services:
 	bash scripts/services.sh
 
-test: setup services
+# Debian's chromium for the widget's browser tests.
+browser:
+	bash scripts/browser.sh
+
+test: setup services browser
 	$(VENV)/bin/pytest -v
 
 # Every task x method on the shared datasets, with sweeps; table in docs/evaluation.md (about 20 min on 2 cores cold).
