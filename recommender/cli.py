@@ -216,7 +216,8 @@ def _source(value: Optional[str]) -> Any:
 def rebuild(
     articles: str = typer.Option(..., "--articles", help="Catalogue: .csv/.jsonl/.parquet/MIND .tsv, or "
                                  "postgresql://user@host/db#table (or #SELECT ...)."),
-    views: Optional[str] = typer.Option(None, "--views", help="Page views (article_id,timestamp,count)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Page views (article_id,timestamp,count): a file "
+                                        "or a database URL like --articles."),
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Build settings incl. [gates] (TOML/JSON)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run every stage and gate, publish nothing."),

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .articles import Catalogue, embedding_texts, read_catalogue
+from .articles import Catalogue, embedding_texts, read_catalogue, read_sql
 from .buildfiles import TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build, write_build
 from .config import BuildConfig
 from .embedder import Embedder, EmbeddingCache, ModelIdentity, SentenceTransformerEmbedder, text_key
@@ -120,7 +120,7 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     Args:
         articles_source: catalogue file, database URL or DataFrame (see ``articles.read_catalogue``).
         indexes_root: the versioned index directory (``builds/`` and ``current`` inside).
-        views_source: page-view events or aggregates (CSV/Parquet) for popularity.
+        views_source: page-view events or aggregates (CSV/Parquet, or a database URL as for articles).
         config: build settings (copied into the manifest); ``config.gates`` holds the gate thresholds.
         embedder: defaults to ``SentenceTransformerEmbedder(config.embedder)``.
         cache_path: embedding cache file; defaults to ``indexes_root/embedding-cache.sqlite``.
@@ -171,6 +171,8 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     articles = catalogue.articles
     if articles.empty:
         raise RecommenderError("the catalogue has no valid articles; nothing to index")
+    if isinstance(views_source, str) and "://" in views_source:
+        views_source = read_sql(views_source)  # page views aggregated in the CMS/analytics database
     events, view_rejects = (read_views(views_source) if views_source is not None
                             else (pd.DataFrame({"article_id": pd.Series(dtype=str),
                                                 "timestamp": pd.Series(dtype="datetime64[ns, UTC]"),

@@ -131,6 +131,8 @@ class IndexStore:
         doomed = [p for p in complete[: max(len(complete) - keep, 0)] if p != current]
         for path in doomed:
             shutil.rmtree(path, ignore_errors=True)
+            for rejects in (self.root / "rejects").glob(f"{path.name}*.csv"):
+                rejects.unlink(missing_ok=True)  # the rejected rows of a build that no longer exists
         return doomed
 
     def resolve(self, version: str | None = None) -> Path:

@@ -148,16 +148,20 @@ def test_dry_run_runs_the_gates_but_publishes_nothing(root, demo_frame, embedder
 
 
 def test_rebuild_from_a_postgresql_table_and_query(tmp_path, demo_frame, embedder, cache_path):
-    """A catalogue in PostgreSQL (a table, then a SELECT) rebuilds like a file does."""
+    """A catalogue (a table, then a SELECT) and page views in PostgreSQL rebuild like files do."""
     table = f"articles_{uuid.uuid4().hex[:10]}"
     frame = demo_frame.drop(columns=["story"]).copy()
     frame["tags"] = frame["tags"].map(lambda tags: ";".join(tags))
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    views = pd.read_csv(demo_files()[1])
     engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
     frame.to_sql(table, engine, index=False)
+    views.to_sql(f"{table}_views", engine, index=False)
     try:
-        report = rebuild(f"{PG_URL}#{table}", tmp_path, embedder=embedder, cache_path=cache_path)
+        report = rebuild(f"{PG_URL}#{table}", tmp_path, views_source=f"{PG_URL}#{table}_views", embedder=embedder,
+                         cache_path=cache_path)
         assert report.published and report.articles == len(frame) and report.rejected == 0
+        assert report.views == len(views) and report.views_rejected == 0
         loaded = Recommender.load(tmp_path, embedder=embedder)
         assert list(loaded.table.ids) == frame["id"].tolist()
         assert loaded.article("demo-001")["published_at"] == frame["published_at"].iloc[0]
@@ -166,5 +170,5 @@ def test_rebuild_from_a_postgresql_table_and_query(tmp_path, demo_frame, embedde
         assert (again.diff.deleted, again.diff.unchanged, again.embedded) == (1, len(frame) - 1, 0)
     finally:
         with engine.begin() as connection:
-            connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+            connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}", "{table}_views"'))
         engine.dispose()

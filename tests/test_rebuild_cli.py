@@ -78,3 +78,4 @@ def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
     cleaned = runner.invoke(app, ["gc", "--keep", "1", "--indexes", str(root)])
     assert cleaned.exit_code == 0 and "removed 1 old build(s) and 1 stale" in cleaned.stdout
     assert [p.name for p, _ in store.versions()] == [builds[0], builds[2]]  # newest kept, and current
+    assert not (root / "rejects" / f"{builds[1]}.csv").exists() and (root / "rejects" / f"{builds[0]}.csv").exists()
