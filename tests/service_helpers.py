@@ -7,10 +7,20 @@ import shutil
 import socket
 from pathlib import Path
 
+from recommender.service.settings import ServiceSettings
 from recommender.store import IndexStore, new_build_id
 
 TOKEN = "test-write-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ORIGIN = "https://news.example"
+
+
+def make_settings(root: Path, **overrides: object) -> ServiceSettings:
+    """Deterministic settings: no background reload polling, popularity refreshed on every change."""
+    values: dict[str, object] = dict(index=root / "current", write_token=TOKEN, reload_poll_seconds=0,
+                                     popularity_refresh_seconds=0, warm_model=False, cors_origins=[ORIGIN])
+    values.update(overrides)
+    return ServiceSettings(**values)
 
 
 def publish_copy(root: Path, source: Path, damage: str | None = None) -> Path:

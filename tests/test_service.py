@@ -8,19 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommender.service.app import create_app
-from recommender.service.settings import ServiceSettings
 
-from .service_helpers import AUTH, TOKEN, service_root
-
-ORIGIN = "https://news.example"
-
-
-def make_settings(root, **overrides) -> ServiceSettings:
-    """Deterministic settings: no background reload polling, popularity refreshed on every change."""
-    values = dict(index=root / "current", write_token=TOKEN, reload_poll_seconds=0, popularity_refresh_seconds=0,
-                  warm_model=False, cors_origins=[ORIGIN])
-    values.update(overrides)
-    return ServiceSettings(**values)
+from .service_helpers import AUTH, ORIGIN, make_settings, service_root
 
 
 @pytest.fixture
@@ -300,3 +289,11 @@ def test_metrics_report_routes_index_delta_and_events(client):
     assert "recommender_index_age_seconds " in text
     assert "recommender_live_delta_articles 1.0" in text
     assert 'recommender_events_ingested_total{type="view"} 1.0' in text
+
+
+def test_implausible_publication_dates_are_422(client):
+    """A date pandas cannot hold (found by the fuzz test: year 2263 crashed the upsert) is a 422, not a 500."""
+    response = client.post("/v1/articles", json={"articles": [{"id": "far", "title": "x",
+                                                               "published_at": "2263-01-01T00:00:00Z"}]},
+                           headers=AUTH)
+    assert response.status_code == 422 and "published_at" in response.json()["error"]["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ArticleId = Field(min_length=1, max_length=200)
 
@@ -68,6 +68,14 @@ class ArticleIn(BaseModel):
     published_at: datetime | None = None
     language: str = ""
     tags: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("published_at")
+    @classmethod
+    def _plausible_date(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not 1800 <= value.year <= 2200:
+            raise ValueError(f"published_at {value.isoformat()} is outside the years 1800-2200; send the real "
+                             f"publication time (ISO 8601)")
+        return value
 
 
 class UpsertRequest(BaseModel):
