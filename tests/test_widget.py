@@ -20,6 +20,7 @@ from typing import Iterator
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import sync_playwright
 
 from recommender.cli import demo_files
 from recommender.service.app import create_app
@@ -27,7 +28,6 @@ from recommender.service.clicks import MAX_CLICK_BYTES, RateLimiter
 from recommender.service.settings import ServiceSettings
 
 pytestmark = pytest.mark.slow
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extra: pip install -e '.[test]'")
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -122,7 +122,7 @@ def browser() -> Iterator[object]:
     """Debian's Chromium (never a downloaded browser), headless."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test runs scripts/browser.sh)")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
