@@ -53,14 +53,18 @@ def _load_current(store: IndexStore, max_chars: int) -> _Current | None:
         return None
     try:
         manifest = read_manifest(path, verify_files=False)
-        table = pd.read_parquet(path / ARTICLES_FILE)
+        import pyarrow.parquet as pq
+
+        # Only ids and text hashes: the bodies are not needed (builds from before the hash column re-derive them).
+        has_hash = TEXT_HASH_COLUMN in pq.read_schema(path / ARTICLES_FILE).names
+        table = pd.read_parquet(path / ARTICLES_FILE, columns=["id", TEXT_HASH_COLUMN] if has_hash else None)
         vectors = np.load(path / VECTORS_FILE, mmap_mode="r")
     except (IndexFormatError, OSError, ValueError) as exc:
         log.warning("current build %s is unreadable (%s); rebuilding from scratch", path, exc)
         return None
     ids = table["id"].astype(str).tolist()
     keys = (table[TEXT_HASH_COLUMN].astype(str).tolist() if TEXT_HASH_COLUMN in table else
-            [text_key(t) for t in embedding_texts(table, max_chars)])  # builds from before the hash column
+            [text_key(t) for t in embedding_texts(table, max_chars)])
     return _Current(path, manifest.count, manifest.model, dict(zip(ids, keys)),
                     {a: r for r, a in enumerate(ids)}, vectors)
 

@@ -172,3 +172,11 @@ def test_rebuild_from_a_postgresql_table_and_query(tmp_path, demo_frame, embedde
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}", "{table}_views"'))
         engine.dispose()
+
+
+def test_diff_against_a_build_without_text_hashes(root, demo_frame, embedder, cache_path):
+    """A current build from before the text-hash column is diffed by re-deriving its embedded texts."""
+    articles_file = IndexStore(root).current() / "articles.parquet"
+    pd.read_parquet(articles_file).drop(columns=["text_sha256"]).to_parquet(articles_file, index=False)
+    report = rebuild(demo_frame.drop(columns=["story"]), root, embedder=embedder, cache_path=cache_path)
+    assert (report.diff.unchanged, report.reused, report.embedded) == (len(demo_frame), len(demo_frame), 0)
