@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,8 +17,7 @@ from ..embedder import Embedder
 from ..engine import Recommender, epoch_hours
 from . import metrics
 from .baselines import METHODS, Method, make_methods
-from .datasets import (LOADERS, CorpusDataset, PairDataset, label_groups, load_mind, load_semeval, partners,
-                       query_sample)
+from .datasets import LOADERS, CorpusDataset, PairDataset, label_groups, load_mind, load_semeval, partners, query_sample
 
 log = logging.getLogger("recommender.evaluation")
 TASKS = ("semeval", "bbc", "reuters", "ag_news", "mind")
@@ -155,11 +154,12 @@ def list_metrics(lists: list[list[str]], queries: Sequence[str], relevant: Mappi
     """Accuracy and beyond-accuracy metrics of one method's lists."""
     vectors, row_of = recommender.table.vectors, recommender.row_of
     published = dict(zip(recommender.table.ids, recommender.table.published_hours))
+    pairs = list(zip(queries, lists))
     return {
         "queries": len(queries),
-        "precision@k": metrics.nanmean([metrics.precision_at_k(l, relevant[q], k) for q, l in zip(queries, lists)]),
-        "ndcg@k": metrics.nanmean([metrics.ndcg_at_k(l, relevant[q], k) for q, l in zip(queries, lists)]),
-        "recall@k": metrics.nanmean([metrics.recall_at_k(l, relevant[q], k) for q, l in zip(queries, lists)]),
+        "precision@k": metrics.nanmean([metrics.precision_at_k(items, relevant[q], k) for q, items in pairs]),
+        "ndcg@k": metrics.nanmean([metrics.ndcg_at_k(items, relevant[q], k) for q, items in pairs]),
+        "recall@k": metrics.nanmean([metrics.recall_at_k(items, relevant[q], k) for q, items in pairs]),
         "coverage": metrics.coverage(lists, len(recommender)),
         "diversity": metrics.intra_list_diversity(lists, lambda a: vectors[row_of[a]]),
         "duplicates": metrics.duplicate_rate(lists, stories, anchors=list(queries)),
