@@ -10,7 +10,7 @@ Conventions (tested against hand-computed values):
 
 from __future__ import annotations
 
-from typing import Callable, Collection, Hashable, Mapping, Sequence
+from typing import Any, Callable, Collection, Hashable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -65,28 +65,28 @@ def ndcg_at_k(recommended: Sequence[Hashable], relevant: Collection[Hashable] | 
 
 
 def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"correlation needs two 1-D sequences of equal length, got shapes {x.shape} and {y.shape}")
-    return x, y
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"correlation needs two 1-D sequences of equal length, got shapes {a.shape} and {b.shape}")
+    return a, b
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     """Pearson correlation; NaN for fewer than 2 points or a constant input."""
-    x, y = _paired(x, y)
-    if len(x) < 2:
+    a, b = _paired(x, y)
+    if len(a) < 2:
         return float("nan")
-    dx, dy = x - x.mean(), y - y.mean()
+    dx, dy = a - a.mean(), b - b.mean()
     denominator = np.sqrt((dx * dx).sum() * (dy * dy).sum())
     return float((dx * dy).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman correlation: Pearson of the ranks, tied values sharing their mean rank."""
-    x, y = _paired(x, y)
-    if len(x) < 2:
+    a, b = _paired(x, y)
+    if len(a) < 2:
         return float("nan")
-    return pearson(rankdata(x), rankdata(y))
+    return pearson(rankdata(a), rankdata(b))
 
 
 def nanmean(values: Sequence[float]) -> float:
@@ -120,7 +120,7 @@ def intra_list_diversity(lists: Sequence[Sequence[Hashable]], vector_of: Callabl
     return nanmean(per_list)
 
 
-def duplicate_rate(lists: Sequence[Sequence[Hashable]], story_of: Mapping[Hashable, Hashable],
+def duplicate_rate(lists: Sequence[Sequence[Hashable]], story_of: Mapping[Any, Hashable],
                    anchors: Sequence[Hashable] | None = None) -> float:
     """Share of recommended items repeating a story already shown: the anchor's or an earlier item's.
 
@@ -171,7 +171,7 @@ def popularity_bias(lists: Sequence[Sequence[Hashable]], popularity: Mapping[Has
     return nanmean([percentiles.get(i, float("nan")) for items in lists for i in items])
 
 
-def story_groups(ids: Sequence[Hashable], pairs: Sequence[tuple[int, int]]) -> dict[Hashable, int]:
+def story_groups(ids: Sequence[Hashable], pairs: Sequence[tuple[int, int]]) -> dict[Any, int]:
     """Connected components of "same story" pairs of row positions: id -> story number (union-find)."""
     parent = list(range(len(ids)))
 

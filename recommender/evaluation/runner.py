@@ -137,7 +137,7 @@ def views_per_row(recommender: Recommender, views: pd.DataFrame) -> np.ndarray:
     return counts
 
 
-def story_of(recommender: Recommender) -> dict[str, int]:
+def story_of(recommender: Recommender) -> dict[Any, int]:
     """Article id -> story number: articles linked by cosine >= the build's same-story threshold."""
     threshold = recommender.config.ranking.duplicate_similarity
     pairs: list[tuple[int, int]] = []

@@ -180,6 +180,8 @@ def run_sweeps(config: EvaluationConfig, out_dir: str | Path, embedder: Embedder
     curves, choices, notes = [], [], []
     for task in (t for t in config.tasks if t in SWEEPS):
         dataset = load_dataset(task, config)
+        if not isinstance(dataset, CorpusDataset):
+            raise ValueError(f"task {task!r} has no article lists to sweep")
         recommender = build_or_load(dataset, config, embedder)
         curve, choice, how = sweep_dataset(dataset, recommender, SWEEPS[task], config.k, per_split, config.seed)
         metric = "recall@k" if len(dataset.co_reading) else "ndcg@k"
