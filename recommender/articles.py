@@ -245,6 +245,11 @@ def strip_html(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or NaT (a DataFrame source's empty cell)."""
+    return value is None or (not isinstance(value, (str, list, tuple, np.ndarray)) and bool(pd.isna(value)))
+
+
 def _parse_tags(value: Any) -> list[str]:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
@@ -313,8 +318,7 @@ def validate(frame: pd.DataFrame, config: CatalogueConfig, pre_rejects: Sequence
             out.iloc[position, out.columns.get_loc(name)] = out[name].iloc[position][: config.max_text_chars]
     for name in DATE_FIELDS:
         raw = frame[name].astype(object) if name in frame else pd.Series(None, index=frame.index, dtype=object)
-        given = pd.Series([v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v).strip() != ""
-                           for v in raw], index=frame.index)
+        given = pd.Series([not _missing(v) and str(v).strip() != "" for v in raw], index=frame.index)
         parsed = pd.to_datetime(raw.where(given, None), utc=True, errors="coerce", format="mixed")
         unparseable = given & parsed.isna()
         reject(unparseable, name, (f"unparseable date in {name}: {v!r}; use ISO 8601 (2026-11-27T08:00:00Z)"

@@ -20,8 +20,9 @@ AS_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 def demo_files() -> tuple[Path, Path]:
     """The built-in demo corpus (articles, views)."""
-    base = Path(__file__).parent / "demo_data"
-    return base / "articles.jsonl", base / "views.csv"
+    from .demo import demo_files as files
+
+    return files()
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -187,19 +188,27 @@ def info(indexes: Path = INDEXES, verify: bool = typer.Option(False, "--verify",
 def demo(
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root to build into."),
     article_id: str = typer.Option("demo-001", "--article", help="Article to show related lists for."),
-    now: Optional[str] = typer.Option("2026-11-27T00:00:00Z", "--now", help="Reference time of the demo."),
+    now: Optional[str] = typer.Option(None, "--now", help="Play the corpus as of this time (default: the clock; "
+                                      "2026-11-27T00:00:00Z leaves its dates as written)."),
 ) -> None:
-    """Build the built-in demo corpus and print related, more-like-this and popular lists."""
+    """Build the built-in demo corpus and print related, more-like-this and popular lists.
+
+    The corpus's dates and page views are shifted by whole hours so the demo is always "today" (popular and
+    freshness need recent views); pass --now to pin the moment.
+    """
     def action() -> None:
+        from datetime import timezone
+
+        from .demo import demo_catalogue
         from .engine import Recommender
         from .pipeline import build as run_build
 
-        articles, views = demo_files()
+        when = _parse_now(now) or datetime.now(timezone.utc)
+        articles, views = demo_catalogue(when)
         report = run_build(articles, indexes, views_source=views, progress=sys.stderr.isatty())
         typer.echo(report.catalogue_summary)
         typer.echo(report.summary())
         engine = Recommender.load(indexes)
-        when = _parse_now(now)
         _print_results(engine.related(article_id, k=5, now=when), False,
                        f"\nrelated to {article_id}: {engine.article(article_id)['title']}")
         _print_results(engine.more_like_this(text="train drivers strike over pay", k=5, now=when), False,

@@ -140,3 +140,13 @@ def test_parquet_and_csv_with_no_warnings_for_clean_input(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CatalogueWarning)
         assert len(read_catalogue(tmp_path / "c.csv").articles) == 2
+
+
+def test_dataframe_source_with_missing_dates():
+    """A DataFrame with NaT/None dates (e.g. from a database) is valid: missing is not unparseable."""
+    frame = pd.DataFrame({"id": ["a", "b"], "title": ["One", "Two"],
+                          "published_at": pd.to_datetime(["2026-11-20T08:00Z", None], utc=True),
+                          "updated_at": [None, None]})
+    catalogue = read_catalogue(frame)
+    assert len(catalogue.articles) == 2 and catalogue.rejects.empty
+    assert catalogue.articles["published_at"].isna().tolist() == [False, True]

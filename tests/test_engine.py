@@ -118,3 +118,17 @@ def test_bad_queries_are_refused(demo_engine):
             demo_engine.related("demo-001", k=k)
     with pytest.raises(InvalidQueryError, match="at least one article id or a non-empty text"):
         demo_engine.more_like_this(text="  ")
+
+
+def test_demo_catalogue_moves_the_corpus_to_now():
+    """Shifted by whole hours, the demo keeps its order and gaps and ends just before the chosen 'now'."""
+    from recommender.demo import DEMO_EPOCH, demo_catalogue
+
+    as_written, views_written = demo_catalogue(DEMO_EPOCH)
+    later = datetime(2027, 3, 1, 9, 0, tzinfo=timezone.utc)
+    moved, views_moved = demo_catalogue(later)
+    shift = pd.Timestamp(later) - pd.Timestamp(DEMO_EPOCH)
+    assert (moved["published_at"] - as_written["published_at"] == shift).all()
+    assert (views_moved["timestamp"] - views_written["timestamp"] == shift).all()
+    assert views_moved["timestamp"].max() < pd.Timestamp(later)
+    assert list(moved["id"]) == list(as_written["id"]) and len(views_moved) == len(views_written)
