@@ -136,3 +136,27 @@ def test_cli_evaluate_bad_input_names_the_fix(tmp_path):
     assert run.exit_code == 2 and "unknown task(s) ['nope']" in run.output and "bbc" in run.output
     run = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path), "--task", "bbc", "--out", str(tmp_path)])
     assert run.exit_code == 2 and "bbc_news.csv is missing" in run.output
+
+
+def test_mind_co_reading_rows_use_views_for_popularity(tmp_path, embedder, cache_path):
+    """MIND's 585 co-read articles: most popular finds partners above random and shows its popularity bias."""
+    import dataclasses
+
+    from recommender.evaluation.baselines import make_methods
+    from recommender.evaluation.datasets import load_mind
+    from recommender.evaluation.runner import corpus_rows, reference_time, views_per_row
+
+    mind = load_mind(DATA)
+    read = set(mind.co_reading["id1"]) | set(mind.co_reading["id2"])
+    mind = dataclasses.replace(mind, articles=mind.articles[mind.articles["id"].isin(read)],
+                               views=mind.views[mind.views["article_id"].isin(read)])
+    config = EvaluationConfig(data_dir=DATA, tasks=("mind",), work_dir=tmp_path, cache_path=cache_path)
+    engine = build_or_load(mind, config, embedder)
+    views, now = views_per_row(engine, mind.views), reference_time(mind)
+    assert now is not None and views.sum() == len(mind.views)
+    methods = make_methods(["random", "most_popular", "full_blend"], engine, mind.articles, views, now)
+    rows = {r["method"]: r for r in corpus_rows(mind, methods, engine, views, config, now)}
+    assert {r["task"] for r in rows.values()} == {"mind co-reading"} and rows["random"]["queries"] == 585
+    assert rows["most_popular"]["recall@k"] > 2 * rows["random"]["recall@k"]
+    assert rows["most_popular"]["popularity_bias"] > 0.9 > rows["full_blend"]["popularity_bias"]
+    assert abs(rows["random"]["popularity_bias"] - 0.5) < 0.1
