@@ -34,16 +34,15 @@ class CandidateEntry:
     anchor_flags: tuple[bool, ...] = ()
 
 
-def _jaccard_matrix(word_sets: list[frozenset[str]]) -> np.ndarray:
-    vocabulary: dict[str, int] = {}
-    for words in word_sets:
-        for word in words:
-            vocabulary.setdefault(word, len(vocabulary))
-    hits = np.zeros((len(word_sets), max(len(vocabulary), 1)), dtype=np.float64)
-    for i, words in enumerate(word_sets):
-        hits[i, [vocabulary[w] for w in words]] = 1.0
+def _jaccard_matrix(token_ids: list[np.ndarray]) -> np.ndarray:
+    """Pairwise Jaccard similarity of token-id sets, via a 0/1 incidence matrix (no Python pair loop)."""
+    lengths = np.array([len(t) for t in token_ids])
+    flat = np.concatenate(token_ids) if len(token_ids) else np.zeros(0, dtype=np.int64)
+    _, columns = np.unique(flat, return_inverse=True)
+    hits = np.zeros((len(token_ids), max(int(columns.max(initial=-1)) + 1, 1)), dtype=np.float64)
+    hits[np.repeat(np.arange(len(token_ids)), lengths), columns] = 1.0
     inter = hits @ hits.T
-    sizes = hits.sum(axis=1)
+    sizes = lengths.astype(np.float64)
     union = sizes[:, None] + sizes[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
 
@@ -59,15 +58,19 @@ class NeighbourRanker:
         self.config = config
         self.cache_size = cache_size
         self._entries: OrderedDict[int, CandidateEntry] = OrderedDict()
-        self._words: dict[int, frozenset[str]] = {}
+        self._tokens: dict[int, np.ndarray] = {}
+        self._vocabulary: dict[str, int] = {}
         self._fields: dict[int, tuple[str, str, str, str, str | None]] = {}
         self._lock = Lock()
 
-    def _title_words(self, row: int) -> frozenset[str]:
-        words = self._words.get(row)
-        if words is None:
-            words = self._words[row] = title_words(str(self.table.titles[row]))
-        return words
+    def _title_tokens(self, row: int) -> np.ndarray:
+        tokens = self._tokens.get(row)
+        if tokens is None:
+            vocabulary = self._vocabulary
+            words = title_words(str(self.table.titles[row]))
+            tokens = self._tokens[row] = np.array([vocabulary.setdefault(w, len(vocabulary)) for w in words],
+                                                  dtype=np.int64)
+        return tokens
 
     def _row_fields(self, row: int) -> tuple[str, str, str, str, str | None]:
         fields = self._fields.get(row)
@@ -100,12 +103,14 @@ class NeighbourRanker:
         sims = sims[keep][first]
         vectors = np.asarray(self.table.vectors[np.concatenate([rows, [row]])], dtype=np.float32)
         cosine = vectors @ vectors.T
-        jaccard = _jaccard_matrix([self._title_words(int(r)) for r in rows] + [self._title_words(row)])
+        jaccard = _jaccard_matrix([self._title_tokens(r) for r in rows.tolist()] + [self._title_tokens(row)])
         same = (cosine >= config.duplicate_similarity) | (jaccard >= config.duplicate_title_jaccard)
         duplicate, anchor = same[:-1, :-1], same[:-1, -1]
+        sets: list[set[int]] = [set() for _ in range(len(rows))]
+        for i, j in zip(*(axis.tolist() for axis in np.nonzero(duplicate))):
+            sets[i].add(j)
         return CandidateEntry(rows, sims, duplicate, anchor, float(sims.min()) if len(sims) else 1.0,
-                              tuple(frozenset(np.flatnonzero(d).tolist()) for d in duplicate),
-                              tuple(anchor.tolist()))
+                              tuple(frozenset(d) for d in sets), tuple(anchor.tolist()))
 
     def related(self, row: int, k: int, trending: np.ndarray, freshness: np.ndarray, now_hours: float,
                 hidden: np.ndarray | None = None, section: str | None = None,

@@ -218,6 +218,16 @@ class LiveRecommender:
         """Most-read listed articles (build and delta) by decayed live + build views; see ``Recommender.popular``."""
         check_k(k)
         pop = self.popularity(now)
+        key = ("popular", k, section, window_hours)
+        cached = self._results.get(key)
+        if cached is not None and cached[0] is pop and cached[1] == self.delta.seq:
+            return cached[2]
+        results = self._popular(k, section, window_hours, pop)
+        self._results[key] = (pop, self.delta.seq, results)
+        return results
+
+    def _popular(self, k: int, section: str | None, window_hours: float | None,
+                 pop: LivePopularity) -> list[Recommendation]:
         window = self.engine.popularity_config.window_hours if window_hours is None else window_hours
         if window <= 0:
             raise InvalidQueryError(f"window_hours must be positive, got {window}")

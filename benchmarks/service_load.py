@@ -1,0 +1,233 @@
+"""Load test of the lookup service with wrk on loopback, against a 100k-article index; plus reloads under load.
+
+The 100k index: embedding 100,000 real articles is out of reach on this 2-core machine, so it is built from
+real all-MiniLM-L6-v2 embeddings of the first ``--seed-titles`` AG News test headlines, each expanded into
+copies by small random perturbations of the vector (Gaussian noise, renormalised; cosine to the seed ~0.85),
+with synthetic ids, titles, sections, dates and page views. Nothing derived from the dataset's text is written
+outside benchmarks/out/ (gitignored).
+
+Usage (needs ``apt-get install -y wrk``):
+    python benchmarks/service_load.py [--articles 100000] [--duration 10] [--workers 2] [--connections 32]
+
+Writes benchmarks/out/service_load.json and prints one line per scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
+DATA = Path(os.environ.get("RECOMMENDER_DATA", REPO.parent / "shared" / "data"))
+TOKEN = "bench-token"
+SECTIONS = ["world", "business", "politics", "sport", "science", "tech", "culture", "local"]
+LUA_DONE = """
+local counter = 1
+function setup(thread) thread:set("tid", counter); counter = counter + 1 end
+function init(args) math.randomseed(tid * 7919 + os.time()) end
+function done(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d}\\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
+def build_index(root: Path, articles: int, seed_titles: int) -> Path:
+    """Publish a synthetic ``articles``-row build under ``root`` (reused when one of that size exists)."""
+    from recommender.buildfiles import compute_neighbours, make_manifest, write_build
+    from recommender.config import BuildConfig
+    from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
+    from recommender.index import FaissIndex
+    from recommender.manifest import read_manifest, write_manifest
+    from recommender.store import IndexStore, new_build_id
+
+    store = IndexStore(root)
+    current = store.current()
+    if current is not None and read_manifest(current, verify_files=False).count == articles:
+        return current
+    titles = pd.read_csv(DATA / "ag-news-test" / "test.csv")["title"].astype(str).head(seed_titles).tolist()
+    embedder = SentenceTransformerEmbedder()
+    cache = EmbeddingCache(REPO / ".cache" / "embeddings.sqlite")
+    started = time.perf_counter()
+    seeds, _ = embed_cached(embedder, titles, cache)
+    cache.close()
+    rng = np.random.default_rng(0)
+    vectors = seeds[np.arange(articles) % len(seeds)] + rng.normal(0, 0.035, (articles, seeds.shape[1]))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    frame = pd.DataFrame({
+        "id": [f"syn-{i:06d}" for i in range(articles)],
+        "title": [f"Synthetic article {i} seed {i % len(seeds)}" for i in range(articles)],
+        "section": [SECTIONS[i % len(SECTIONS)] for i in range(articles)],
+        "url": [f"https://bench.example/a/{i}" for i in range(articles)],
+        "published_at": now - pd.to_timedelta(rng.uniform(0, 14 * 24, articles), unit="h"),
+        "language": "en",
+    })
+    views = pd.DataFrame({"article_id": frame["id"].sample(50_000, replace=True, random_state=1).to_numpy(),
+                          "timestamp": now - pd.to_timedelta(rng.uniform(0, 72, 50_000), unit="h"),
+                          "count": rng.integers(1, 50, 50_000)})
+    config = BuildConfig()
+    index = FaissIndex.build(vectors, config.index)
+    neighbours = compute_neighbours(index, vectors, config.neighbour_count)
+    build_id = new_build_id()
+    stage = store.stage(build_id)
+    names = write_build(stage, frame, vectors, index, neighbours, views)
+    manifest = make_manifest(stage, build_id, names, embedder, index, config.neighbour_count,
+                             {"synthetic": True, "seed_titles": len(seeds)},
+                             {"total": time.perf_counter() - started}, config.to_dict())
+    write_manifest(stage, manifest)
+    return store.publish(stage, keep=2)
+
+
+def republish(root: Path) -> str:
+    """Publish the current build again under a new id (hard links + a new manifest): a new version to load."""
+    from recommender.store import IndexStore, new_build_id
+
+    store = IndexStore(root)
+    source = store.current()
+    build_id = new_build_id()
+    target = store.builds / build_id
+    target.mkdir()
+    for path in source.iterdir():
+        if path.name != "manifest.json":
+            os.link(path, target / path.name)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["build_id"] = build_id
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    store.point_current(target)
+    store.gc(keep=3)
+    return build_id
+
+
+def wrk(url: str, script: str, duration: float, connections: int, threads: int = 2) -> dict:
+    """One bounded wrk run; returns its RESULT line as a dict."""
+    path = OUT / "wrk-script.lua"
+    path.write_text(script + LUA_DONE)
+    run = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(int(duration), 1)}s", "--timeout", "5s",
+                          "-s", str(path), url], capture_output=True, text=True, timeout=duration + 60)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {run.stdout[-800:]} {run.stderr[-800:]}")
+    result = json.loads(line.removeprefix("RESULT "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def scenarios(articles: int) -> dict[str, str]:
+    """wrk Lua request generators per scenario."""
+    rid = f'string.format("syn-%06d", math.random(0, {articles - 1}))'
+    post = 'wrk.format("POST", "{path}", {{["Content-Type"]="application/json"{auth}}}, {body})'
+    auth = f', ["Authorization"]="Bearer {TOKEN}"'
+    texts = ["stocks fall as oil prices rise", "team wins the championship final", "new vaccine trial results",
+             "election campaign enters final week", "tech company unveils new phone", "storm floods coastal towns"]
+    lua_texts = "{" + ",".join(json.dumps(t) for t in texts) + "}"
+    return {
+        "related (uniform over all ids)": f'request = function() return wrk.format("GET", "/v1/articles/" .. {rid} '
+                                          f'.. "/related?k=10") end',
+        "related (1,000 hot ids)": 'request = function() return wrk.format("GET", "/v1/articles/" .. '
+                                   'string.format("syn-%06d", math.random(0, 999) * 97) .. "/related?k=10") end',
+        "more-like-this (2 ids)": 'request = function() return ' + post.format(
+            path="/v1/more-like-this", auth="",
+            body=f'\'{{"k": 10, "ids": ["\' .. {rid} .. \'", "\' .. {rid} .. \'"]}}\'') + ' end',
+        "more-like-this (text)": f'local texts = {lua_texts}\nrequest = function() return ' + post.format(
+            path="/v1/more-like-this", auth="",
+            body='\'{"k": 10, "text": "\' .. texts[math.random(1, #texts)] .. \' " }\'') + ' end',
+        "popular": 'request = function() return wrk.format("GET", "/v1/popular?k=10") end',
+        "events (batches of 10)": 'request = function() local e = {} for i = 1, 10 do e[i] = \'{"article_id": "\' '
+                                  f'.. {rid} .. \'"}}\' end return ' + post.format(
+            path="/v1/events", auth=auth, body='\'{"events": [\' .. table.concat(e, ",") .. \']}\'') + ' end',
+    }
+
+
+def main() -> None:
+    """Build (or reuse) the index, start the server, run every scenario, then the reload run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--seed-titles", type=int, default=3_000)
+    parser.add_argument("--duration", type=float, default=10.0, help="Seconds per wrk run.")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--reload-seconds", type=float, default=30.0)
+    parser.add_argument("--publish-every", type=float, default=5.0)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    OUT.mkdir(parents=True, exist_ok=True)
+    root = OUT / "service-index"
+    started = time.perf_counter()
+    source = build_index(root, args.articles, args.seed_titles)
+    print(f"index: {args.articles} articles at {source} ({time.perf_counter() - started:.0f}s)", flush=True)
+    env = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+    for stale in root.glob("*.sqlite*"):
+        stale.unlink()
+    log = (OUT / "service-server.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
+                               "--port", str(args.port), "--workers", str(args.workers), "--log-level", "warning",
+                               "--reload-poll-seconds", "1"], env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{args.port}"
+    results: dict[str, object] = {"articles": args.articles, "workers": args.workers,
+                                  "connections": args.connections, "duration_s": args.duration, "runs": {}}
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.exit(f"server not ready; see {OUT / 'service-server.log'}")
+                time.sleep(1)
+        for name, script in scenarios(args.articles).items():
+            result = wrk(base, script, args.duration, args.connections)
+            results["runs"][name] = result
+            print(f"{name:34s} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p95 "
+                  f"{result['p95_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  errors "
+                  f"{result['errors']}", flush=True)
+        published: list[str] = []
+        stop = threading.Event()
+
+        def publisher() -> None:
+            while not stop.wait(args.publish_every):
+                published.append(republish(root))
+
+        thread = threading.Thread(target=publisher, daemon=True)
+        thread.start()
+        reload_run = wrk(base, scenarios(args.articles)["related (uniform over all ids)"], args.reload_seconds,
+                         args.connections)
+        stop.set()
+        thread.join()
+        time.sleep(3 * args.workers)
+        served = {httpx.get(f"{base}/readyz", timeout=5).json()["build_id"] for _ in range(8 * args.workers)}
+        reload_run.update(published=len(published), last_published=published[-1] if published else None,
+                          served_after=sorted(served))
+        results["runs"]["related during reloads"] = reload_run
+        print(f"reloads: {len(published)} versions published every {args.publish_every:g}s during "
+              f"{args.reload_seconds:g}s; {reload_run['requests']} requests, {reload_run['errors']} errors, "
+              f"{reload_run['rps']:.0f} req/s, p99 {reload_run['p99_us'] / 1000:.2f} ms; serving {sorted(served)}")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    (OUT / "service_load.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {OUT / 'service_load.json'}")
+
+
+if __name__ == "__main__":
+    main()
