@@ -249,6 +249,8 @@ def rebuild(
     log = RunLog()
     if log.as_json:  # keep stderr pure JSON lines: no model-loading progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:  # already imported (reads the variable at import): switch it off
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
         from .executors import RayConfig, make_executor
         from .pipeline import rebuild as run_rebuild

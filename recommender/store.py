@@ -16,9 +16,12 @@ STAGE_PREFIX = ".stage-"
 
 
 def new_build_id(now: datetime | None = None) -> str:
-    """A sortable, unique build id: ``20261127T020000Z-3f9c1a``."""
+    """A unique build id that sorts by creation time: ``20261127T020000Z-123456ab`` (microseconds + random).
+
+    The microseconds keep builds made within one second in order (``gc`` and ``rollback`` sort by id).
+    """
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}" + secrets.token_hex(1)
 
 
 class IndexStore:

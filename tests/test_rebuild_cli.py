@@ -79,3 +79,14 @@ def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
     assert cleaned.exit_code == 0 and "removed 1 old build(s) and 1 stale" in cleaned.stdout
     assert [p.name for p, _ in store.versions()] == [builds[0], builds[2]]  # newest kept, and current
     assert not (root / "rejects" / f"{builds[1]}.csv").exists() and (root / "rejects" / f"{builds[0]}.csv").exists()
+
+
+def test_build_ids_sort_by_creation_time_within_a_second():
+    """Builds made in the same second keep their order (gc keeps the newest; it once kept a random one)."""
+    from datetime import datetime, timezone
+
+    from recommender.store import new_build_id
+
+    stamps = [datetime(2026, 11, 27, 2, 0, 0, micro, tzinfo=timezone.utc) for micro in (5, 40, 999_999)]
+    ids = [new_build_id(s) for s in stamps]
+    assert sorted(ids) == ids and ids[0].startswith("20261127T020000Z-000005")
