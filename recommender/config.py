@@ -37,12 +37,30 @@ class EmbedderConfig:
         batch_size: texts per forward pass.
         max_chars: characters of title + abstract + body embedded per article (see ``articles.embedding_text``).
         device: torch device; None picks CPU.
+        backend: "torch" (sentence-transformers) or "onnx" (ONNX Runtime on a locally exported copy).
+        precision: "fp32" for either backend, "bf16" (torch autocast on a CPU with bf16 instructions) or
+            "int8" (onnx, dynamically quantised). Recorded in the model identity as "<backend>-<precision>", so
+            vectors of different backends never share an index or a cache entry.
+        export_dir: where the ONNX export is cached; None uses ``~/.cache/recommender/onnx``.
     """
 
     model: str = DEFAULT_MODEL
     batch_size: int = 64
     max_chars: int = 1_500
     device: str | None = None
+    backend: str = "torch"
+    precision: str = "fp32"
+    export_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        allowed = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
+        if self.backend not in allowed:
+            raise ValueError(f"unknown embedder backend {self.backend!r}; choose one of {sorted(allowed)}")
+        if self.precision not in allowed[self.backend]:
+            raise ValueError(f"precision {self.precision!r} is not available with the {self.backend} backend; "
+                             f"choose one of {list(allowed[self.backend])}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +104,9 @@ class RankingConfig:
     """How candidates become a list.
 
     Attributes:
-        candidate_count: neighbours fetched before filtering (k is taken from these).
+        candidate_count: neighbours searched before filtering for free-text / several-article queries, and the
+            first widening step when an article's precomputed neighbours (``BuildConfig.neighbour_count``, read
+            instead of a search for ``related``) leave fewer than k results after filters and collapse.
         weight_similarity / weight_trending / weight_freshness: the blend.
         duplicate_similarity: two results with cosine at or above this are the same story (wire copies).
         duplicate_title_jaccard: ... or with title word-set Jaccard at or above this.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -122,7 +121,20 @@ class SentenceTransformerEmbedder:
         self.name, self.directory = resolve_model(self.config.model)
         self._model = None
         self._fingerprint = model_fingerprint(self.directory)
-        self.identity = ModelIdentity(self.name, self._read_dims(), self._fingerprint, "torch-fp32")
+        self._onnx = None
+        if self.config.precision == "bf16":
+            from .torch_backend import require_bf16
+
+            require_bf16(self.config.device)
+        if self.config.backend == "onnx":
+            from .onnx_backend import OnnxEncoder
+
+            export_dir = Path(self.config.export_dir or Path.home() / ".cache" / "recommender" / "onnx")
+            self._onnx = OnnxEncoder(self.directory, self._fingerprint, self.config.precision, export_dir,
+                                     batch_size=self.config.batch_size)
+            self._fingerprint = self._onnx.fingerprint  # covers the exported file too
+        self.identity = ModelIdentity(self.name, self._read_dims(), self._fingerprint,
+                                      f"{self.config.backend}-{self.config.precision}")
 
     def _read_dims(self) -> int:
         import json
@@ -150,9 +162,12 @@ class SentenceTransformerEmbedder:
         """Embed ``texts`` into an (n, dims) float32 array of unit vectors."""
         if len(texts) == 0:
             return np.zeros((0, self.identity.dims), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.config.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress and sys.stderr.isatty())
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, progress=progress)
+        from .torch_backend import encode_torch
+
+        return encode_torch(self.model, texts, self.config.batch_size, self.identity.dims,
+                            bf16=self.config.precision == "bf16", progress=progress)
 
 
 def text_key(text: str) -> str:
