@@ -90,3 +90,18 @@ def test_build_ids_sort_by_creation_time_within_a_second():
     stamps = [datetime(2026, 11, 27, 2, 0, 0, micro, tzinfo=timezone.utc) for micro in (5, 40, 999_999)]
     ids = [new_build_id(s) for s in stamps]
     assert sorted(ids) == ids and ids[0].startswith("20261127T020000Z-000005")
+
+
+def test_semeval_metric_gate_is_wired(tmp_path, cache_path, monkeypatch):
+    """--metric-gate semeval scores each build with the evaluation package and compares it with current's."""
+    from .conftest import DATA
+
+    monkeypatch.setenv("RECOMMENDER_DATA", str(DATA))
+    root = tmp_path / "idx"
+    first = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval")
+    second = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval")
+    assert first.exit_code == second.exit_code == EXIT_PUBLISHED, first.output + second.output
+    gate = [g for g in json.loads(second.stderr.splitlines()[-1])["gates"] if g["name"] == "metric:semeval"][0]
+    assert gate["passed"] and gate["value"] == 0.0 and gate["message"].startswith("ok: semeval 0.")
+    unknown = _rebuild("--indexes", str(root), "--metric-gate", "ndcg")
+    assert unknown.exit_code == EXIT_INVALID_INPUT and "--metric-gate 'ndcg' is unknown" in unknown.stderr
