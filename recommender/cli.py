@@ -228,7 +228,7 @@ def rebuild(
     views: Optional[str] = typer.Option(None, "--views", help="Page views (article_id,timestamp,count): a file "
                                         "or a database URL like --articles."),
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Build settings incl. [gates] (TOML/JSON)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Build settings incl. a gates section (TOML/JSON)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run every stage and gate, publish nothing."),
     executor: str = typer.Option("local", "--executor", help="Embedding stage: local or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster (default: local Ray)."),
