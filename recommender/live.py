@@ -34,7 +34,7 @@ class LivePopularity:
     freshness: np.ndarray
     delta_trending: np.ndarray
     delta_freshness: np.ndarray
-    decayed: pd.Series  # decayed views per id in the default window (for ``popular``)
+    raw: np.ndarray  # decayed views per build row then per delta row, default window (for ``popular``)
     delta_seq: int
 
 
@@ -50,6 +50,12 @@ class LiveRecommender:
         if engine.neighbours is not None and (self.config.mmr_lambda is None or self.config.mmr_lambda >= 1.0):
             self.fast = NeighbourRanker(engine.table, engine.neighbours, engine.neighbour_scores, self.config,
                                         cache_size)
+        # The build's page views as arrays (row, hours since the epoch, count): a refresh is one bincount.
+        events = engine.events
+        self._event_rows = self._id_index.get_indexer(events["article_id"]) if len(events) else np.zeros(0, int)
+        self._event_hours = np.asarray(epoch_hours(events["timestamp"]), dtype=np.float64) if len(events) \
+            else np.zeros(0)
+        self._event_counts = events["count"].to_numpy(dtype=np.float64)
         self._hidden_seq = -1
         self._hidden = np.zeros(len(engine), dtype=bool)
         self._popularity: LivePopularity | None = None
@@ -82,27 +88,45 @@ class LiveRecommender:
         row = self.engine.row_of.get(article_id)
         return row is not None and not self.hidden()[row]
 
+    def raw_views(self, now: datetime, window_hours: float, snapshot: DeltaSnapshot) -> np.ndarray:
+        """Decayed views in the window (build events + live counters) per build row, then per delta row."""
+        engine, config = self.engine, self.engine.popularity_config
+        n = len(engine)
+        raw = np.zeros(n + len(snapshot), dtype=np.float64)
+        age = float(epoch_hours(now)) - self._event_hours
+        keep = (age <= window_hours) & (self._event_rows >= 0)
+        weights = self._event_counts[keep] * popularity.decay(age[keep], config.trending_half_life_hours)
+        raw[:n] = np.bincount(self._event_rows[keep], weights=weights, minlength=n)
+        live = engine.views.decayed_views(now, config.trending_half_life_hours, window_hours) \
+            if engine.views is not None else {}
+        if live:
+            ids = list(live)
+            values = np.fromiter(live.values(), dtype=np.float64, count=len(ids))
+            rows = self._id_index.get_indexer(ids)
+            np.add.at(raw, rows[rows >= 0], values[rows >= 0])
+            for position in np.flatnonzero(rows < 0).tolist():
+                delta_row = snapshot.row_of.get(ids[position])
+                if delta_row is not None:
+                    raw[n + delta_row] += values[position]
+        for article_id, delta_row in snapshot.row_of.items():
+            row = engine.row_of.get(article_id)  # a live edit keeps the views of the version it replaces
+            if row is not None:
+                raw[n + delta_row] += raw[row]
+        return raw
+
     def refresh_popularity(self, now: datetime | None = None) -> LivePopularity:
         """Recompute trending (build events + live counters) and freshness for the build and the delta."""
         now = now or datetime.now(timezone.utc)
         engine, snapshot = self.engine, self.delta
         config = engine.popularity_config
-        decayed = engine.decayed_views(now)
-        raw = np.zeros(len(engine) + len(snapshot), dtype=np.float64)
-        if len(decayed):
-            values = decayed.to_numpy(dtype=np.float64)
-            main = self._id_index.get_indexer(decayed.index)
-            raw[main[main >= 0]] = values[main >= 0]
-            for article_id, value in zip(decayed.index[main < 0], values[main < 0]):
-                position = snapshot.row_of.get(article_id)
-                if position is not None:
-                    raw[len(engine) + position] = value
+        raw = self.raw_views(now, config.window_hours, snapshot)
         trending = popularity.normalise_log(raw)
         now_hours = float(epoch_hours(now))
-        fresh = popularity.freshness(engine.articles["published_at"], now, config.freshness_half_life_hours)
-        delta_fresh = popularity.decay(now_hours - snapshot.table.published_hours, config.freshness_half_life_hours)
+        half_life = config.freshness_half_life_hours
+        fresh = popularity.decay(now_hours - engine.table.published_hours, half_life)
+        delta_fresh = popularity.decay(now_hours - snapshot.table.published_hours, half_life)
         result = LivePopularity(now, now_hours, trending[: len(engine)], fresh, trending[len(engine):],
-                                delta_fresh, decayed, snapshot.seq)
+                                delta_fresh, raw, snapshot.seq)
         self._popularity = result
         return result
 
@@ -231,28 +255,26 @@ class LiveRecommender:
         window = self.engine.popularity_config.window_hours if window_hours is None else window_hours
         if window <= 0:
             raise InvalidQueryError(f"window_hours must be positive, got {window}")
-        decayed = pop.decayed if window_hours is None else self.engine.decayed_views(pop.now, window)
-        snapshot, hidden, table = self.delta, self.hidden(), self.engine.table
-        results: list[tuple[float, float, str, ArticleTable, int]] = []
-        main = self._id_index.get_indexer(decayed.index) if len(decayed) else np.zeros(0, dtype=np.int64)
-        for article_id, views, row in zip(decayed.index, decayed.to_numpy(dtype=np.float64), main):
-            if views <= 0 or article_id in snapshot.deleted:
-                continue
-            position = snapshot.row_of.get(article_id)
-            if position is not None:
-                results.append((views, float(pop.delta_freshness[position]), article_id, snapshot.table, position))
-            elif row >= 0 and not hidden[row]:
-                results.append((views, float(pop.freshness[row]), article_id, table, int(row)))
+        snapshot, table, n = self.delta, self.engine.table, len(self.engine)
+        views = (pop.raw if window_hours is None else self.raw_views(pop.now, window, snapshot)).copy()
+        views[:n][self.hidden()] = 0.0
         if section is not None:
-            results = [r for r in results if r[3].sections[r[4]] == section]
-        results.sort(key=lambda r: (-r[0], -r[1]))
-        normalised = popularity.normalise_log(np.array([r[0] for r in results], dtype=np.float64))
-        return [Recommendation(
-            article_id=article_id, title=str(source.titles[row]), score=float(normalised[i]), similarity=0.0,
-            trending=float(normalised[i]), freshness=fresh, section=str(source.sections[row]),
-            url=str(source.urls[row]), published_at=source.published_iso(row),
-            reasons=(f"{views:.0f} decayed views in the last {window:g} h",),
-        ) for i, (views, fresh, article_id, source, row) in enumerate(results[:k])]
+            views[:n][table.sections != section] = 0.0
+            views[n:][snapshot.table.sections != section] = 0.0
+        fresh = np.concatenate([pop.freshness, pop.delta_freshness])
+        listed = np.flatnonzero(views > 0)
+        order = listed[np.lexsort((-fresh[listed], -views[listed]))][:k]
+        top = float(np.log1p(views[listed].max())) if len(listed) else 1.0
+        results = []
+        for i in order.tolist():
+            source, row = (table, i) if i < n else (snapshot.table, i - n)
+            score = float(np.log1p(views[i]) / top)
+            results.append(Recommendation(
+                article_id=str(source.ids[row]), title=str(source.titles[row]), score=score, similarity=0.0,
+                trending=score, freshness=float(fresh[i]), section=str(source.sections[row]),
+                url=str(source.urls[row]), published_at=source.published_iso(row),
+                reasons=(f"{views[i]:.0f} decayed views in the last {window:g} h",)))
+        return results
 
 
 def _candidate_table(main: ArticleTable, rows: np.ndarray, delta: ArticleTable, delta_rows: np.ndarray,
