@@ -321,13 +321,15 @@ def versions(indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", he
 @app.command()
 def rollback(version: Optional[str] = typer.Argument(None, help="Build id (default: the one before current)."),
              indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root.")) -> None:
-    """Point `current` at an earlier build (verified first; one atomic rename)."""
+    """Point `current` at an earlier build (verified first; one atomic rename; takes the rebuild lock)."""
     def action() -> None:
+        from .lock import RebuildLock
         from .store import IndexStore
 
         store = IndexStore(indexes)
         before = store.current()
-        target = store.rollback(version)
+        with RebuildLock(indexes):  # a running rebuild would publish over the rollback
+            target = store.rollback(version)
         typer.echo(f"current -> {target.name} (was {before.name if before else 'nothing'})")
     _run(action)
 

@@ -67,6 +67,12 @@ def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
     assert runner.invoke(app, ["rollback", builds[0], "--indexes", str(root)]).exit_code == 0
     assert store.current().name == builds[0]
 
+    from recommender.lock import RebuildLock
+
+    with RebuildLock(root):
+        locked = runner.invoke(app, ["rollback", builds[2], "--indexes", str(root)])
+    assert locked.exit_code == 2 and "another rebuild is running" in locked.stderr
+    assert store.current().name == builds[0]
     unknown = runner.invoke(app, ["rollback", "20990101T000000Z-000000", "--indexes", str(root)])
     assert unknown.exit_code == 2 and "is not in" in unknown.stderr
     (store.builds / builds[2] / "ids.npy").write_bytes(b"damaged")
