@@ -137,6 +137,7 @@ def scenarios(articles: int) -> dict[str, str]:
              "election campaign enters final week", "tech company unveils new phone", "storm floods coastal towns"]
     lua_texts = "{" + ",".join(json.dumps(t) for t in texts) + "}"
     return {
+        "healthz (trivial route, baseline)": 'request = function() return wrk.format("GET", "/healthz") end',
         "related (uniform over all ids)": f'request = function() return wrk.format("GET", "/v1/articles/" .. {rid} '
                                           f'.. "/related?k=10") end',
         "related (1,000 hot ids)": 'request = function() return wrk.format("GET", "/v1/articles/" .. '

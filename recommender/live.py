@@ -41,7 +41,8 @@ class LivePopularity:
 class LiveRecommender:
     """Related / more-like-this / popular over ``engine`` with the delta of ``store`` applied."""
 
-    def __init__(self, engine: Recommender, store: DeltaStore, cache_size: int = 20_000) -> None:
+    def __init__(self, engine: Recommender, store: DeltaStore, cache_size: int = 20_000,
+                 list_max_age_seconds: float = 0.0) -> None:
         self.engine = engine
         self.store = store
         self.config = engine.ranking
@@ -63,6 +64,9 @@ class LiveRecommender:
         # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
         self._results: dict[tuple, tuple[LivePopularity, int, list[Recommendation]]] = {}
         self.result_cache_size = cache_size
+        # A ranked list is reused while the delta is unchanged and its popularity snapshot is at most this old
+        # (0: only with the very same snapshot). Takedowns and upserts always invalidate at once.
+        self.list_max_age_seconds = list_max_age_seconds
 
     @property
     def delta(self) -> DeltaSnapshot:
@@ -157,13 +161,16 @@ class LiveRecommender:
         snapshot = self.delta
         key = (article_id, k, section, max_age_hours)
         cached = self._results.get(key)
-        if cached is not None and cached[0] is pop and cached[1] == snapshot.seq:
+        if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached[0], pop):
             return cached[2]
         results = self._related(article_id, k, section, max_age_hours, pop, snapshot)
         if len(self._results) >= self.result_cache_size:
             self._results.clear()
         self._results[key] = (pop, snapshot.seq, results)
         return results
+
+    def _fresh_enough(self, ranked_with: LivePopularity, pop: LivePopularity) -> bool:
+        return ranked_with is pop or 0 <= (pop.now - ranked_with.now).total_seconds() < self.list_max_age_seconds
 
     def _related(self, article_id: str, k: int, section: str | None, max_age_hours: float | None,
                  pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
@@ -244,7 +251,7 @@ class LiveRecommender:
         pop = self.popularity(now)
         key = ("popular", k, section, window_hours)
         cached = self._results.get(key)
-        if cached is not None and cached[0] is pop and cached[1] == self.delta.seq:
+        if cached is not None and cached[1] == self.delta.seq and self._fresh_enough(cached[0], pop):
             return cached[2]
         results = self._popular(k, section, window_hours, pop)
         self._results[key] = (pop, self.delta.seq, results)

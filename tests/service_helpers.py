@@ -18,7 +18,8 @@ ORIGIN = "https://news.example"
 def make_settings(root: Path, **overrides: object) -> ServiceSettings:
     """Deterministic settings: no background reload polling, popularity refreshed on every change."""
     values: dict[str, object] = dict(index=root / "current", write_token=TOKEN, reload_poll_seconds=0,
-                                     popularity_refresh_seconds=0, warm_model=False, cors_origins=[ORIGIN])
+                                     popularity_refresh_seconds=0, list_cache_seconds=0, warm_model=False,
+                                     cors_origins=[ORIGIN])
     values.update(overrides)
     return ServiceSettings(**values)
 

@@ -106,3 +106,19 @@ def test_a_second_worker_sees_the_delta_after_sync(demo_engine, tmp_path):
         writer.upsert([_record("x", "t")], np.zeros((1, dims + 1), dtype=np.float32))
     writer.close()
     reader.close()
+
+
+def test_ranked_lists_are_reused_for_a_while_but_never_after_a_takedown(demo_engine, tmp_path):
+    """With list_max_age_seconds, a list is served again within that age; a delta change recomputes at once."""
+    from datetime import timedelta
+
+    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
+    live = LiveRecommender(demo_engine, store, list_max_age_seconds=5)
+    first = live.related("demo-001", k=5, now=NOW)
+    assert live.related("demo-001", k=5, now=NOW + timedelta(seconds=2)) is first
+    later = live.related("demo-001", k=5, now=NOW + timedelta(seconds=10))
+    assert later is not first
+    store.delete(later[0].article_id)
+    assert later[0].article_id not in [r.article_id for r in live.related("demo-001", k=5,
+                                                                          now=NOW + timedelta(seconds=11))]
+    store.close()

@@ -23,6 +23,8 @@ class ServiceSettings(BaseSettings):
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
         delta_poll_seconds: how often a worker picks up delta changes made by other workers.
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
+        list_cache_seconds: a ranked list is served again for up to this long after its popularity snapshot
+            (takedowns and upserts invalidate at once); with the refresh, the blend lags views by at most the sum.
         click_rate_per_minute, click_burst: rate limit of ``POST /v1/events/click`` per client address.
         click_counts_as_view: a widget click also counts as a page view of the clicked article.
         demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget).
@@ -42,6 +44,7 @@ class ServiceSettings(BaseSettings):
     reload_poll_seconds: float = Field(default=2.0, ge=0)
     delta_poll_seconds: float = Field(default=0.25, gt=0)
     popularity_refresh_seconds: float = Field(default=1.0, ge=0)
+    list_cache_seconds: float = Field(default=5.0, ge=0)
     view_bucket_seconds: int = Field(default=600, ge=1)
     view_retention_hours: float = Field(default=72.0, gt=0)
     max_future_event_seconds: float = Field(default=300.0, ge=0)

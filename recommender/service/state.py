@@ -72,7 +72,8 @@ class ServiceState:
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")
         engine.use_views(self.counter)
-        live = LiveRecommender(engine, self.delta, self.settings.candidate_cache_size)
+        live = LiveRecommender(engine, self.delta, self.settings.candidate_cache_size,
+                               self.settings.list_cache_seconds)
         stale = [a for a in self.delta.snapshot.row_of if a in engine.row_of]
         stale += [a for a in self.delta.snapshot.deleted if a not in engine.row_of]
         if stale:
