@@ -161,11 +161,13 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--seed-titles", type=int, default=3_000)
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds per wrk run.")
+    parser.add_argument("--warmup", type=float, default=5.0, help="Unmeasured wrk seconds before each run.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--reload-seconds", type=float, default=30.0)
     parser.add_argument("--publish-every", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--only", default="", help="Run only scenarios whose name contains this (no reload run).")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -182,7 +184,7 @@ def main() -> None:
                                "--port", str(args.port), "--workers", str(args.workers), "--log-level", "warning",
                                "--reload-poll-seconds", "1"], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{args.port}"
-    results: dict[str, object] = {"articles": args.articles, "workers": args.workers,
+    results: dict[str, object] = {"articles": args.articles, "workers": args.workers, "warmup_s": args.warmup,
                                   "connections": args.connections, "duration_s": args.duration, "runs": {}}
     try:
         import httpx
@@ -197,11 +199,17 @@ def main() -> None:
                     sys.exit(f"server not ready; see {OUT / 'service-server.log'}")
                 time.sleep(1)
         for name, script in scenarios(args.articles).items():
+            if args.only not in name:
+                continue
+            if args.warmup:
+                wrk(base, script, args.warmup, args.connections)  # fills the per-article caches; not reported
             result = wrk(base, script, args.duration, args.connections)
             results["runs"][name] = result
             print(f"{name:34s} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p95 "
                   f"{result['p95_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  errors "
                   f"{result['errors']}", flush=True)
+        if args.only:
+            return
         published: list[str] = []
         stop = threading.Event()
 
@@ -226,8 +234,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    (OUT / "service_load.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT / 'service_load.json'}")
+        name = "service_load" + (f"-{args.only.split()[0]}" if args.only else "") + ".json"
+        (OUT / name).write_text(json.dumps(results, indent=2))
+    print(f"wrote {OUT / 'service_load.json'}")  # (--only runs write service_load-<name>.json)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     live = state.served.live
     return render(live.engine.manifest.build_id, live.popular(k=k, section=section, window_hours=window_hours),
-                  explain)
+                  explain, state.rendered)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],

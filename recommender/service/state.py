@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -107,6 +108,7 @@ class ServiceState:
             log.error("refused new index version %s: %s", target, exc)
             return False
         self.served, self.refused = served, None
+        gc.freeze()  # the new build's objects join the permanent generation (see app.lifespan)
         self.metrics.reloads.labels("loaded").inc()
         self.metrics.reload_refused.clear()
         self._publish_metrics()
