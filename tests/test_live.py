@@ -12,6 +12,9 @@ from recommender.live import LiveRecommender
 
 from .conftest import DEMO_NOW
 
+# The real packaged model builds the demo index these tests serve.
+pytestmark = pytest.mark.slow
+
 NOW = pd.Timestamp(DEMO_NOW).to_pydatetime()
 
 

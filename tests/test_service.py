@@ -11,6 +11,9 @@ from recommender.service.app import create_app
 
 from .service_helpers import AUTH, ORIGIN, make_settings, service_root
 
+# The real packaged model builds the demo index these tests serve.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def root(demo_root, tmp_path):

@@ -17,6 +17,9 @@ from recommender.service.app import create_app
 
 from .service_helpers import AUTH, make_settings, service_root
 
+# The real packaged model builds the demo index these tests serve.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = 20  # per operation and mode: 9 operations x 2 modes x 20 = 360 requests
 
 

@@ -18,6 +18,9 @@ from recommender.store import IndexStore
 
 from .service_helpers import AUTH, TOKEN, free_port, make_settings, publish_copy, service_root
 
+# The real packaged model builds the demo index these tests serve.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def root(demo_root, tmp_path):
