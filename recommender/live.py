@@ -35,7 +35,12 @@ class LivePopularity:
     delta_trending: np.ndarray
     delta_freshness: np.ndarray
     raw: np.ndarray  # decayed views per build row then per delta row, default window (for ``popular``)
-    delta_seq: int
+    snapshot: DeltaSnapshot  # the delta these arrays are aligned with; a request uses this one throughout
+
+    @property
+    def delta_seq(self) -> int:
+        """Sequence number of the delta snapshot."""
+        return self.snapshot.seq
 
 
 class LiveRecommender:
@@ -73,9 +78,9 @@ class LiveRecommender:
         """The delta as last synced."""
         return self.store.snapshot
 
-    def hidden(self) -> np.ndarray:
-        """(n,) bool: build rows taken down or replaced by a live edit."""
-        snapshot = self.delta
+    def hidden(self, snapshot: DeltaSnapshot | None = None) -> np.ndarray:
+        """(n,) bool: build rows taken down or replaced by a live edit (in ``snapshot``, default the latest)."""
+        snapshot = self.delta if snapshot is None else snapshot
         if snapshot.seq != self._hidden_seq:
             hidden = np.zeros(len(self.engine), dtype=bool)
             for article_id in [*snapshot.deleted, *snapshot.row_of]:
@@ -130,7 +135,7 @@ class LiveRecommender:
         fresh = popularity.decay(now_hours - engine.table.published_hours, half_life)
         delta_fresh = popularity.decay(now_hours - snapshot.table.published_hours, half_life)
         result = LivePopularity(now, now_hours, trending[: len(engine)], fresh, trending[len(engine):],
-                                delta_fresh, raw, snapshot.seq)
+                                delta_fresh, raw, snapshot)
         self._popularity = result
         return result
 
@@ -143,13 +148,12 @@ class LiveRecommender:
 
     # ------------------------------------------------------------------ queries
 
-    def _vector(self, article_id: str) -> tuple[np.ndarray, str]:
-        snapshot = self.delta
+    def _vector(self, article_id: str, snapshot: DeltaSnapshot) -> tuple[np.ndarray, str]:
         position = snapshot.row_of.get(article_id)
         if position is not None:
             return snapshot.table.vectors[position], str(snapshot.table.titles[position])
         row = self.engine.row_of.get(article_id)
-        if row is None or self.hidden()[row]:
+        if row is None or self.hidden(snapshot)[row]:
             raise UnknownArticleError(article_id)
         return np.asarray(self.engine.table.vectors[row]), str(self.engine.table.titles[row])
 
@@ -158,7 +162,7 @@ class LiveRecommender:
         """Articles related to one article (indexed or live); see ``Recommender.related``."""
         check_k(k)
         pop = self.popularity(now)
-        snapshot = self.delta
+        snapshot = pop.snapshot
         key = (article_id, k, section, max_age_hours)
         cached = self._results.get(key)
         if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached[0], pop):
@@ -176,9 +180,9 @@ class LiveRecommender:
                  pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
         row = self.engine.row_of.get(article_id)
         if row is None or article_id in snapshot.row_of or self.fast is None:
-            vector, title = self._vector(article_id)
+            vector, title = self._vector(article_id, snapshot)
             return self._ranked(vector, k, section, max_age_hours, {article_id}, [(vector, title)], pop)
-        hidden = self.hidden()
+        hidden = self.hidden(snapshot)
         if hidden[row]:
             raise UnknownArticleError(article_id)
         vector = np.asarray(self.engine.table.vectors[row])
@@ -202,20 +206,22 @@ class LiveRecommender:
         check_k(k)
         if not ids and text_vector is None:
             raise InvalidQueryError("more_like_this needs at least one article id or a non-empty text")
-        positives = [self._vector(i) for i in ids]
-        negatives = [self._vector(i)[0] for i in negative_ids]
+        pop = self.popularity(now)
+        positives = [self._vector(i, pop.snapshot) for i in ids]
+        negatives = [self._vector(i, pop.snapshot)[0] for i in negative_ids]
         vectors = [v for v, _ in positives] + ([text_vector] if text_vector is not None else [])
         query = np.mean(vectors, axis=0)
         if negatives:
             query = query + self.config.negative_weight * (query - np.mean(negatives, axis=0))
         query = (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
         excluded = {*ids, *negative_ids, *exclude_ids}
-        return self._ranked(query, k, section, max_age_hours, excluded, positives, self.popularity(now))
+        return self._ranked(query, k, section, max_age_hours, excluded, positives, pop)
 
     def _ranked(self, query: np.ndarray, k: int, section: str | None, max_age_hours: float | None,
                 excluded: set[str], anchors: list[tuple[np.ndarray, str]], pop: LivePopularity,
                 first: tuple[np.ndarray, np.ndarray] | None = None) -> list[Recommendation]:
-        engine, snapshot, hidden = self.engine, self.delta, self.hidden()
+        engine, snapshot = self.engine, pop.snapshot
+        hidden = self.hidden(snapshot)
         total = len(engine) + len(snapshot)
         count = len(first[0]) if first is not None else self.config.candidate_count
         while True:
@@ -251,10 +257,10 @@ class LiveRecommender:
         pop = self.popularity(now)
         key = ("popular", k, section, window_hours)
         cached = self._results.get(key)
-        if cached is not None and cached[1] == self.delta.seq and self._fresh_enough(cached[0], pop):
+        if cached is not None and cached[1] == pop.delta_seq and self._fresh_enough(cached[0], pop):
             return cached[2]
         results = self._popular(k, section, window_hours, pop)
-        self._results[key] = (pop, self.delta.seq, results)
+        self._results[key] = (pop, pop.delta_seq, results)
         return results
 
     def _popular(self, k: int, section: str | None, window_hours: float | None,
@@ -262,9 +268,9 @@ class LiveRecommender:
         window = self.engine.popularity_config.window_hours if window_hours is None else window_hours
         if window <= 0:
             raise InvalidQueryError(f"window_hours must be positive, got {window}")
-        snapshot, table, n = self.delta, self.engine.table, len(self.engine)
+        snapshot, table, n = pop.snapshot, self.engine.table, len(self.engine)
         views = (pop.raw if window_hours is None else self.raw_views(pop.now, window, snapshot)).copy()
-        views[:n][self.hidden()] = 0.0
+        views[:n][self.hidden(snapshot)] = 0.0
         if section is not None:
             views[:n][table.sections != section] = 0.0
             views[n:][snapshot.table.sections != section] = 0.0
