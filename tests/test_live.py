@@ -125,3 +125,37 @@ def test_ranked_lists_are_reused_for_a_while_but_never_after_a_takedown(demo_eng
     assert later[0].article_id not in [r.article_id for r in live.related("demo-001", k=5,
                                                                           now=NOW + timedelta(seconds=11))]
     store.close()
+
+
+def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
+    """Upserts and takedowns landing from another thread mid-lookup never break a lookup (bounded run)."""
+    import threading
+
+    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
+    live = LiveRecommender(demo_engine, store)
+    vectors = np.asarray(demo_engine.table.vectors)
+    stop, errors = threading.Event(), []
+
+    def writer() -> None:
+        for n in range(200):
+            if stop.is_set():
+                return
+            store.upsert([_record(f"live-{n}", f"Live story {n}")], vectors[n % len(vectors)][None])
+            if n % 7 == 0:
+                store.delete(f"live-{n}")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for n in range(150):
+            try:
+                live.related(f"demo-{n % 165 + 1:03d}", k=5)
+                live.more_like_this(ids=[f"demo-{(n * 7) % 165 + 1:03d}"], k=5)
+                live.popular(k=5)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        store.close()
+    assert errors == []
