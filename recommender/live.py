@@ -9,6 +9,7 @@ are hidden everywhere.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
@@ -67,7 +68,7 @@ class LiveRecommender:
         self._popularity: LivePopularity | None = None
         # Related lists of the current popularity snapshot and delta: a page read by many readers at once is
         # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
-        self._results: dict[tuple, tuple[LivePopularity, int, list[Recommendation]]] = {}
+        self._results: dict[tuple, tuple[LivePopularity, int, list[Recommendation], float]] = {}
         self.result_cache_size = cache_size
         # A ranked list is reused while the delta is unchanged and its popularity snapshot is at most this old
         # (0: only with the very same snapshot). Takedowns and upserts always invalidate at once.
@@ -165,16 +166,21 @@ class LiveRecommender:
         snapshot = pop.snapshot
         key = (article_id, k, section, max_age_hours)
         cached = self._results.get(key)
-        if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached[0], pop):
+        if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached, pop):
             return cached[2]
         results = self._related(article_id, k, section, max_age_hours, pop, snapshot)
         if len(self._results) >= self.result_cache_size:
             self._results.clear()
-        self._results[key] = (pop, snapshot.seq, results)
+        self._results[key] = (pop, snapshot.seq, results, time.monotonic())
         return results
 
-    def _fresh_enough(self, ranked_with: LivePopularity, pop: LivePopularity) -> bool:
-        return ranked_with is pop or 0 <= (pop.now - ranked_with.now).total_seconds() < self.list_max_age_seconds
+    def _fresh_enough(self, cached: tuple, pop: LivePopularity) -> bool:
+        # Reuse a list ranked with the current snapshot, or one at most list_max_age_seconds old both by the
+        # snapshots' times and by the clock: by snapshot times alone, a service that refreshes popularity only on
+        # events (popularity_refresh_seconds=0) served a list from before a click for as long as no event came.
+        ranked_with, ranked_at = cached[0], cached[3]
+        age_seconds = max((pop.now - ranked_with.now).total_seconds(), time.monotonic() - ranked_at)
+        return ranked_with is pop or 0 <= age_seconds < self.list_max_age_seconds
 
     def _related(self, article_id: str, k: int, section: str | None, max_age_hours: float | None,
                  pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
@@ -257,10 +263,10 @@ class LiveRecommender:
         pop = self.popularity(now)
         key = ("popular", k, section, window_hours)
         cached = self._results.get(key)
-        if cached is not None and cached[1] == pop.delta_seq and self._fresh_enough(cached[0], pop):
+        if cached is not None and cached[1] == pop.delta_seq and self._fresh_enough(cached, pop):
             return cached[2]
         results = self._popular(k, section, window_hours, pop)
-        self._results[key] = (pop, pop.delta_seq, results)
+        self._results[key] = (pop, pop.delta_seq, results, time.monotonic())
         return results
 
     def _popular(self, k: int, section: str | None, window_hours: float | None,
