@@ -30,7 +30,7 @@ SECTION = Query(None, max_length=200, description="Only this section.")
 EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     """The process's service state (set by the lifespan)."""
     return request.app.state.service
 
