@@ -101,6 +101,14 @@ def test_onnx_export_is_cached_and_matches_torch(embedder, onnx_int8):
 
 
 @pytest.mark.slow
+def test_a_fresh_export_gives_the_same_file_and_identity(embedder, onnx_int8, tmp_path):
+    """Exporting again (another machine, an emptied cache) reproduces the file byte for byte: builds stay loadable."""
+    fresh = SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(tmp_path)))
+    assert fresh._onnx.path.parent.parent == tmp_path
+    assert fresh.identity == onnx_int8.identity
+
+
+@pytest.mark.slow
 def test_bf16_vectors_are_close_and_recorded_as_bf16(embedder, bf16, tmp_path):
     """bf16 vectors stay within 0.999 cosine of fp32 and never share a cache entry with them."""
     assert bf16.identity.backend == "torch-bf16" and bf16.identity.fingerprint == embedder.identity.fingerprint
