@@ -147,3 +147,22 @@ def test_fidelity_gate_on_bbc_and_reuters_slices(embedder, bf16, onnx_int8, cach
     assert verdicts(results, config) == {"torch-bf16": True, "onnx-int8": False}
     assert may_be_default("torch-bf16", results) and not may_be_default("onnx-int8", results)
     assert may_be_default(f"{EmbedderConfig().backend}-{EmbedderConfig().precision}", results)
+
+
+@pytest.mark.slow
+def test_a_build_records_its_backend_and_the_service_side_loads_the_same_one(tmp_path, onnx_int8, embedder):
+    """A demo build with the int8 backend: manifest says onnx-int8, free text uses int8, fp32 is refused."""
+    from recommender.cli import demo_files
+    from recommender.config import BuildConfig
+    from recommender.engine import Recommender
+    from recommender.pipeline import build
+
+    config = BuildConfig(embedder=EmbedderConfig(backend="onnx", precision="int8", export_dir=str(EXPORT_DIR)))
+    articles, _ = demo_files()
+    build(articles, tmp_path, config=config, cache_path=tmp_path / "cache.sqlite")
+    engine = Recommender.load(tmp_path)
+    assert engine.manifest.model == onnx_int8.identity
+    assert engine.embedder.identity.backend == "onnx-int8"
+    np.testing.assert_allclose(engine.embedder.encode(TEXTS), onnx_int8.encode(TEXTS), atol=1e-6)
+    with pytest.raises(ModelMismatchError, match="onnx-int8"):
+        Recommender.load(tmp_path, embedder=embedder)
