@@ -77,7 +77,8 @@ def main() -> None:
     speed = [{"texts": kind, "backend": name, "batch_size": size, "texts_per_second": round(statistics.median(v), 1)}
              for (kind, name, size), v in samples.items()]
     for row in speed:
-        print(f"{row['texts']:>10} {row['backend']:>10} batch {row['batch_size']:>4}: {row['texts_per_second']:8.1f} texts/s")
+        print(f"{row['texts']:>10} {row['backend']:>10} batch {row['batch_size']:>4}: "
+              f"{row['texts_per_second']:8.1f} texts/s")
 
     config = FidelityConfig()
     cache = EmbeddingCache(args.cache)

@@ -37,8 +37,10 @@ def factories(count: int) -> dict[str, str]:
 
 
 def expand(real: np.ndarray, count: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` unit vectors (real ones plus Gaussian noise of scale ``noise`` per component, renormalised)
-    and each one's real parent vector."""
+    """``count`` perturbed unit vectors and each one's real parent.
+
+    Each is a real vector plus Gaussian noise of scale ``noise`` per component, renormalised.
+    """
     rng = np.random.default_rng(seed)
     parents = real[rng.integers(0, len(real), size=count)]
     vectors = parents + rng.normal(0, noise, size=parents.shape).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Fidelity gate for embedder backends: does a faster backend give the same neighbours and the same quality as fp32?"""
+"""Fidelity gate for embedder backends: the same neighbours and the same quality as torch fp32, or not."""
 
 from __future__ import annotations
 
