@@ -15,6 +15,8 @@ DATA = Path(os.environ.get("RECOMMENDER_DATA", REPO.parent / "shared" / "data"))
 # One embedding cache for the whole suite (and the notebooks): each real text is embedded once per machine.
 CACHE = Path(os.environ.get("RECOMMENDER_TEST_CACHE", REPO / ".cache" / "embeddings.sqlite"))
 DEMO_NOW = "2026-11-27T00:00:00Z"
+# The service tests' `root` and `client` fixtures (a private copy of the demo build, a running app).
+pytest_plugins = ["tests.service_helpers"]
 
 
 def data_path(*parts: str) -> Path:

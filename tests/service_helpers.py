@@ -7,6 +7,10 @@ import shutil
 import socket
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+
+from recommender.service.app import create_app
 from recommender.service.settings import ServiceSettings
 from recommender.store import IndexStore, new_build_id
 
@@ -60,3 +64,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def root(demo_root, tmp_path):
+    """A private indexes root with a copy of the demo build."""
+    return service_root(demo_root, tmp_path)
+
+
+@pytest.fixture
+def client(root, embedder):
+    """A running app (lifespan entered) over the private root; reloads happen when a test calls ``check_reload``."""
+    with TestClient(create_app(make_settings(root), embedder=embedder)) as test_client:
+        yield test_client

@@ -9,23 +9,10 @@ from fastapi.testclient import TestClient
 
 from recommender.service.app import create_app
 
-from .service_helpers import AUTH, ORIGIN, make_settings, service_root
+from .service_helpers import AUTH, ORIGIN, make_settings
 
 # The real packaged model builds the demo index these tests serve.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def root(demo_root, tmp_path):
-    """A private indexes root with a copy of the demo build."""
-    return service_root(demo_root, tmp_path)
-
-
-@pytest.fixture
-def client(root, embedder):
-    """A running app (lifespan entered) over the private root."""
-    with TestClient(create_app(make_settings(root), embedder=embedder)) as test_client:
-        yield test_client
 
 
 def ids_of(response) -> list[str]:

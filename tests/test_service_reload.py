@@ -11,28 +11,13 @@ import time
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from recommender.service.app import create_app
 from recommender.store import IndexStore
 
-from .service_helpers import AUTH, TOKEN, free_port, make_settings, publish_copy, service_root
+from .service_helpers import AUTH, TOKEN, free_port, publish_copy
 
 # The real packaged model builds the demo index these tests serve.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def root(demo_root, tmp_path):
-    """A private indexes root with a copy of the demo build."""
-    return service_root(demo_root, tmp_path)
-
-
-@pytest.fixture
-def client(root, embedder):
-    """A running app; reloads are triggered by calling ``check_reload`` (the background loop's body)."""
-    with TestClient(create_app(make_settings(root), embedder=embedder)) as test_client:
-        yield test_client
 
 
 def build_id(client) -> str:
