@@ -40,7 +40,7 @@ def test_length_sorted_batches_group_similar_lengths_and_restore_input_order():
 def test_backend_and_precision_are_validated():
     """Only implemented backend x precision pairs are accepted, with the choices in the message."""
     assert (EmbedderConfig().backend, EmbedderConfig().precision) == ("torch", "fp32")
-    with pytest.raises(ValueError, match="choose one of \\['fp32', 'bf16'\\]"):
+    with pytest.raises(ValueError, match="choose one of \\['fp32', 'bf16', 'fp16'\\]"):
         EmbedderConfig(precision="int8")
     with pytest.raises(ValueError, match="unknown embedder backend"):
         EmbedderConfig(backend="tensorrt")
@@ -57,6 +57,33 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions():
     with pytest.raises(RecommenderError, match="CPU only"):
         require_bf16("cuda", without + "flags : avx512_bf16\n")
     assert bf16_supported("flags\t: avx512f avx512_bf16 amx_tile\n")
+
+
+def test_fp16_is_for_a_cuda_gpu_only():
+    """fp16 on the CPU (or on a machine whose torch sees no GPU) is refused with the alternatives named."""
+    from recommender.torch_backend import require_fp16
+
+    with pytest.raises(RecommenderError, match="CUDA GPU"):
+        require_fp16(None)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RecommenderError, match="sees none"):
+            SentenceTransformerEmbedder(EmbedderConfig(precision="fp16", device="cuda"))
+
+
+def test_overlapped_tokenisation_gives_the_same_vectors(embedder):
+    """The GPU path's loop (next batch tokenised on a thread, sorted by characters) matches the plain loop.
+
+    Run on the CPU here: the loop is device-independent; only its default (on for CUDA) differs.
+    """
+    from recommender.torch_backend import encode_torch
+
+    texts = TEXTS * 3 + ["", "a", "x " * 400]
+    plain = encode_torch(embedder.model, texts, 4, embedder.identity.dims, overlap=False)
+    overlapped = encode_torch(embedder.model, texts, 4, embedder.identity.dims, overlap=True)
+    assert np.abs(plain - overlapped).max() < 1e-5
+    assert np.abs(plain - embedder.encode(texts)).max() < 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +129,17 @@ def test_onnx_export_is_cached_and_matches_torch(embedder, onnx_int8):
 
 @pytest.mark.slow
 def test_a_fresh_export_gives_the_same_file_and_identity(embedder, onnx_int8, tmp_path):
-    """Exporting again (another machine, an emptied cache) reproduces the file byte for byte: builds stay loadable."""
+    """Exporting again (another machine, an emptied cache) reproduces the file byte for byte: builds stay loadable.
+
+    The exporter records stack traces (this package's path and line numbers) in every node; they are stripped,
+    else a build made where the package lives in one directory was refused where it lives in another.
+    """
     fresh = SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(tmp_path)))
     assert fresh._onnx.path.parent.parent == tmp_path
     assert fresh.identity == onnx_int8.identity
+    for exported in tmp_path.rglob("*.onnx"):
+        content = exported.read_bytes()
+        assert b"onnx_backend.py" not in content and b"stack_trace" not in content, exported
 
 
 @pytest.mark.slow
