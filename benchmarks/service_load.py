@@ -48,7 +48,7 @@ end
 
 def build_index(root: Path, articles: int, seed_titles: int) -> Path:
     """Publish a synthetic ``articles``-row build under ``root`` (reused when one of that size exists)."""
-    from recommender.buildfiles import compute_neighbours, make_manifest, write_build
+    from recommender.buildfiles import compute_neighbours, make_manifest, with_stories, write_build
     from recommender.config import BuildConfig
     from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
     from recommender.index import FaissIndex
@@ -85,7 +85,7 @@ def build_index(root: Path, articles: int, seed_titles: int) -> Path:
     neighbours = compute_neighbours(index, vectors, config.neighbour_count)
     build_id = new_build_id()
     stage = store.stage(build_id)
-    names = write_build(stage, frame, vectors, index, neighbours, views)
+    names = write_build(stage, with_stories(frame, neighbours, config), vectors, index, neighbours, views)
     manifest = make_manifest(stage, build_id, names, embedder, index, config.neighbour_count,
                              {"synthetic": True, "seed_titles": len(seeds)},
                              {"total": time.perf_counter() - started}, config.to_dict())

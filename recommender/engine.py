@@ -18,12 +18,20 @@ from .index import FaissIndex
 from .manifest import Manifest, read_manifest
 from .ranking import ArticleTable, Filters, Recommendation, rank
 from .store import resolve_build_dir
+from .stories import StoryTable, neighbour_cosines, story_table
 
 MAX_K = 100
 # Files of a build besides the manifest.
 ARTICLES_FILE, IDS_FILE, VECTORS_FILE = "articles.parquet", "ids.npy", "vectors.npy"
 NEIGHBOURS_FILE, NEIGHBOUR_SCORES_FILE, VIEWS_FILE = "neighbours.npy", "neighbour_scores.npy", "views.parquet"
-TABLE_COLUMNS = ["id", "title", "section", "url", "published_at", "language"]
+TABLE_COLUMNS = ["id", "title", "section", "url", "published_at", "language", "tags"]
+# Same-story columns written by the build (``stories.py``); builds from before them get them computed at load.
+STORY_COLUMNS = ["copy_group", "story_id"]
+
+
+def _story_settings(config: BuildConfig) -> tuple:
+    """What the stored copy groups and stories depend on."""
+    return (config.ranking.duplicate_similarity, config.ranking.duplicate_title_jaccard, config.stories)
 
 
 def check_k(k: int) -> int:
@@ -85,11 +93,23 @@ class Recommender:
         self.events = events
         ids = articles["id"].to_numpy(dtype=object)
         self.row_of = {article_id: row for row, article_id in enumerate(ids)}
+        titles = articles["title"].to_numpy(dtype=object)
+        published_hours = np.asarray(epoch_hours(articles["published_at"]), dtype=np.float64)
+        if set(STORY_COLUMNS) <= set(articles.columns):
+            self.stories: StoryTable | None = StoryTable(articles["copy_group"].to_numpy(dtype=np.int64),
+                                                         articles["story_id"].to_numpy(dtype=object))
+        elif neighbours is not None:
+            rows = np.asarray(neighbours)
+            self.stories = story_table(ids, titles, rows, neighbour_cosines(vectors, rows), published_hours,
+                                       config.ranking, config.stories)
+        else:
+            self.stories = None
+        tags = articles["tags"].to_numpy(dtype=object) if "tags" in articles else None
         self.table = ArticleTable(
-            ids=ids, titles=articles["title"].to_numpy(dtype=object),
-            sections=articles["section"].fillna("").to_numpy(dtype=object),
-            urls=articles["url"].fillna("").to_numpy(dtype=object),
-            published_hours=np.asarray(epoch_hours(articles["published_at"]), dtype=np.float64), vectors=vectors,
+            ids=ids, titles=titles, sections=articles["section"].fillna("").to_numpy(dtype=object),
+            urls=articles["url"].fillna("").to_numpy(dtype=object), published_hours=published_hours,
+            vectors=vectors, copy_groups=self.stories.copy_groups if self.stories else None,
+            story_ids=self.stories.story_ids if self.stories else None, tags=tags,
         )
         self._embedder = embedder
         self._popularity: Popularity | None = None
@@ -114,9 +134,16 @@ class Recommender:
         """
         directory = resolve_build_dir(path)
         manifest = read_manifest(directory, verify_files=verify)
-        build_config = config or BuildConfig.from_dict(manifest.build.get("config", {}))
+        stored = BuildConfig.from_dict(manifest.build.get("config", {}))
+        build_config = config or stored
         index = FaissIndex.load(directory, manifest.index["factory"], build_config.index)
-        articles = pd.read_parquet(directory / ARTICLES_FILE, columns=TABLE_COLUMNS)
+        import pyarrow.parquet as pq
+
+        present = set(pq.read_schema(directory / ARTICLES_FILE).names)
+        if _story_settings(build_config) != _story_settings(stored):
+            present -= set(STORY_COLUMNS)  # other copy / story thresholds than the build's: regroup at load
+        articles = pd.read_parquet(directory / ARTICLES_FILE,
+                                   columns=[c for c in TABLE_COLUMNS + STORY_COLUMNS if c in present])
         vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
         ids = np.load(directory / IDS_FILE)
         if not (len(articles) == len(ids) == index.count == vectors.shape[0] == manifest.count) or \
@@ -124,7 +151,8 @@ class Recommender:
             raise IndexFormatError(f"{directory}: articles, ids, vectors and index disagree on the article count "
                                    f"or order; the build is damaged: rebuild it")
         neighbours = scores = None
-        if (directory / NEIGHBOURS_FILE).exists():
+        # The related table was ranked with the build's relatedness settings; with others, search instead.
+        if (directory / NEIGHBOURS_FILE).exists() and build_config.relatedness == stored.relatedness:
             neighbours = np.load(directory / NEIGHBOURS_FILE, mmap_mode="r")
             scores = np.load(directory / NEIGHBOUR_SCORES_FILE, mmap_mode="r")
         events = pd.read_parquet(directory / VIEWS_FILE) if (directory / VIEWS_FILE).exists() else pd.DataFrame(

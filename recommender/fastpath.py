@@ -1,10 +1,10 @@
 """Related lists from precomputed neighbours: per-article candidate tables cached, then a cheap re-blend per request.
 
-``ranking.rank`` recomputes headline word sets and pairwise similarities of every candidate on every call. For
-an indexed article the candidates are fixed by the build (``neighbours.npy``), so everything that does not
-depend on popularity or filters (which candidates are wire copies of each other or of the article itself) is
-computed once per article and kept in an LRU cache; a request only blends scores, sorts and walks the list.
-The result is the same list ``rank`` gives for the same candidates (``tests/test_fastpath.py`` checks that).
+For an indexed article the candidates are fixed by the build (``neighbours.npy``), and so is which of them are
+copies of each other or of the article (the build's copy groups, ``stories.py``) and which are in the article's
+story. A request only blends scores, sorts and walks the list, skipping any candidate whose copy group is
+already shown. The result is the same list ``ranking.rank`` gives for the same candidates
+(``tests/test_live.py`` checks that).
 """
 
 from __future__ import annotations
@@ -16,35 +16,20 @@ from threading import Lock
 import numpy as np
 
 from .config import RankingConfig
-from .ranking import ArticleTable, Recommendation, title_words
+from .ranking import ArticleTable, Recommendation, anchor_of, explain
 
 
 @dataclass(frozen=True)
 class CandidateEntry:
-    """What is fixed about one article's related list: candidates sorted by row, and who duplicates whom."""
+    """What is fixed about one article's related list: its candidates sorted by row, their groups and stories."""
 
-    rows: np.ndarray         # (m,) int64 main rows, ascending (as ``np.unique`` orders them in ``rank``)
+    rows: np.ndarray          # (m,) int64 main rows, ascending (as ``np.unique`` orders them in ``rank``)
     similarities: np.ndarray  # (m,) float64 cosine to the article
-    duplicate: np.ndarray    # (m, m) bool: same story (cosine or headline Jaccard over the thresholds)
-    anchor_duplicate: np.ndarray  # (m,) bool: a wire copy of the article itself
+    same_story: np.ndarray    # (m,) float64 1.0 where the candidate is in the article's story
     min_similarity: float
-    # The same two relations as Python sets/tuples: the per-request walk indexes them ~100 times, and a numpy
-    # scalar index costs ~10x a set lookup.
-    duplicate_sets: tuple[frozenset[int], ...] = ()
-    anchor_flags: tuple[bool, ...] = ()
-
-
-def _jaccard_matrix(token_ids: list[np.ndarray]) -> np.ndarray:
-    """Pairwise Jaccard similarity of token-id sets, via a 0/1 incidence matrix (no Python pair loop)."""
-    lengths = np.array([len(t) for t in token_ids])
-    flat = np.concatenate(token_ids) if len(token_ids) else np.zeros(0, dtype=np.int64)
-    _, columns = np.unique(flat, return_inverse=True)
-    hits = np.zeros((len(token_ids), max(int(columns.max(initial=-1)) + 1, 1)), dtype=np.float64)
-    hits[np.repeat(np.arange(len(token_ids)), lengths), columns] = 1.0
-    inter = hits @ hits.T
-    sizes = lengths.astype(np.float64)
-    union = sizes[:, None] + sizes[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+    # Python tuples: the per-request walk indexes them ~100 times, and a numpy scalar index costs ~10x.
+    groups: tuple[int, ...] = ()        # copy group of each candidate
+    anchor_flags: tuple[bool, ...] = ()  # a copy of the article itself
 
 
 class NeighbourRanker:
@@ -58,19 +43,11 @@ class NeighbourRanker:
         self.config = config
         self.cache_size = cache_size
         self._entries: OrderedDict[int, CandidateEntry] = OrderedDict()
-        self._tokens: dict[int, np.ndarray] = {}
-        self._vocabulary: dict[str, int] = {}
         self._fields: dict[int, tuple[str, str, str, str, str | None]] = {}
         self._lock = Lock()
-
-    def _title_tokens(self, row: int) -> np.ndarray:
-        tokens = self._tokens.get(row)
-        if tokens is None:
-            vocabulary = self._vocabulary
-            words = title_words(str(self.table.titles[row]))
-            tokens = self._tokens[row] = np.array([vocabulary.setdefault(w, len(vocabulary)) for w in words],
-                                                  dtype=np.int64)
-        return tokens
+        if table.copy_groups is None or table.story_ids is None:
+            raise ValueError("NeighbourRanker needs the build's copy groups and stories (ArticleTable.copy_groups, "
+                             "story_ids)")
 
     def _row_fields(self, row: int) -> tuple[str, str, str, str, str | None]:
         fields = self._fields.get(row)
@@ -95,22 +72,16 @@ class NeighbourRanker:
         return found
 
     def _compute(self, row: int) -> CandidateEntry:
-        config = self.config
         rows = np.asarray(self.neighbours[row], dtype=np.int64)
         sims = np.asarray(self.neighbour_scores[row], dtype=np.float64)
         keep = (rows >= 0) & (rows != row)
         rows, first = np.unique(rows[keep], return_index=True)
         sims = sims[keep][first]
-        vectors = np.asarray(self.table.vectors[np.concatenate([rows, [row]])], dtype=np.float32)
-        cosine = vectors @ vectors.T
-        jaccard = _jaccard_matrix([self._title_tokens(r) for r in rows.tolist()] + [self._title_tokens(row)])
-        same = (cosine >= config.duplicate_similarity) | (jaccard >= config.duplicate_title_jaccard)
-        duplicate, anchor = same[:-1, :-1], same[:-1, -1]
-        sets: list[set[int]] = [set() for _ in range(len(rows))]
-        for i, j in zip(*(axis.tolist() for axis in np.nonzero(duplicate))):
-            sets[i].add(j)
-        return CandidateEntry(rows, sims, duplicate, anchor, float(sims.min()) if len(sims) else 1.0,
-                              tuple(frozenset(d) for d in sets), tuple(anchor.tolist()))
+        table = self.table
+        groups = table.copy_groups[rows]
+        same_story = (table.story_ids[rows] == table.story_ids[row]).astype(np.float64)
+        return CandidateEntry(rows, sims, same_story, float(sims.min()) if len(sims) else 1.0,
+                              tuple(groups.tolist()), tuple((groups == table.copy_groups[row]).tolist()))
 
     def related(self, row: int, k: int, trending: np.ndarray, freshness: np.ndarray, now_hours: float,
                 hidden: np.ndarray | None = None, section: str | None = None,
@@ -137,12 +108,13 @@ class NeighbourRanker:
         kept = rows[index]
         scores = (config.weight_similarity * entry.similarities[index] + config.weight_trending * trending[kept]
                   + config.weight_freshness * freshness[kept])
+        scores = scores + config.weight_same_story * entry.same_story[index]
         order = index[np.argsort(-scores, kind="stable")]
         score_of = dict(zip(index.tolist(), scores.tolist()))
-        duplicates, anchor_flags = entry.duplicate_sets, entry.anchor_flags
+        groups, anchor_flags = entry.groups, entry.anchor_flags
         chosen: list[int] = []
         collapsed: dict[int, list[int]] = {}
-        blocked: set[int] = set()
+        shown: dict[int, int] = {}  # copy group -> the chosen candidate showing it
         order_list = order.tolist()
         visited = 0
         for i in order_list:
@@ -151,33 +123,34 @@ class NeighbourRanker:
             visited += 1
             if anchor_flags[i]:
                 continue
-            if i in blocked:
-                collapsed.setdefault(next(j for j in chosen if j in duplicates[i]), []).append(i)
+            holder = shown.get(groups[i])
+            if holder is not None:
+                collapsed.setdefault(holder, []).append(i)
                 continue
             chosen.append(i)
-            blocked |= duplicates[i]
+            shown[groups[i]] = i
         if len(chosen) < k:
             return None
         for i in order_list[visited:]:
-            if i in blocked:
-                collapsed.setdefault(next(j for j in chosen if j in duplicates[i]), []).append(i)
+            holder = shown.get(groups[i])
+            if holder is not None:
+                collapsed.setdefault(holder, []).append(i)
+        table = self.table
+        anchor = anchor_of(table, row)
         results = []
         row_list = rows.tolist()
         similarities = entry.similarities
         for i in chosen:
             r = row_list[i]
             similarity, trend, fresh = float(similarities[i]), float(trending[r]), float(freshness[r])
-            reasons = []
-            if similarity >= 0.5:
-                reasons.append(f"similar content (cosine {similarity:.2f})")
-            if trend >= 0.5:
-                reasons.append("popular now")
-            if fresh >= 0.5:
-                reasons.append("recent")
+            story = str(table.story_ids[r])
+            relation, reasons, shared = explain(similarity, trend, fresh, story, float(table.published_hours[r]),
+                                                anchor, table.row_tags(r))
             article_id, title, section_name, url, published = self._row_fields(r)
             results.append(Recommendation(
                 article_id=article_id, title=title, score=score_of[i], similarity=similarity, trending=trend,
                 freshness=fresh, section=section_name, url=url, published_at=published,
                 duplicates=tuple(self._row_fields(row_list[d])[0] for d in collapsed.get(i, ())),
-                reasons=tuple(reasons)))
+                reasons=reasons, story_id=story, relation=relation, shared_tags=shared,
+                same_story=float(entry.same_story[i])))
         return results

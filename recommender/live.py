@@ -22,7 +22,23 @@ from .delta import DeltaSnapshot, DeltaStore
 from .engine import Recommender, check_k, epoch_hours
 from .errors import InvalidQueryError, UnknownArticleError
 from .fastpath import NeighbourRanker
-from .ranking import ArticleTable, Filters, Recommendation, rank
+from .ranking import Anchor, ArticleTable, Filters, Recommendation, anchor_of, explain, rank
+from .stories import StoryTable, assign, is_copy, time_order, title_words
+
+# Indexed neighbours a live article is compared with to find its copy group and story.
+LIVE_STORY_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """An article a list is for, from the build or the delta."""
+
+    vector: np.ndarray
+    title: str
+    group: int
+    story: str | None
+    hours: float
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class LiveRecommender:
         self._event_counts = events["count"].to_numpy(dtype=np.float64)
         self._hidden_seq = -1
         self._hidden = np.zeros(len(engine), dtype=bool)
+        self._delta_stories: tuple[int, StoryTable] | None = None
         self._popularity: LivePopularity | None = None
         # Related lists of the current popularity snapshot and delta: a page read by many readers at once is
         # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
@@ -149,14 +166,57 @@ class LiveRecommender:
 
     # ------------------------------------------------------------------ queries
 
-    def _vector(self, article_id: str, snapshot: DeltaSnapshot) -> tuple[np.ndarray, str]:
+    def delta_stories(self, snapshot: DeltaSnapshot) -> StoryTable:
+        """Copy group and story of each delta article, as if it had arrived in publication order.
+
+        Each joins the group of an indexed or earlier live article it copies, else the story of its most similar
+        indexed neighbour within the story window (``stories.assign``); computed once per delta snapshot.
+        """
+        cached = self._delta_stories
+        if cached is not None and cached[0] == snapshot.seq:
+            return cached[1]
+        engine, table = self.engine, snapshot.table
+        n = len(snapshot)
+        groups = np.zeros(n, dtype=np.int64)
+        story_ids = np.empty(n, dtype=object)
+        if n and engine.stories is not None:
+            base = int(engine.stories.copy_groups.max(initial=-1)) + 1
+            count = min(LIVE_STORY_CANDIDATES, len(engine))
+            found, sims = engine.index.search(np.asarray(table.vectors, dtype=np.float32), count)
+            placed: list[int] = []
+            for i in time_order(table.published_hours).tolist():
+                groups[i], story_ids[i] = assign(
+                    found[i], sims[i], str(table.titles[i]), float(table.published_hours[i]), engine.table.titles,
+                    engine.table.published_hours, engine.stories, self.config, engine.config.stories, base + i,
+                    str(table.ids[i]))
+                words = title_words(str(table.titles[i]))
+                for j in placed:  # two live copies of one piece (both sent before the rebuild)
+                    if is_copy(float(table.vectors[i] @ table.vectors[j]), words, title_words(str(table.titles[j])),
+                               self.config):
+                        groups[i], story_ids[i] = groups[j], story_ids[j]
+                        break
+                placed.append(i)
+        elif n:
+            groups[:] = -1
+        result = StoryTable(groups, story_ids)
+        self._delta_stories = (snapshot.seq, result)
+        return result
+
+    def _anchor(self, article_id: str, snapshot: DeltaSnapshot) -> _Anchor:
         position = snapshot.row_of.get(article_id)
         if position is not None:
-            return snapshot.table.vectors[position], str(snapshot.table.titles[position])
+            table, stories = snapshot.table, self.delta_stories(snapshot)
+            story = stories.story_ids[position]
+            return _Anchor(table.vectors[position], str(table.titles[position]), int(stories.copy_groups[position]),
+                           None if story is None else str(story), float(table.published_hours[position]),
+                           table.row_tags(position))
         row = self.engine.row_of.get(article_id)
         if row is None or self.hidden(snapshot)[row]:
             raise UnknownArticleError(article_id)
-        return np.asarray(self.engine.table.vectors[row]), str(self.engine.table.titles[row])
+        table = self.engine.table
+        described = anchor_of(table, row)
+        return _Anchor(np.asarray(table.vectors[row]), str(table.titles[row]), table.group(row), described.story,
+                       described.hours, described.tags)
 
     def related(self, article_id: str, k: int = 10, section: str | None = None,
                 max_age_hours: float | None = None, now: datetime | None = None) -> list[Recommendation]:
@@ -186,8 +246,8 @@ class LiveRecommender:
                  pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
         row = self.engine.row_of.get(article_id)
         if row is None or article_id in snapshot.row_of or self.fast is None:
-            vector, title = self._vector(article_id, snapshot)
-            return self._ranked(vector, k, section, max_age_hours, {article_id}, [(vector, title)], pop)
+            anchor = self._anchor(article_id, snapshot)
+            return self._ranked(anchor.vector, k, section, max_age_hours, {article_id}, [anchor], pop)
         hidden = self.hidden(snapshot)
         if hidden[row]:
             raise UnknownArticleError(article_id)
@@ -201,8 +261,8 @@ class LiveRecommender:
                 return results
         first = (np.asarray(self.engine.neighbours[row], dtype=np.int64),
                  np.asarray(self.engine.neighbour_scores[row], dtype=np.float32)) if not delta_close else None
-        return self._ranked(vector, k, section, max_age_hours, {article_id},
-                            [(vector, str(self.engine.table.titles[row]))], pop, first)
+        return self._ranked(vector, k, section, max_age_hours, {article_id}, [self._anchor(article_id, snapshot)],
+                            pop, first)
 
     def more_like_this(self, ids: Sequence[str] = (), text_vector: np.ndarray | None = None,
                        negative_ids: Sequence[str] = (), exclude_ids: Sequence[str] = (), k: int = 10,
@@ -213,9 +273,9 @@ class LiveRecommender:
         if not ids and text_vector is None:
             raise InvalidQueryError("more_like_this needs at least one article id or a non-empty text")
         pop = self.popularity(now)
-        positives = [self._vector(i, pop.snapshot) for i in ids]
-        negatives = [self._vector(i, pop.snapshot)[0] for i in negative_ids]
-        vectors = [v for v, _ in positives] + ([text_vector] if text_vector is not None else [])
+        positives = [self._anchor(i, pop.snapshot) for i in ids]
+        negatives = [self._anchor(i, pop.snapshot).vector for i in negative_ids]
+        vectors = [a.vector for a in positives] + ([text_vector] if text_vector is not None else [])
         query = np.mean(vectors, axis=0)
         if negatives:
             query = query + self.config.negative_weight * (query - np.mean(negatives, axis=0))
@@ -224,7 +284,7 @@ class LiveRecommender:
         return self._ranked(query, k, section, max_age_hours, excluded, positives, pop)
 
     def _ranked(self, query: np.ndarray, k: int, section: str | None, max_age_hours: float | None,
-                excluded: set[str], anchors: list[tuple[np.ndarray, str]], pop: LivePopularity,
+                excluded: set[str], anchors: list[_Anchor], pop: LivePopularity,
                 first: tuple[np.ndarray, np.ndarray] | None = None) -> list[Recommendation]:
         engine, snapshot = self.engine, pop.snapshot
         hidden = self.hidden(snapshot)
@@ -243,7 +303,8 @@ class LiveRecommender:
             rows, sims = rows[order], sims[order]
             delta_sims = snapshot.table.vectors @ query
             delta_rows = np.argsort(-delta_sims, kind="stable")[:count]
-            table = _candidate_table(engine.table, rows, snapshot.table, delta_rows, anchors)
+            table = _candidate_table(engine.table, rows, snapshot.table, self.delta_stories(snapshot),
+                                     delta_rows, anchors)
             n = len(rows) + len(delta_rows)
             trending = np.concatenate([pop.trending[rows], pop.delta_trending[delta_rows], np.zeros(len(anchors))])
             fresh = np.concatenate([pop.freshness[rows], pop.delta_freshness[delta_rows], np.zeros(len(anchors))])
@@ -255,6 +316,80 @@ class LiveRecommender:
             if len(results) >= k or count >= total:
                 return results
             count, first = max(count * 4, self.config.candidate_count), None
+
+    def story_rows(self) -> dict[str, np.ndarray]:
+        """Build rows of each story id (computed once per loaded build)."""
+        rows = getattr(self, "_story_rows", None)
+        if rows is None:
+            stories = self.engine.stories
+            rows = {} if stories is None else {
+                str(story): group.to_numpy() for story, group in
+                pd.Series(np.arange(len(stories.story_ids))).groupby(stories.story_ids, sort=False)}
+            self._story_rows = rows
+        return rows
+
+    def story(self, article_id: str, k: int = 20, now: datetime | None = None) -> list[Recommendation]:
+        """The story timeline of an article: its story's pieces in publication order, one entry per piece.
+
+        Copies (wire copies, re-publications) collapse into the earliest; the article itself is included with
+        relation "this article"; the others are labelled "same story, earlier" / "same story, later". At most
+        ``k`` entries, the ones closest in time to the article when the story is longer.
+
+        Raises:
+            UnknownArticleError: the id is neither indexed nor live (or was taken down).
+        """
+        check_k(k)
+        pop = self.popularity(now)
+        snapshot = pop.snapshot
+        anchor = self._anchor(article_id, snapshot)
+        if anchor.story is None:
+            return []
+        engine, n = self.engine, len(self.engine)
+        hidden = self.hidden(snapshot)
+        rows = [int(r) for r in self.story_rows().get(anchor.story, np.zeros(0, int)) if not hidden[r]]
+        delta_stories = self.delta_stories(snapshot)
+        rows += [n + int(i) for i in np.flatnonzero(delta_stories.story_ids == anchor.story)]
+
+        def source(i: int) -> tuple[ArticleTable, int]:
+            return (engine.table, i) if i < n else (snapshot.table, i - n)
+
+        def group(i: int) -> int:
+            return int(engine.table.copy_groups[i]) if i < n else int(delta_stories.copy_groups[i - n])
+
+        def hours(i: int) -> float:
+            table, row = source(i)
+            value = float(table.published_hours[row])
+            return np.inf if np.isnan(value) else value
+
+        own = next((i for i in rows if str(source(i)[0].ids[source(i)[1]]) == article_id), None)
+        entries: dict[int, list[int]] = {}
+        for i in sorted(rows, key=lambda i: (i != own, hours(i), i)):  # the article leads its own copy group
+            entries.setdefault(group(i), []).append(i)
+        heads = sorted(entries, key=lambda g: hours(entries[g][0]))
+        if len(heads) > k:  # the k pieces nearest in time to the article, still in time order
+            nearest = sorted(heads, key=lambda g: abs(hours(entries[g][0]) - anchor.hours))[:k]
+            heads = [g for g in heads if g in nearest]
+        trending = np.concatenate([pop.trending, pop.delta_trending])
+        freshness = np.concatenate([pop.freshness, pop.delta_freshness])
+        described = Anchor(anchor.story, anchor.hours, anchor.tags)
+        results = []
+        for g in heads:
+            i, *copies = entries[g]
+            table, row = source(i)
+            similarity = float(np.asarray(table.vectors[row]) @ anchor.vector)
+            is_self = str(table.ids[row]) == article_id
+            relation, reasons, shared = explain(similarity, float(trending[i]), float(freshness[i]), anchor.story,
+                                                float(table.published_hours[row]), described,
+                                                table.row_tags(row))
+            if is_self:
+                relation, reasons, shared = "this article", (), ()
+            results.append(Recommendation(
+                article_id=str(table.ids[row]), title=str(table.titles[row]), score=similarity,
+                similarity=similarity, trending=float(trending[i]), freshness=float(freshness[i]),
+                section=str(table.sections[row]), url=str(table.urls[row]), published_at=table.published_iso(row),
+                duplicates=tuple(str(source(c)[0].ids[source(c)[1]]) for c in copies), reasons=reasons,
+                story_id=anchor.story, relation=relation, shared_tags=shared, same_story=1.0))
+        return results
 
     def popular(self, k: int = 10, section: str | None = None, window_hours: float | None = None,
                 now: datetime | None = None) -> list[Recommendation]:
@@ -296,18 +431,31 @@ class LiveRecommender:
         return results
 
 
-def _candidate_table(main: ArticleTable, rows: np.ndarray, delta: ArticleTable, delta_rows: np.ndarray,
-                     anchors: list[tuple[np.ndarray, str]]) -> ArticleTable:
+def _candidate_table(main: ArticleTable, rows: np.ndarray, delta: ArticleTable, delta_stories: StoryTable,
+                     delta_rows: np.ndarray, anchors: list[_Anchor]) -> ArticleTable:
     """A small table of the candidates (build rows, then delta rows, then the anchors) for ``rank``."""
     def join(name: str, anchor_values: list) -> np.ndarray:
         return np.concatenate([getattr(main, name)[rows], getattr(delta, name)[delta_rows],
                                np.array(anchor_values, dtype=getattr(main, name).dtype)])
 
+    def objects(main_values: np.ndarray | None, delta_values: np.ndarray | None, anchor_values: list) -> np.ndarray:
+        values = ([None] * len(rows) if main_values is None else main_values[rows].tolist()) + (
+            [None] * len(delta_rows) if delta_values is None else delta_values[delta_rows].tolist()) + anchor_values
+        out = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):  # element-wise: equal-length tag lists must not become a 2-D array
+            out[i] = value
+        return out
+
     dims = main.vectors.shape[1]
-    anchor_vectors = np.array([v for v, _ in anchors], dtype=np.float32).reshape(len(anchors), dims)
+    anchor_vectors = np.array([a.vector for a in anchors], dtype=np.float32).reshape(len(anchors), dims)
+    main_groups = main.copy_groups[rows] if main.copy_groups is not None else np.full(len(rows), -1)
     return ArticleTable(
-        ids=join("ids", [""] * len(anchors)), titles=join("titles", [t for _, t in anchors]),
+        ids=join("ids", [""] * len(anchors)), titles=join("titles", [a.title for a in anchors]),
         sections=join("sections", [""] * len(anchors)), urls=join("urls", [""] * len(anchors)),
-        published_hours=join("published_hours", [np.nan] * len(anchors)),
+        published_hours=join("published_hours", [a.hours for a in anchors]),
         vectors=np.concatenate([np.asarray(main.vectors[rows], dtype=np.float32),
-                                np.asarray(delta.vectors[delta_rows], dtype=np.float32), anchor_vectors]))
+                                np.asarray(delta.vectors[delta_rows], dtype=np.float32), anchor_vectors]),
+        copy_groups=np.concatenate([main_groups, delta_stories.copy_groups[delta_rows],
+                                    np.array([a.group for a in anchors], dtype=np.int64)]).astype(np.int64),
+        story_ids=objects(main.story_ids, delta_stories.story_ids, [a.story for a in anchors]),
+        tags=objects(main.tags, delta.tags, [a.tags for a in anchors]))

@@ -12,8 +12,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .articles import Catalogue, embedding_texts, read_catalogue, read_sql
-from .buildfiles import TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build, write_build
+from .articles import Catalogue, embedding_texts, lexical_texts, read_catalogue, read_sql
+from .buildfiles import (TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build, with_stories,
+                         write_build)
 from .config import BuildConfig
 from .embedder import Embedder, EmbeddingCache, ModelIdentity, SentenceTransformerEmbedder, text_key
 from .engine import ARTICLES_FILE, VECTORS_FILE, Recommender
@@ -25,6 +26,7 @@ from .index import FaissIndex
 from .lock import RebuildLock
 from .manifest import read_manifest, write_manifest
 from .report import BuildReport, CatalogueDiff, report_json
+from .relatedness import related_neighbours
 from .store import IndexStore, new_build_id
 
 __all__ = ["BuildReport", "build", "compute_neighbours", "rebuild", "report_json", "verify_build", "write_build"]
@@ -206,6 +208,11 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     pause("neighbours")
     neighbours = compute_neighbours(index, vectors, config.neighbour_count)
     done("neighbours")
+    related = related_neighbours(vectors, lexical_texts(articles), neighbours, config.neighbour_count,
+                                 config.relatedness)
+    done("related")
+    articles = with_stories(articles.assign(**{TEXT_HASH_COLUMN: keys}), neighbours, config)
+    done("stories")
 
     report = BuildReport(build_id=build_id, path=root / "builds" / build_id, articles=len(articles),
                          rejected=len(catalogue.rejects), embedded=embedded, cached=cached, seconds=seconds,
@@ -214,14 +221,14 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
                          previous=current.path.name if current else None)
     stage = store.stage(build_id)
     try:
-        names = write_build(stage, articles.assign(**{TEXT_HASH_COLUMN: keys}), vectors, index, neighbours, events)
+        names = write_build(stage, articles, vectors, index, related, events)
         pause("write")  # data files staged, manifest not yet written
         source = {"records_in": catalogue.records_in, "accepted": len(articles), "rejected": len(catalogue.rejects),
                   "truncated": len(catalogue.truncated_ids), "view_rows": len(events),
                   "view_rows_rejected": len(view_rejects), "rejects_file": str(rejects_file),
                   "diff": diff.to_dict(), "embedded": embedded, "reused": reused, "cached": cached,
                   "executor": executor.name, "previous": report.previous}
-        write_manifest(stage, make_manifest(stage, build_id, names, embedder, index, int(neighbours[0].shape[1]),
+        write_manifest(stage, make_manifest(stage, build_id, names, embedder, index, int(related[0].shape[1]),
                                             source, seconds, config.to_dict()))
         done("write")
         pause("verify")

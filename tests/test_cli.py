@@ -37,7 +37,8 @@ def test_build_then_query_from_the_command_line(tmp_path, cache_path):
     result = runner.invoke(app, ["related", "demo-001", "-k", "3", "--json", *now])
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert len(listed) == 3 and {"similarity", "trending", "freshness"} == set(listed[0]["components"])
+    assert len(listed) == 3
+    assert {"similarity", "trending", "freshness", "same_story"} == set(listed[0]["components"])
     result = runner.invoke(app, ["related", "demo-001", "-k", "3", *now])
     assert "similarity" in result.output and "Tarsova" in result.output
     result = runner.invoke(app, ["more-like-this", "--id", "demo-001", "--not", "demo-003", "-k", "2", *now])

@@ -60,10 +60,10 @@ def test_scores_are_explained(demo_engine):
     config = demo_engine.ranking
     for r in demo_engine.related("demo-001", k=10, now=NOW):
         expected = (config.weight_similarity * r.similarity + config.weight_trending * r.trending
-                    + config.weight_freshness * r.freshness)
+                    + config.weight_freshness * r.freshness + config.weight_same_story * r.same_story)
         assert r.score == pytest.approx(expected)
-        assert 0 <= r.trending <= 1 and 0 <= r.freshness <= 1
-        assert set(r.to_dict()["components"]) == {"similarity", "trending", "freshness"}
+        assert 0 <= r.trending <= 1 and 0 <= r.freshness <= 1 and r.same_story in (0.0, 1.0)
+        assert set(r.to_dict()["components"]) == {"similarity", "trending", "freshness", "same_story"}
 
 
 def test_filters_section_age_and_exclusions(demo_engine, truth):

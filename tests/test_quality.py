@@ -26,15 +26,28 @@ def bbc_engine(tmp_path_factory, embedder, cache_path) -> Recommender:
     return Recommender.load(root, embedder=embedder)
 
 
+def _section_precision(engine: Recommender, k: int = 5) -> float:
+    sections = engine.table.sections
+    return float(np.mean([np.mean([r.section == sections[row] for r in engine.related(article_id, k=k)])
+                          for row, article_id in enumerate(engine.table.ids)]))
+
+
 def test_bbc_related_section_precision_at_5(bbc_engine):
-    """related() lists stay in the article's section: precision@5 >= 0.93 over every article."""
-    sections = bbc_engine.table.sections
-    precision = np.mean([
-        np.mean([r.section == sections[row] for r in bbc_engine.related(article_id, k=5)])
-        for row, article_id in enumerate(bbc_engine.table.ids)
-    ])
-    print(f"BBC News section precision@5 of related(): {precision:.4f}")
-    assert precision >= 0.93
+    """related() lists stay in the article's section: precision@5 >= 0.95 over every article, and the hybrid
+    relatedness (dense + TF-IDF + shared neighbours) beats the embedding neighbours alone by >= 0.015.
+
+    Measured: hybrid 0.9574, embeddings alone (same build, fusion off, lists from a FAISS search) 0.9302.
+    """
+    import dataclasses
+
+    precision = _section_precision(bbc_engine)
+    config = bbc_engine.config
+    dense = Recommender.load(bbc_engine.directory, verify=False,
+                             config=dataclasses.replace(config, relatedness=dataclasses.replace(
+                                 config.relatedness, enabled=False)))
+    baseline = _section_precision(dense)
+    print(f"BBC News section precision@5 of related(): hybrid {precision:.4f}, embeddings alone {baseline:.4f}")
+    assert precision >= 0.95 and precision >= baseline + 0.015
 
 
 def test_bbc_identical_bodies_never_share_a_list(bbc_engine):

@@ -28,7 +28,7 @@ def test_rebuild_exit_codes_and_structured_log(tmp_path, cache_path):
     assert ok.stdout.strip().splitlines()[-1].startswith("published ")
     events = [json.loads(line) for line in ok.stderr.splitlines()]  # stderr is not a terminal: JSON only
     assert [e["stage"] for e in events if e["event"] == "stage"] == [
-        "read", "embed", "index", "neighbours", "write", "verify", "gates", "publish"]
+        "read", "embed", "index", "neighbours", "related", "stories", "write", "verify", "gates", "publish"]
     final = events[-1]
     assert final["event"] == "rebuild" and final["published"] and final["new"] == final["articles"] == 165
     assert {g["name"] for g in final["gates"]} == {"self_match", "count_drop", "few_related", "model_identity"}

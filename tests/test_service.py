@@ -37,7 +37,7 @@ def test_related_lists_the_story_without_the_article(client, demo_engine):
     assert len(ids) == 5 and "demo-001" not in ids
     assert "components" not in plain.json()["items"][0]
     explained = client.get("/v1/articles/demo-001/related", params={"k": 5, "explain": "true"}).json()["items"]
-    assert set(explained[0]["components"]) == {"similarity", "trending", "freshness"}
+    assert set(explained[0]["components"]) == {"similarity", "trending", "freshness", "same_story"}
     assert explained[0]["reasons"] and isinstance(explained[0]["duplicates"], list)
     stories = {a: s for a, s in zip(demo_engine.articles["id"], _stories())}
     assert stories[ids[0]] == stories["demo-001"]

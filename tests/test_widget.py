@@ -213,6 +213,9 @@ def test_demo_page_panels_show_the_expected_stories(service, page, stories):
     assert first.query_selector("a").get_attribute("href") == f"{service.url}/demo/articles/{related[0]}"
     assert first.query_selector(".rec-section").inner_text().lower() == "world"
     assert first.query_selector("time").get_attribute("datetime").startswith("2026-11-")
+    # The story's own pieces say where they sit in its timeline (demo-001 opens its story: all are later).
+    labels = [li.query_selector(".rec-story") for li in p.query_selector_all("[data-recommender=related] li")]
+    assert [label.inner_text() if label else None for label in labels] == ["Later in this story"] * 4
     assert page.errors == [] and page.console == []
     ARTIFACTS.mkdir(exist_ok=True)
     p.screenshot(path=str(ARTIFACTS / "widget-demo-article.png"), full_page=True)

@@ -14,6 +14,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from ..articles import lexical_texts
 from ..config import BuildConfig
 from ..engine import Recommender
 
@@ -137,23 +138,26 @@ class EngineMethod:
         second = np.array([engine.row(b) for _, b in pairs], dtype=np.int64)
         vectors = engine.table.vectors
         cosine = np.einsum("ij,ij->i", vectors[first], vectors[second]).astype(np.float64)
+        same_story = (engine.stories.story_ids[first] == engine.stories.story_ids[second]).astype(np.float64) \
+            if engine.stories is not None else np.zeros(len(pairs))
         return (ranking.weight_similarity * cosine + ranking.weight_trending * pop.trending[second]
-                + ranking.weight_freshness * pop.freshness[second])
+                + ranking.weight_freshness * pop.freshness[second] + ranking.weight_same_story * same_story)
 
 
 def embeddings_only(config: BuildConfig) -> BuildConfig:
-    """The build's config with popularity, freshness, same-story collapse and MMR all switched off."""
+    """The build's config with popularity, freshness, same-story collapse, MMR and the hybrid relatedness (the
+    build's fused related table; lists then come from a FAISS search) all switched off."""
     # Thresholds above 1 can never be reached by a cosine or a Jaccard: nothing is collapsed.
     ranking = dataclasses.replace(config.ranking, weight_similarity=1.0, weight_trending=0.0, weight_freshness=0.0,
-                                  duplicate_similarity=2.0, duplicate_title_jaccard=2.0, mmr_lambda=None)
-    return dataclasses.replace(config, ranking=ranking)
+                                  weight_same_story=0.0, duplicate_similarity=2.0, duplicate_title_jaccard=2.0,
+                                  mmr_lambda=None)
+    return dataclasses.replace(config, ranking=ranking,
+                               relatedness=dataclasses.replace(config.relatedness, enabled=False))
 
 
 def article_texts(articles: pd.DataFrame) -> list[str]:
-    """Title + abstract + body of each catalogue row (the lexical baseline's document)."""
-    parts = [articles[c].fillna("").astype(str) if c in articles else pd.Series("", index=articles.index)
-             for c in ("title", "abstract", "body")]
-    return [" ".join(p for p in row if p) for row in zip(*parts)]
+    """Title + abstract + body of each catalogue row (the lexical baseline's document, as the build's)."""
+    return lexical_texts(articles)
 
 
 def make_methods(names: Sequence[str], recommender: Recommender, articles: pd.DataFrame, views: np.ndarray,

@@ -15,6 +15,7 @@ import pandas as pd
 from ..config import BuildConfig
 from ..embedder import Embedder
 from ..engine import Recommender, epoch_hours
+from ..stories import neighbour_cosines
 from . import metrics
 from .baselines import METHODS, Method, make_methods
 from .datasets import LOADERS, CorpusDataset, PairDataset, label_groups, load_mind, load_semeval, partners, query_sample
@@ -142,7 +143,9 @@ def story_of(recommender: Recommender) -> dict[Any, int]:
     threshold = recommender.config.ranking.duplicate_similarity
     pairs: list[tuple[int, int]] = []
     if recommender.neighbours is not None:
-        rows, scores = np.asarray(recommender.neighbours), np.asarray(recommender.neighbour_scores)
+        rows = np.asarray(recommender.neighbours)
+        # Cosines, not the table's scores: the build's related table may hold fused relatedness.
+        scores = neighbour_cosines(recommender.table.vectors, rows)
         found = np.argwhere((scores >= threshold) & (rows >= 0))
         pairs = [(int(r), int(rows[r, c])) for r, c in found]
     return metrics.story_groups(list(recommender.table.ids), pairs)

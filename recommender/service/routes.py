@@ -68,7 +68,7 @@ def render(build_id: str, results: Sequence[Recommendation], explain: bool,
     for result in results:
         item = result.to_dict()
         if not explain:
-            del item["components"], item["duplicates"], item["reasons"]
+            del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
         items.append(item)
     body = orjson.dumps({"build_id": build_id, "items": items})
     if cache is not None:
@@ -113,6 +113,15 @@ async def related(state: State, article_id: Annotated[str, Path(min_length=1, ma
     live = state.served.live
     results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours)
     return render(live.engine.manifest.build_id, results, explain, state.rendered)
+
+
+@router.get("/v1/articles/{article_id}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)],
+                k: int = Query(20, ge=1, le=100, description="At most this many pieces (nearest in time)."),
+                explain: bool = EXPLAIN) -> Response:
+    """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
+    live = state.served.live
+    return render(live.engine.manifest.build_id, live.story(article_id, k=k), explain)
 
 
 @router.post("/v1/more-like-this", response_model=ListResponse, responses=ERRORS, tags=["lists"])

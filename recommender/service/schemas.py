@@ -16,10 +16,12 @@ class Components(BaseModel):
     similarity: float
     trending: float
     freshness: float
+    same_story: float = Field(description="1 when the result is in the article's own story.")
 
 
 class Item(BaseModel):
-    """One recommended article. ``components``, ``duplicates`` and ``reasons`` only with ``explain=true``."""
+    """One recommended article. ``components``, ``duplicates``, ``reasons``, ``explanation`` and ``shared_tags``
+    only with ``explain=true``."""
 
     article_id: str
     title: str
@@ -30,6 +32,12 @@ class Item(BaseModel):
     components: Components | None = None
     duplicates: list[str] | None = None
     reasons: list[str] | None = None
+    explanation: str | None = Field(None, description="The reasons as one sentence.")
+    shared_tags: list[str] | None = Field(None, description="Tags / entities shared with the article.")
+    story_id: str | None = Field(None, description="The story this article belongs to (id of its first piece).")
+    relation: str = Field("", description="'same story, earlier' / 'same story, later' / 'same story' (its "
+                          "story's timeline), 'this article' (story timeline), 'background' (another story), "
+                          "or '' for lists without an anchor article (free text, popular).")
 
 
 class ListResponse(BaseModel):

@@ -18,6 +18,8 @@
   var STORE = "recommender.read";
   var KINDS = ["related", "more-like-this", "popular"];
   var LABELS = {"related": "Related articles", "more-like-this": "More like this", "popular": "Popular articles"};
+  var STORY_LABELS = {"same story, earlier": "Earlier in this story", "same story, later": "Later in this story",
+                      "same story": "Same story"};
 
   function num(value, fallback, lo, hi) {
     var n = parseFloat(value);
@@ -160,6 +162,12 @@
       a.setAttribute("data-rec-widget", result.kind);
       li.appendChild(a);
       var meta = node("span", "rec-meta");
+      // A piece of the article's own story: say so ("Earlier in this story" / "Later in this story").
+      var story = STORY_LABELS[item.relation];
+      if (story) {
+        li.setAttribute("data-rec-relation", item.relation);
+        meta.appendChild(node("span", "rec-story", story));
+      }
       if (item.section) meta.appendChild(node("span", "rec-section", item.section));
       var relative = item.published_at ? ago(item.published_at) : "";
       if (relative) {
