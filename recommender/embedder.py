@@ -126,12 +126,16 @@ class SentenceTransformerEmbedder:
             from .torch_backend import require_bf16
 
             require_bf16(self.config.device)
+        if self.config.precision == "fp16":
+            from .torch_backend import require_fp16
+
+            require_fp16(self.config.device)
         if self.config.backend == "onnx":
             from .onnx_backend import OnnxEncoder
 
             export_dir = Path(self.config.export_dir or Path.home() / ".cache" / "recommender" / "onnx")
             self._onnx = OnnxEncoder(self.directory, self._fingerprint, self.config.precision, export_dir,
-                                     batch_size=self.config.batch_size)
+                                     batch_size=self.batch_size)
             self._fingerprint = self._onnx.fingerprint  # covers the exported file too
         self.identity = ModelIdentity(self.name, self._read_dims(), self._fingerprint,
                                       f"{self.config.backend}-{self.config.precision}")
@@ -154,9 +158,25 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise ImportError("sentence-transformers is not available: pip install sentence-transformers") from exc
-            self._model = SentenceTransformer(str(self.directory), device=self.config.device or "cpu",
-                                              local_files_only=True)
+            from .torch_backend import prepare_model
+
+            model = SentenceTransformer(str(self.directory), device=self.config.device or "cpu",
+                                        local_files_only=True)
+            self._model = prepare_model(model, self.config.precision)
         return self._model
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass: the configured size, else the measured default of the backend/precision."""
+        if self.config.batch_size is not None:
+            return self.config.batch_size
+        if self._onnx is not None or self.config.backend == "onnx":
+            from .onnx_backend import DEFAULT_BATCH_SIZES as onnx_sizes
+
+            return onnx_sizes[self.config.precision]
+        from .torch_backend import DEFAULT_BATCH_SIZES as torch_sizes
+
+        return torch_sizes[self.config.precision]
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Embed ``texts`` into an (n, dims) float32 array of unit vectors."""
@@ -166,8 +186,8 @@ class SentenceTransformerEmbedder:
             return self._onnx.encode(texts, progress=progress)
         from .torch_backend import encode_torch
 
-        return encode_torch(self.model, texts, self.config.batch_size, self.identity.dims,
-                            bf16=self.config.precision == "bf16", progress=progress)
+        return encode_torch(self.model, texts, self.batch_size, self.identity.dims, self.config.precision,
+                            progress=progress)
 
 
 def text_key(text: str) -> str:

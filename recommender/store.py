@@ -128,7 +128,11 @@ class IndexStore:
         return found
 
     def gc(self, keep: int) -> list[Path]:
-        """Delete all but the newest ``keep`` complete builds; the current one is always kept."""
+        """Delete all but the newest ``keep`` complete builds; the current one is always kept.
+
+        Rejects files go with their build; those of builds that were never published (a failed gate, an
+        invalid catalogue, a dry run) are kept for the newest ``keep`` such runs, for the post-mortem.
+        """
         current = self.current()
         complete = [p for p, m in self.versions() if m is not None]
         doomed = [p for p in complete[: max(len(complete) - keep, 0)] if p != current]
@@ -136,6 +140,12 @@ class IndexStore:
             shutil.rmtree(path, ignore_errors=True)
             for rejects in (self.root / "rejects").glob(f"{path.name}*.csv"):
                 rejects.unlink(missing_ok=True)  # the rejected rows of a build that no longer exists
+        existing = {p.name for p in self.builds.iterdir()} if self.builds.is_dir() else set()
+        orphans = sorted({f.name.split(".")[0].removesuffix("-views") for f in (self.root / "rejects").glob("*.csv")}
+                         - existing)  # build ids sort by time
+        for build_id in orphans[: max(len(orphans) - keep, 0)]:
+            for rejects in (self.root / "rejects").glob(f"{build_id}*.csv"):
+                rejects.unlink(missing_ok=True)
         return doomed
 
     def resolve(self, version: str | None = None) -> Path:

@@ -91,3 +91,16 @@ def test_dry_run_leaves_current_alone(root, embedder, cache_path):
     before = store.current()
     build(ARTICLES.iloc[:6], root, embedder=embedder, cache_path=cache_path, publish=False)
     assert store.current() == before and len(store.versions()) == 1
+
+
+def test_gc_keeps_the_rejects_of_the_newest_unpublished_runs_only(tmp_path):
+    """Rejects files of runs that never published (failed gate, dry run) are kept for the newest `keep` runs."""
+    store = IndexStore(tmp_path)
+    (tmp_path / "rejects").mkdir(parents=True)
+    ids = [f"20261127T0{h}0000Z-00000001" for h in range(1, 5)]
+    for build_id in ids:
+        (tmp_path / "rejects" / f"{build_id}.csv").write_text("record,id,field,reason\n")
+        (tmp_path / "rejects" / f"{build_id}-views.csv").write_text("row,reason\n")
+    store.gc(keep=2)
+    left = sorted(p.name for p in (tmp_path / "rejects").iterdir())
+    assert left == sorted(f"{b}{suffix}.csv" for b in ids[2:] for suffix in ("", "-views"))
