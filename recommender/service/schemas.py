@@ -59,6 +59,7 @@ class MoreLikeThisRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=100)
     section: str | None = Field(default=None, max_length=200)
     max_age_hours: float | None = Field(default=None, gt=0, le=1e6)
+    language: str | None = Field(default=None, min_length=1, max_length=20)
     explain: bool = False
 
 

@@ -43,7 +43,7 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
     hours = np.asarray(epoch_hours(accepted["published_at"]), dtype=np.float64)
     records = [{"id": str(row.id), "title": str(row.title), "section": str(row.section or ""),
                 "url": str(row.url or ""), "published_hours": None if np.isnan(h) else float(h),
-                "tags": [str(t) for t in row.tags]}
+                "tags": [str(t) for t in row.tags], "language": str(row.language or "")}
                for row, h in zip(accepted.itertuples(), hours)]
     state.delta.upsert(records, vectors)
     return [r["id"] for r in records]
