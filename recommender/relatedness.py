@@ -40,23 +40,51 @@ def lexical_matrix(texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix((len(texts), 1), dtype=np.float32)
 
 
-def lexical_neighbours(matrix: sp.csr_matrix, k: int, batch_size: int = 256) -> np.ndarray:
-    """Each row's ``k`` best other rows by TF-IDF cosine, (n, k) int64, -1 where fewer share a term."""
+def top_terms(matrix: sp.csr_matrix, terms: int) -> sp.csr_matrix:
+    """Each row cut to its ``terms`` highest-weighted terms (Elasticsearch more_like_this's max_query_terms)."""
+    matrix = matrix.tocsr()
+    lengths = np.diff(matrix.indptr)
+    if lengths.max(initial=0) <= terms:
+        return matrix
+    keep = np.zeros(matrix.nnz, dtype=bool)
+    for row in np.flatnonzero(lengths).tolist():
+        start, stop = matrix.indptr[row], matrix.indptr[row + 1]
+        weights = matrix.data[start:stop]
+        chosen = np.argpartition(-weights, terms - 1)[:terms] if stop - start > terms else np.arange(stop - start)
+        keep[start + chosen] = True
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)[keep]
+    return sp.csr_matrix((matrix.data[keep], (rows, matrix.indices[keep])), shape=matrix.shape)
+
+
+def lexical_neighbours(matrix: sp.csr_matrix, k: int, query_terms: int | None = 25,
+                       batch_size: int = 256) -> np.ndarray:
+    """Each row's ``k`` best other rows by TF-IDF, (n, k) int64, -1 where fewer share a term.
+
+    Candidate generation only (``fuse`` scores the candidates with the full vectors): each query is cut to its
+    ``query_terms`` strongest terms, so a block multiplies through the postings of rare, telling terms instead of
+    nearly every document; None searches with every term (an exact all-pairs TF-IDF search, quadratic).
+    """
     n = matrix.shape[0]
     k = max(min(k, n - 1), 0)
     out = np.full((n, k), -1, dtype=np.int64)
     if k == 0:
         return out
-    transposed = matrix.T.tocsc()
+    queries = top_terms(matrix, query_terms) if query_terms else matrix
+    transposed = matrix.T.tocsr()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        block = (matrix[start:stop] @ transposed).toarray()
-        block[np.arange(stop - start), np.arange(start, stop)] = -1.0  # never itself
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(block, top, axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")
-        top, scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(scores, order, axis=1)
-        out[start:stop] = np.where(scores > 0, top, -1)
+        block = (queries[start:stop] @ transposed).tocsr()
+        for offset in range(stop - start):
+            row = start + offset
+            lo, hi = block.indptr[offset], block.indptr[offset + 1]
+            cols, scores = block.indices[lo:hi], block.data[lo:hi]
+            mask = cols != row
+            cols, scores = cols[mask], scores[mask]
+            if len(cols) > k:
+                top = np.argpartition(-scores, k - 1)[:k]
+                cols, scores = cols[top], scores[top]
+            order = np.argsort(-scores, kind="stable")
+            out[row, : len(order)] = cols[order]
     return out
 
 
@@ -112,5 +140,6 @@ def related_neighbours(vectors: np.ndarray, texts: Sequence[str], dense: tuple[n
     if not config.enabled or len(vectors) < 2:
         return dense
     matrix = lexical_matrix(texts)
-    lexical = lexical_neighbours(matrix, config.lexical_candidates)
+    query_terms = None if len(texts) <= config.exact_lexical_max_count else config.lexical_query_terms
+    lexical = lexical_neighbours(matrix, config.lexical_candidates, query_terms)
     return fuse(vectors, matrix, dense[0], lexical, k, config)
