@@ -83,8 +83,10 @@ def model_identity(identity: ModelIdentity, current: ModelIdentity | None, embed
     """The model must be the current build's, and vectors reused from the cache/current must be this model's.
 
     The probe re-embeds a few reused texts and compares: a cache filled by another model or backend (or a
-    damaged one) shows up as a difference larger than ``max_probe_diff``.
+    damaged one) shows up as a difference larger than ``max_probe_diff`` (``max_probe_diff_reduced`` for bf16,
+    fp16, int8 and 4-bit backends, whose vectors move with the batch a text was embedded in).
     """
+    limit = config.max_probe_diff if identity.backend.endswith("-fp32") else config.max_probe_diff_reduced
     problems = []
     if current is not None and current != identity and not config.allow_model_change:
         problems.append(f"model {identity.name} (fingerprint {identity.fingerprint[:12]}, {identity.backend}) differs "
@@ -94,15 +96,15 @@ def model_identity(identity: ModelIdentity, current: ModelIdentity | None, embed
     if len(probe_texts):
         fresh = embedder.encode(list(probe_texts))
         diff = float(np.abs(fresh - np.asarray(probe_vectors)).max())
-        if diff > config.max_probe_diff:
+        if diff > limit:
             problems.append(f"re-embedding {len(probe_texts)} cached texts differs from their stored vectors by "
-                            f"{diff:.2e} (maximum {config.max_probe_diff:.0e}): the embedding cache was filled by "
+                            f"{diff:.2e} (maximum {limit:.0e}): the embedding cache was filled by "
                             f"another model; delete it or point --cache elsewhere")
     passed = not problems
     against = "matches current" if current is not None else "(no current build)"
     message = (f"ok: model {identity.name} {against}; {len(probe_texts)} reused vectors re-embedded within "
                f"{diff:.1e}") if passed else "FAILED: " + "; ".join(problems)
-    return GateResult("model_identity", passed, diff, config.max_probe_diff, message)
+    return GateResult("model_identity", passed, diff, limit, message)
 
 
 def metric_drop(metric: Metric, name: str, staged: Any, current: Any | None, config: GateConfig) -> GateResult:

@@ -105,6 +105,33 @@ def test_model_identity_gate_catches_a_foreign_cache_and_model(tmp_path, demo_fr
     assert IndexStore(tmp_path / "idx").current() is None
 
 
+def test_model_identity_probe_tolerates_reduced_precision_rounding_only():
+    """bf16 vectors move ~1e-3 with their batch: tolerated for a bf16 identity, not for fp32; a foreign model's
+    vectors (differences of tenths) fail both."""
+    from recommender.embedder import ModelIdentity
+    from recommender.gates import model_identity
+
+    rng = np.random.default_rng(0)
+    stored = rng.normal(size=(8, 16)).astype(np.float32)
+
+    class Fixed:
+        def __init__(self, backend: str, vectors: np.ndarray) -> None:
+            self.identity = ModelIdentity("m", 16, "f" * 64, backend)
+            self.vectors = vectors
+
+        def encode(self, texts, progress=False):  # noqa: ANN001, ANN201 - the Embedder protocol
+            return self.vectors
+
+    rounded = stored + 1e-3
+    foreign = rng.normal(size=(8, 16)).astype(np.float32)
+    texts = ["t"] * 8
+    for backend, vectors, passes in (("torch-bf16", rounded, True), ("torch-fp32", rounded, False),
+                                     ("torch-bf16", foreign, False), ("onnx-int8", foreign, False)):
+        embedder = Fixed(backend, vectors)
+        result = model_identity(embedder.identity, embedder.identity, embedder, texts, stored, GateConfig())
+        assert result.passed is passes, (backend, result.message)
+
+
 def test_model_change_against_current_needs_explicit_permission(root, demo_frame, embedder, cache_path):
     """A current build made by another model blocks the rebuild unless allow_model_change is set."""
     manifest = IndexStore(root).current() / "manifest.json"
