@@ -165,7 +165,9 @@ def explain(similarity: float, trending: float, freshness: float, story: str | N
     if shared:
         reasons.append("also about " + _and_list(shared))
     if similarity >= 0.5 and not relation.startswith("same story"):
-        reasons.append(f"similar content (cosine {similarity:.2f})")
+        # For an indexed article's related list the similarity is the build's hybrid relatedness, elsewhere the
+        # embedding cosine: "relatedness" names both without claiming either.
+        reasons.append(f"similar content (relatedness {similarity:.2f})")
     if trending >= 0.5:
         reasons.append("popular now")
     if freshness >= 0.5:
