@@ -259,14 +259,17 @@ class LiveRecommender:
         language = list_language(language, str(self.engine.table.languages[row]), policy)
         vector = np.asarray(self.engine.table.vectors[row])
         entry = self.fast.entry(row)
+        # A live article is scored by its cosine beside the build's candidates (scored by the build's relatedness):
+        # it can enter this list only if that cosine reaches the lowest candidate score.
         delta_close = len(snapshot) and float((snapshot.table.vectors @ vector).max()) >= entry.min_similarity
         if not delta_close:
             results = self.fast.related(row, k, pop.trending, pop.freshness, pop.now_hours, hidden, section,
                                         max_age_hours, language)
             if results is not None:
                 return results
+        # The build's ranked candidates plus the live articles (by cosine); widened by a search if still short.
         first = (np.asarray(self.engine.neighbours[row], dtype=np.int64),
-                 np.asarray(self.engine.neighbour_scores[row], dtype=np.float32)) if not delta_close else None
+                 np.asarray(self.engine.neighbour_scores[row], dtype=np.float32))
         return self._ranked(vector, k, section, max_age_hours, {article_id}, [self._anchor(article_id, snapshot)],
                             pop, first, language)
 

@@ -159,3 +159,20 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
         thread.join(timeout=60)
         store.close()
     assert errors == []
+
+
+def test_a_live_article_joins_a_list_without_reranking_the_builds_candidates(live, demo_engine):
+    """A live article close to demo-001 enters its list, and the indexed results keep the build's relatedness
+    order and scores (the list once fell back to a cosine search of the whole index whenever a live article was
+    close enough, discarding the build's hybrid ranking)."""
+    before = live.related("demo-001", k=8, now=NOW)
+    row = demo_engine.row_of["demo-001"]
+    vector = np.asarray(demo_engine.table.vectors[row])
+    noise = np.random.default_rng(5).normal(size=vector.shape).astype(np.float32)
+    noise -= (noise @ vector) * vector  # orthogonal: cosine to demo-001 ~0.74, a copy of nothing
+    near = vector + 0.9 * noise / np.linalg.norm(noise)
+    live.store.upsert([_record("live-near", "Talks resume after a pause")], (near / np.linalg.norm(near))[None])
+    after = live.related("demo-001", k=9, now=NOW)
+    assert "live-near" in [r.article_id for r in after] + [d for r in after for d in r.duplicates]
+    indexed = [(r.article_id, round(r.similarity, 6)) for r in after if r.article_id != "live-near"]
+    assert indexed[:7] == [(r.article_id, round(r.similarity, 6)) for r in before][:7]
