@@ -24,7 +24,7 @@ class CandidateEntry:
     """What is fixed about one article's related list: its candidates sorted by row, their groups and stories."""
 
     rows: np.ndarray          # (m,) int64 main rows, ascending (as ``np.unique`` orders them in ``rank``)
-    similarities: np.ndarray  # (m,) float64 cosine to the article
+    similarities: np.ndarray  # (m,) float64 the build's relatedness to the article (the related table's scores)
     same_story: np.ndarray    # (m,) float64 1.0 where the candidate is in the article's story
     min_similarity: float
     # Python tuples: the per-request walk indexes them ~100 times, and a numpy scalar index costs ~10x.

@@ -10,7 +10,7 @@ are hidden everywhere.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -31,15 +31,12 @@ LIVE_STORY_CANDIDATES = 20
 
 
 @dataclass(frozen=True)
-class _Anchor:
-    """An article a list is for, from the build or the delta."""
+class _Anchor(Anchor):
+    """An article a list is for, from the build or the delta: ``Anchor`` plus what ranking around it needs."""
 
-    vector: np.ndarray
-    title: str
-    group: int
-    story: str | None
-    hours: float
-    tags: tuple[str, ...]
+    vector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    title: str = ""
+    group: int = -1
     language: str = ""
 
 
@@ -84,6 +81,7 @@ class LiveRecommender:
         self._hidden_seq = -1
         self._hidden = np.zeros(len(engine), dtype=bool)
         self._delta_stories: tuple[int, StoryTable] | None = None
+        self._story_rows: dict[str, np.ndarray] | None = None
         self._popularity: LivePopularity | None = None
         # Related lists of the current popularity snapshot and delta: a page read by many readers at once is
         # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
@@ -209,16 +207,16 @@ class LiveRecommender:
         if position is not None:
             table, stories = snapshot.table, self.delta_stories(snapshot)
             story = stories.story_ids[position]
-            return _Anchor(table.vectors[position], str(table.titles[position]), int(stories.copy_groups[position]),
-                           None if story is None else str(story), float(table.published_hours[position]),
-                           table.row_tags(position), str(table.languages[position]))
+            return _Anchor(None if story is None else str(story), float(table.published_hours[position]),
+                           table.row_tags(position), table.vectors[position], str(table.titles[position]),
+                           int(stories.copy_groups[position]), str(table.languages[position]))
         row = self.engine.row_of.get(article_id)
         if row is None or self.hidden(snapshot)[row]:
             raise UnknownArticleError(article_id)
         table = self.engine.table
         described = anchor_of(table, row)
-        return _Anchor(np.asarray(table.vectors[row]), str(table.titles[row]), table.group(row), described.story,
-                       described.hours, described.tags, str(table.languages[row]))
+        return _Anchor(described.story, described.hours, described.tags, np.asarray(table.vectors[row]),
+                       str(table.titles[row]), table.group(row), str(table.languages[row]))
 
     def related(self, article_id: str, k: int = 10, section: str | None = None,
                 max_age_hours: float | None = None, now: datetime | None = None,
@@ -330,7 +328,7 @@ class LiveRecommender:
 
     def story_rows(self) -> dict[str, np.ndarray]:
         """Build rows of each story id (computed once per loaded build)."""
-        rows = getattr(self, "_story_rows", None)
+        rows = self._story_rows
         if rows is None:
             stories = self.engine.stories
             rows = {} if stories is None else {
@@ -382,7 +380,6 @@ class LiveRecommender:
             heads = [g for g in heads if g in nearest]
         trending = np.concatenate([pop.trending, pop.delta_trending])
         freshness = np.concatenate([pop.freshness, pop.delta_freshness])
-        described = Anchor(anchor.story, anchor.hours, anchor.tags)
         results = []
         for g in heads:
             i, *copies = entries[g]
@@ -390,7 +387,7 @@ class LiveRecommender:
             similarity = float(np.asarray(table.vectors[row]) @ anchor.vector)
             is_self = str(table.ids[row]) == article_id
             relation, reasons, shared = explain(similarity, float(trending[i]), float(freshness[i]), anchor.story,
-                                                float(table.published_hours[row]), described,
+                                                float(table.published_hours[row]), anchor,
                                                 table.row_tags(row))
             if is_self:
                 relation, reasons, shared = "this article", (), ()

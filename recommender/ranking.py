@@ -10,8 +10,6 @@ import numpy as np
 from .config import RankingConfig
 from .stories import is_copy, title_words
 
-__all__ = ["ArticleTable", "Filters", "Recommendation", "candidate_mask", "explain", "rank", "title_words"]
-
 
 @dataclass(frozen=True)
 class Recommendation:
