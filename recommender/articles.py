@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import warnings
@@ -28,7 +29,14 @@ ALIASES = {
     "date": "published_at", "published": "published_at", "entities": "tags", "lang": "language",
 }
 MIND_COLUMNS = ("id", "section", "subsection", "title", "abstract", "url", "title_entities", "abstract_entities")
-_HTML = re.compile(r"<[a-zA-Z/!][^>]*>|&[a-zA-Z]+;|&#\d+;")
+# Markup worth a parser: a known HTML element or a comment. Wire copy writes tickers as "<IBM>" and "<BP.L>",
+# which an HTML parser would delete as unknown tags; those stay text.
+_HTML_TAG = re.compile(
+    r"<(?:/?(?:a|abbr|article|aside|b|blockquote|body|br|caption|cite|code|del|div|em|figcaption|figure|footer|"
+    r"h[1-6]|head|header|hr|html|i|iframe|img|ins|li|link|main|meta|nav|noscript|ol|p|picture|pre|q|s|script|"
+    r"section|small|source|span|strong|style|sub|sup|table|tbody|td|th|thead|time|tr|u|ul|video)\b[^>]*|!--)>?",
+    re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:[a-zA-Z]+|#\d+|#[xX][0-9a-fA-F]+);")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _WS = re.compile(r"[ \t\r\f\v]+")
 
@@ -230,9 +238,10 @@ def _reject(record: int, article_id: Any, field_name: str, reason: str) -> dict[
 
 
 def strip_html(text: str) -> str:
-    """Markup to plain text (BeautifulSoup), paragraphs kept as blank lines; plain text passes unchanged."""
-    if not _HTML.search(text):
-        return text
+    """Markup to plain text (BeautifulSoup), paragraphs kept as blank lines; text without HTML elements only has
+    its character entities decoded ("&amp;" -> "&"); plain text passes unchanged."""
+    if not _HTML_TAG.search(text):
+        return html.unescape(text) if _ENTITY.search(text) else text
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")

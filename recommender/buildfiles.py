@@ -17,34 +17,37 @@ from .engine import (ARTICLES_FILE, IDS_FILE, NEIGHBOUR_SCORES_FILE, NEIGHBOURS_
                      Recommender, epoch_hours)
 from .index import FaissIndex
 from .manifest import Manifest, describe_files, fsync_path
+from .related_build import RelatedState
 from .stories import story_table
 
 # Column of articles.parquet holding sha256 of each article's embedded text: the next rebuild diffs against it.
 TEXT_HASH_COLUMN = "text_sha256"
+# ... and of its lexical text (title + abstract + whole body): the related stage's incremental update diffs both.
+LEXICAL_HASH_COLUMN = "lexical_sha256"
 
 
-def compute_neighbours(index: FaissIndex, vectors: np.ndarray, k: int,
+def compute_neighbours(index: FaissIndex, vectors: np.ndarray, k: int, rows: np.ndarray | None = None,
                        batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest other rows (self removed), in batches.
+    """The ``k`` nearest other rows of each of ``rows`` (default: every row; self removed), in batches.
 
     Returns:
-        rows (n, k) int32 (-1 padding) and cosine scores (n, k) float32.
+        rows (q, k) int32 (-1 padding) and cosine scores (q, k) float32.
     """
-    n = len(vectors)
-    k = max(min(k, n - 1), 0)
-    rows = np.full((n, k), -1, dtype=np.int32)
-    scores = np.zeros((n, k), dtype=np.float32)
+    queries = np.arange(len(vectors)) if rows is None else np.asarray(rows, dtype=np.int64)
+    k = max(min(k, len(vectors) - 1), 0)
+    found_rows = np.full((len(queries), k), -1, dtype=np.int32)
+    scores = np.zeros((len(queries), k), dtype=np.float32)
     if k == 0:
-        return rows, scores
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        found, sims = index.search(vectors[start:stop], k + 1)
+        return found_rows, scores
+    for start in range(0, len(queries), batch_size):
+        batch = queries[start:start + batch_size]
+        found, sims = index.search(np.ascontiguousarray(vectors[batch]), k + 1)
         for offset, (r, s) in enumerate(zip(found, sims)):
-            keep = (r != start + offset) & (r >= 0)
+            keep = (r != batch[offset]) & (r >= 0)
             r, s = r[keep][:k], s[keep][:k]
-            rows[start + offset, : len(r)] = r
+            found_rows[start + offset, : len(r)] = r
             scores[start + offset, : len(s)] = s
-    return rows, scores
+    return found_rows, scores
 
 
 def with_stories(articles: pd.DataFrame, neighbours: tuple[np.ndarray, np.ndarray], config: BuildConfig
@@ -57,8 +60,10 @@ def with_stories(articles: pd.DataFrame, neighbours: tuple[np.ndarray, np.ndarra
 
 
 def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, index: FaissIndex,
-                neighbours: tuple[np.ndarray, np.ndarray], events: pd.DataFrame) -> list[str]:
-    """Write a build's data files (everything but the manifest) and fsync them."""
+                neighbours: tuple[np.ndarray, np.ndarray], events: pd.DataFrame,
+                state: RelatedState | None = None) -> list[str]:
+    """Write a build's data files (everything but the manifest) and fsync them; ``state`` is what the next
+    rebuild's related stage reuses (``related_build.py``)."""
     articles.to_parquet(directory / ARTICLES_FILE, index=False)
     np.save(directory / IDS_FILE, articles["id"].to_numpy(dtype=str))
     np.save(directory / VECTORS_FILE, vectors)
@@ -68,6 +73,8 @@ def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, in
     index.save(directory)
     names = [ARTICLES_FILE, IDS_FILE, VECTORS_FILE, NEIGHBOURS_FILE, NEIGHBOUR_SCORES_FILE, VIEWS_FILE,
              FaissIndex.FILENAME]
+    if state is not None:
+        names.append(state.save(directory))
     for name in names:
         fsync_path(directory / name)
     return names

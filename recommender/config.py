@@ -157,6 +157,10 @@ class RelatednessConfig:
         exact_lexical_max_count: up to this many articles the TF-IDF candidate search uses every term: an exact
             all-pairs search, quadratic in the catalogue (BBC News p@5 0.9574 exact, 0.9500 with 25 query terms;
             at 100k articles 25 terms made the search ~4x faster: benchmarks/RESULTS.md).
+        lexical_refit_fraction: an incremental rebuild reuses the previous build's TF-IDF vocabulary and idf
+            (``related_build.py``) until more than this share of the articles it was fitted on has changed
+            (new, edited or deleted); then the model is refitted and every TF-IDF score recomputed.
+        lexical_refit_days: ... or until it is this many days old (new terms enter the vocabulary at a refit).
     """
 
     enabled: bool = True
@@ -166,6 +170,12 @@ class RelatednessConfig:
     lexical_candidates: int = 50
     lexical_query_terms: int | None = 25
     exact_lexical_max_count: int = 50_000
+    lexical_refit_fraction: float = 0.1
+    lexical_refit_days: float = 7.0
+
+    def scoring(self) -> dict[str, Any]:
+        """The settings that decide the related lists (not when the TF-IDF model is refitted)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("lexical_refit")}
 
     def __post_init__(self) -> None:
         if self.lexical_query_terms is not None and self.lexical_query_terms < 1:
@@ -176,6 +186,9 @@ class RelatednessConfig:
         if self.snn_size < 2 or self.lexical_candidates < 0:
             raise ValueError(f"snn_size must be >= 2 and lexical_candidates >= 0, got {self.snn_size}, "
                              f"{self.lexical_candidates}")
+        if not 0 <= self.lexical_refit_fraction <= 1 or self.lexical_refit_days < 0:
+            raise ValueError(f"lexical_refit_fraction must be in [0, 1] and lexical_refit_days >= 0, got "
+                             f"{self.lexical_refit_fraction}, {self.lexical_refit_days}")
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,9 @@ class BuildConfig:
     relatedness: RelatednessConfig = field(default_factory=RelatednessConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     neighbour_count: int = 50
+    # Candidate-table entries kept beyond neighbour_count, so that an incremental rebuild can merge instead of
+    # searching again (``toptable.py``).
+    neighbour_margin: int = 16
     keep_versions: int = 5
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,7 +287,7 @@ class BuildConfig:
                 if unknown:
                     raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
                 kwargs[key] = parts[key](**value)
-            elif key in {"neighbour_count", "keep_versions"}:
+            elif key in {"neighbour_count", "neighbour_margin", "keep_versions"}:
                 kwargs[key] = value
             else:
                 raise ValueError(f"unknown build setting {key!r}")

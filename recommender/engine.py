@@ -154,7 +154,7 @@ class Recommender:
                                    f"or order; the build is damaged: rebuild it")
         neighbours = scores = None
         # The related table was ranked with the build's relatedness settings; with others, search instead.
-        if (directory / NEIGHBOURS_FILE).exists() and build_config.relatedness == stored.relatedness:
+        if (directory / NEIGHBOURS_FILE).exists() and build_config.relatedness.scoring() == stored.relatedness.scoring():
             neighbours = np.load(directory / NEIGHBOURS_FILE, mmap_mode="r")
             scores = np.load(directory / NEIGHBOUR_SCORES_FILE, mmap_mode="r")
         events = pd.read_parquet(directory / VIEWS_FILE) if (directory / VIEWS_FILE).exists() else pd.DataFrame(

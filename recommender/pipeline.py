@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .articles import Catalogue, embedding_texts, lexical_texts, read_catalogue, read_sql
-from .buildfiles import (TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build, with_stories,
-                         write_build)
+from .buildfiles import (LEXICAL_HASH_COLUMN, TEXT_HASH_COLUMN, compute_neighbours, make_manifest, verify_build,
+                         with_stories, write_build)
 from .config import BuildConfig
 from .embedder import Embedder, EmbeddingCache, ModelIdentity, SentenceTransformerEmbedder, text_key
 from .engine import ARTICLES_FILE, VECTORS_FILE, Recommender
@@ -26,7 +27,7 @@ from .index import FaissIndex
 from .lock import RebuildLock
 from .manifest import read_manifest, write_manifest
 from .report import BuildReport, CatalogueDiff, report_json
-from .relatedness import related_neighbours
+from .related_build import Previous, RelatedState, dense_table, related_tables, usable
 from .store import IndexStore, new_build_id
 
 __all__ = ["BuildReport", "build", "compute_neighbours", "rebuild", "report_json", "verify_build", "write_build"]
@@ -47,6 +48,8 @@ class _Current:
     keys: dict[str, str]
     rows: dict[str, int]
     vectors: np.ndarray
+    ids: list[str]
+    lexical_keys: list[str] | None  # None: a build from before the column (its related state is not reused)
 
 
 def _load_current(store: IndexStore, max_chars: int) -> _Current | None:
@@ -58,8 +61,10 @@ def _load_current(store: IndexStore, max_chars: int) -> _Current | None:
         import pyarrow.parquet as pq
 
         # Only ids and text hashes: the bodies are not needed (builds from before the hash column re-derive them).
-        has_hash = TEXT_HASH_COLUMN in pq.read_schema(path / ARTICLES_FILE).names
-        table = pd.read_parquet(path / ARTICLES_FILE, columns=["id", TEXT_HASH_COLUMN] if has_hash else None)
+        names = pq.read_schema(path / ARTICLES_FILE).names
+        has_hash = TEXT_HASH_COLUMN in names
+        columns = ["id", TEXT_HASH_COLUMN] + ([LEXICAL_HASH_COLUMN] if LEXICAL_HASH_COLUMN in names else [])
+        table = pd.read_parquet(path / ARTICLES_FILE, columns=columns if has_hash else None)
         vectors = np.load(path / VECTORS_FILE, mmap_mode="r")
     except (IndexFormatError, OSError, ValueError) as exc:
         log.warning("current build %s is unreadable (%s); rebuilding from scratch", path, exc)
@@ -67,8 +72,27 @@ def _load_current(store: IndexStore, max_chars: int) -> _Current | None:
     ids = table["id"].astype(str).tolist()
     keys = (table[TEXT_HASH_COLUMN].astype(str).tolist() if TEXT_HASH_COLUMN in table else
             [text_key(t) for t in embedding_texts(table, max_chars)])
+    lexical_keys = table[LEXICAL_HASH_COLUMN].astype(str).tolist() if LEXICAL_HASH_COLUMN in table else None
     return _Current(path, manifest.count, manifest.model, dict(zip(ids, keys)),
-                    {a: r for r, a in enumerate(ids)}, vectors)
+                    {a: r for r, a in enumerate(ids)}, vectors, ids, lexical_keys)
+
+
+def _previous(current: _Current | None, meta: dict, config: BuildConfig, ids: np.ndarray, keys: list[str],
+              lexical_keys: list[str]) -> Previous | None:
+    """The current build's related state mapped onto this build, when it can seed it (else None: from scratch)."""
+    if current is None or current.lexical_keys is None:
+        return None
+    try:
+        state = RelatedState.load(current.path)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("related state of %s is unreadable (%s); computing the related stage from scratch",
+                    current.path, exc)
+        return None
+    if not usable(state, meta["model"], meta["depth"], config.relatedness) or \
+            state.dense.rows.shape[0] != len(current.ids):
+        return None
+    old_keys = [current.keys[a] + lk for a, lk in zip(current.ids, current.lexical_keys)]
+    return Previous.match(state, current.ids, old_keys, ids.tolist(), [k + lk for k, lk in zip(keys, lexical_keys)])
 
 
 def _embed(texts: list[str], keys: list[str], ids: np.ndarray, current: _Current | None, embedder: Embedder,
@@ -187,6 +211,8 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
         view_rejects.to_csv(rejects_file.with_name(rejects_file.stem + "-views.csv"), index=False)
     texts = embedding_texts(articles, config.embedder.max_chars)
     keys = [text_key(t) for t in texts]
+    documents = lexical_texts(articles)
+    lexical_keys = [text_key(t) for t in documents]
     ids = articles["id"].to_numpy(dtype=object)
     current = _load_current(store, config.embedder.max_chars)
     diff = CatalogueDiff.compare(ids, keys, current.keys if current else None)
@@ -206,12 +232,20 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     index = FaissIndex.build(vectors, config.index)
     done("index")
     pause("neighbours")
-    neighbours = compute_neighbours(index, vectors, config.neighbour_count)
+    depth = config.neighbour_count + config.neighbour_margin
+    state_meta = {"model": json.dumps(embedder.identity.to_dict(), sort_keys=True), "depth": depth,
+                  "relatedness": config.relatedness.scoring()}
+    previous = _previous(current, state_meta, config, ids, keys, lexical_keys)
+    dense, searched = dense_table(lambda rows: compute_neighbours(index, vectors, depth, rows), vectors, depth,
+                                  config.neighbour_count, previous)
+    neighbours = dense.head(config.neighbour_count)
     done("neighbours")
-    related = related_neighbours(vectors, lexical_texts(articles), neighbours, config.neighbour_count,
-                                 config.relatedness)
+    tables = related_tables(vectors, documents, dense, config.neighbour_count, config, state_meta, previous)
+    tables.stats.update(mode="incremental" if previous else "full", dense_rows_searched=searched)
+    related = tables.related
     done("related")
-    articles = with_stories(articles.assign(**{TEXT_HASH_COLUMN: keys}), neighbours, config)
+    articles = with_stories(articles.assign(**{TEXT_HASH_COLUMN: keys, LEXICAL_HASH_COLUMN: lexical_keys}),
+                            neighbours, config)
     done("stories")
 
     report = BuildReport(build_id=build_id, path=root / "builds" / build_id, articles=len(articles),
@@ -221,13 +255,13 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
                          previous=current.path.name if current else None)
     stage = store.stage(build_id)
     try:
-        names = write_build(stage, articles, vectors, index, related, events)
+        names = write_build(stage, articles, vectors, index, related, events, tables.state)
         pause("write")  # data files staged, manifest not yet written
         source = {"records_in": catalogue.records_in, "accepted": len(articles), "rejected": len(catalogue.rejects),
                   "truncated": len(catalogue.truncated_ids), "view_rows": len(events),
                   "view_rows_rejected": len(view_rejects), "rejects_file": str(rejects_file),
                   "diff": diff.to_dict(), "embedded": embedded, "reused": reused, "cached": cached,
-                  "executor": executor.name, "previous": report.previous}
+                  "executor": executor.name, "previous": report.previous, "related": tables.stats}
         write_manifest(stage, make_manifest(stage, build_id, names, embedder, index, int(related[0].shape[1]),
                                             source, seconds, config.to_dict()))
         done("write")

@@ -19,6 +19,7 @@ by the weight sum keeps relatedness in [0, 1] like a cosine, so the popularity b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -27,17 +28,43 @@ import scipy.sparse as sp
 from .config import RelatednessConfig
 
 
+@dataclass(frozen=True)
+class LexicalModel:
+    """A fitted TF-IDF vocabulary: ``terms`` and their ``idf``. An incremental rebuild transforms the changed
+    articles with the previous build's model, so the unchanged rows (and their scores) stay valid."""
+
+    terms: np.ndarray  # (V,) str
+    idf: np.ndarray    # (V,) float64
+
+    @classmethod
+    def fit(cls, texts: Sequence[str]) -> tuple["LexicalModel", sp.csr_matrix]:
+        """The model of ``texts`` and their L2-normalised TF-IDF rows (float32)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        min_df = 2 if len(texts) >= 10 else 1
+        vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=min_df, max_df=0.5,
+                                     dtype=np.float32)
+        try:
+            matrix = vectorizer.fit_transform(texts).tocsr()
+        except ValueError:  # "empty vocabulary": every term too rare or too common (tiny catalogues)
+            return cls(np.zeros(0, dtype=str), np.zeros(0)), sp.csr_matrix((len(texts), 1), dtype=np.float32)
+        return cls(np.asarray(vectorizer.get_feature_names_out(), dtype=str), vectorizer.idf_), matrix
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """TF-IDF rows of ``texts`` under this model (terms outside the vocabulary are ignored)."""
+        if not len(self.terms) or not len(texts):
+            return sp.csr_matrix((len(texts), max(len(self.terms), 1)), dtype=np.float32)
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", dtype=np.float32,
+                                     vocabulary={t: i for i, t in enumerate(self.terms.tolist())})
+        vectorizer.idf_ = self.idf
+        return vectorizer.transform(texts).tocsr()
+
+
 def lexical_matrix(texts: Sequence[str]) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of ``texts`` (float32); an empty vocabulary gives all-zero rows."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    min_df = 2 if len(texts) >= 10 else 1
-    vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=min_df, max_df=0.5,
-                                 dtype=np.float32)
-    try:
-        return vectorizer.fit_transform(texts).tocsr()
-    except ValueError:  # "empty vocabulary": every term too rare or too common (tiny catalogues)
-        return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+    return LexicalModel.fit(texts)[1]
 
 
 def top_terms(matrix: sp.csr_matrix, terms: int) -> sp.csr_matrix:
@@ -46,14 +73,51 @@ def top_terms(matrix: sp.csr_matrix, terms: int) -> sp.csr_matrix:
     lengths = np.diff(matrix.indptr)
     if lengths.max(initial=0) <= terms:
         return matrix
-    keep = np.zeros(matrix.nnz, dtype=bool)
-    for row in np.flatnonzero(lengths).tolist():
-        start, stop = matrix.indptr[row], matrix.indptr[row + 1]
-        weights = matrix.data[start:stop]
-        chosen = np.argpartition(-weights, terms - 1)[:terms] if stop - start > terms else np.arange(stop - start)
-        keep[start + chosen] = True
-    rows = np.repeat(np.arange(matrix.shape[0]), lengths)[keep]
-    return sp.csr_matrix((matrix.data[keep], (rows, matrix.indices[keep])), shape=matrix.shape)
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
+    order = np.lexsort((np.arange(matrix.nnz), -matrix.data, rows))  # by row, then weight descending
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
+    keep = rank < terms
+    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
+
+
+def lexical_search(queries: sp.csr_matrix, transposed: sp.csr_matrix, rows: np.ndarray, k: int,
+                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best rows for each query row (``queries[i]`` is row ``rows[i]``, never its own result).
+
+    Args:
+        queries: (q, V) query rows (full or cut by ``top_terms``).
+        transposed: (V, n) the TF-IDF matrix transposed (CSR: each term's postings).
+
+    Returns:
+        rows (q, k) int32 and scores (q, k) float32, best first; -1 and 0 where fewer rows share a term.
+    """
+    out = np.full((len(rows), k), -1, dtype=np.int32)
+    scores = np.zeros((len(rows), k), dtype=np.float32)
+    if k == 0:
+        return out, scores
+    for start in range(0, len(rows), batch_size):
+        stop = min(start + batch_size, len(rows))
+        block = (queries[start:stop] @ transposed).tocsr()
+        for offset in range(stop - start):
+            lo, hi = block.indptr[offset], block.indptr[offset + 1]
+            cols, values = block.indices[lo:hi], block.data[lo:hi]
+            mask = (cols != rows[start + offset]) & (values > 0)
+            cols, values = cols[mask], values[mask]
+            if len(cols) > k:
+                top = np.argpartition(-values, k - 1)[:k]
+                cols, values = cols[top], values[top]
+            order = np.argsort(-values, kind="stable")
+            out[start + offset, : len(order)] = cols[order]
+            scores[start + offset, : len(order)] = values[order]
+    return out, scores
+
+
+def lexical_queries(matrix: sp.csr_matrix, config: RelatednessConfig) -> sp.csr_matrix:
+    """The query rows of the TF-IDF candidate search: every term up to ``exact_lexical_max_count`` articles,
+    else each row's ``lexical_query_terms`` strongest."""
+    exact = matrix.shape[0] <= config.exact_lexical_max_count or not config.lexical_query_terms
+    return matrix if exact else top_terms(matrix, config.lexical_query_terms)
 
 
 def lexical_neighbours(matrix: sp.csr_matrix, k: int, query_terms: int | None = 25,
@@ -65,26 +129,102 @@ def lexical_neighbours(matrix: sp.csr_matrix, k: int, query_terms: int | None = 
     nearly every document; None searches with every term (an exact all-pairs TF-IDF search, quadratic).
     """
     n = matrix.shape[0]
-    k = max(min(k, n - 1), 0)
-    out = np.full((n, k), -1, dtype=np.int64)
-    if k == 0:
-        return out
     queries = top_terms(matrix, query_terms) if query_terms else matrix
-    transposed = matrix.T.tocsr()
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        block = (queries[start:stop] @ transposed).tocsr()
-        for offset in range(stop - start):
-            row = start + offset
-            lo, hi = block.indptr[offset], block.indptr[offset + 1]
-            cols, scores = block.indices[lo:hi], block.data[lo:hi]
-            mask = cols != row
-            cols, scores = cols[mask], scores[mask]
-            if len(cols) > k:
-                top = np.argpartition(-scores, k - 1)[:k]
-                cols, scores = cols[top], scores[top]
-            order = np.argsort(-scores, kind="stable")
-            out[row, : len(order)] = cols[order]
+    rows, _ = lexical_search(queries.tocsr(), matrix.T.tocsr(), np.arange(n), max(min(k, n - 1), 0), batch_size)
+    return rows.astype(np.int64)
+
+
+def candidate_matrix(dense_rows: np.ndarray, lexical_rows: np.ndarray) -> np.ndarray:
+    """Each row's candidates, the union of its dense and lexical neighbours without itself: (n, c) int32,
+    ascending, -1 padding at the end."""
+    n = len(dense_rows)
+    both = np.concatenate([np.asarray(dense_rows, dtype=np.int64), np.asarray(lexical_rows, dtype=np.int64)], axis=1)
+    both[(both < 0) | (both == np.arange(n)[:, None])] = n
+    both.sort(axis=1)
+    repeated = np.zeros(both.shape, dtype=bool)
+    repeated[:, 1:] = both[:, 1:] == both[:, :-1]
+    both[repeated] = n
+    both.sort(axis=1)
+    width = int((both < n).sum(axis=1).max(initial=0))
+    both = both[:, :width]
+    both[both == n] = -1
+    return both.astype(np.int32)
+
+
+def pair_cosines(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, batch_size: int = 1 << 16) -> np.ndarray:
+    """Cosine of each pair (a[i], b[i]) of unit vectors, float32."""
+    out = np.empty(len(a), dtype=np.float32)
+    for start in range(0, len(a), batch_size):
+        stop = start + batch_size
+        out[start:stop] = np.einsum("ij,ij->i", vectors[a[start:stop]], vectors[b[start:stop]])
+    return out
+
+
+def pair_dots(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, batch_size: int = 1 << 16) -> np.ndarray:
+    """Dot product of each pair of sparse rows (matrix[a[i]], matrix[b[i]]), float32."""
+    out = np.empty(len(a), dtype=np.float32)
+    for start in range(0, len(a), batch_size):
+        stop = start + batch_size
+        out[start:stop] = np.asarray(matrix[a[start:stop]].multiply(matrix[b[start:stop]]).sum(axis=1)).ravel()
+    return out
+
+
+def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, size: int) -> sp.csr_matrix:
+    """(n, n) 0/1 rows: each row's shared-neighbour set, itself and its ``size - 1`` best candidates by
+    cos + tfidf (ties to the lower row)."""
+    n = len(candidates)
+    score = np.where(candidates >= 0, cosines.astype(np.float64) + lexical, -np.inf)
+    order = np.argsort(-score, axis=1, kind="stable")[:, : size - 1]
+    chosen = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
+    rows = np.repeat(np.arange(n), chosen.shape[1])
+    cols = chosen.ravel()
+    keep = cols >= 0
+    rows = np.concatenate([rows[keep], np.arange(n)])
+    cols = np.concatenate([cols[keep], np.arange(n)])
+    members = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
+    members.sum_duplicates()
+    members.sort_indices()
+    return members
+
+
+def ranked(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, shared: np.ndarray, k: int,
+           config: RelatednessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` best candidates by the fused score (module doc); ``shared`` holds |N(a) & N(b)|.
+
+    Returns:
+        rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
+    """
+    total = 1.0 + config.lexical_weight + config.snn_weight
+    score = (cosines.astype(np.float64) + config.lexical_weight * lexical
+             + config.snn_weight * shared.astype(np.float64) / config.snn_size) / total
+    score = np.where(candidates >= 0, score, -np.inf)
+    k = max(min(k, len(candidates) - 1), 0)
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    rows = np.take_along_axis(candidates, order, axis=1).astype(np.int32)
+    scores = np.take_along_axis(score, order, axis=1)
+    rows = np.pad(rows, ((0, 0), (0, k - rows.shape[1])), constant_values=-1)
+    scores = np.pad(scores, ((0, 0), (0, k - scores.shape[1])), constant_values=-np.inf)
+    valid = rows >= 0
+    return np.where(valid, rows, -1).astype(np.int32), np.where(valid, scores, 0.0).astype(np.float32)
+
+
+def pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and TF-IDF cosine of every (row, candidate) pair, (n, c) float32 each (0 at padding)."""
+    rows, cols = np.nonzero(candidates >= 0)
+    targets = candidates[rows, cols].astype(np.int64)
+    cosines = np.zeros(candidates.shape, dtype=np.float32)
+    lexical = np.zeros(candidates.shape, dtype=np.float32)
+    cosines[rows, cols] = pair_cosines(vectors, rows, targets)
+    lexical[rows, cols] = pair_dots(matrix, rows, targets)
+    return cosines, lexical
+
+
+def shared_counts(members: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
+    """|N(a) & N(b)| for every (row, candidate) pair, (n, c) uint16."""
+    rows, cols = np.nonzero(candidates >= 0)
+    out = np.zeros(candidates.shape, dtype=np.uint16)
+    out[rows, cols] = np.rint(pair_dots(members, rows, candidates[rows, cols].astype(np.int64))).astype(np.uint16)
     return out
 
 
@@ -101,45 +241,18 @@ def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lex
     Returns:
         rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
     """
-    n = len(vectors)
-    candidates: list[np.ndarray] = []
-    cosines: list[np.ndarray] = []
-    lexical: list[np.ndarray] = []
-    members: list[frozenset[int]] = []
-    for row in range(n):
-        found = np.concatenate([dense_rows[row], lexical_rows[row]]).astype(np.int64)
-        found = np.unique(found[(found >= 0) & (found != row)])
-        cos = np.asarray(vectors[found] @ vectors[row], dtype=np.float64)
-        lex = (matrix[found] @ matrix[row].T).toarray().ravel().astype(np.float64)
-        best = found[np.argsort(-(cos + lex), kind="stable")[: config.snn_size - 1]]
-        candidates.append(found)
-        cosines.append(cos)
-        lexical.append(lex)
-        members.append(frozenset(best.tolist()) | {row})
-    total = 1.0 + config.lexical_weight + config.snn_weight
-    k = max(min(k, n - 1), 0)
-    out_rows = np.full((n, k), -1, dtype=np.int32)
-    out_scores = np.zeros((n, k), dtype=np.float32)
-    for row in range(n):
-        found = candidates[row]
-        if not len(found):
-            continue
-        own = members[row]
-        snn = np.fromiter((len(own & members[j]) for j in found.tolist()), dtype=np.float64,
-                          count=len(found)) / config.snn_size
-        score = (cosines[row] + config.lexical_weight * lexical[row] + config.snn_weight * snn) / total
-        order = np.argsort(-score, kind="stable")[:k]
-        out_rows[row, : len(order)] = found[order]
-        out_scores[row, : len(order)] = score[order]
-    return out_rows, out_scores
+    candidates = candidate_matrix(dense_rows, lexical_rows)
+    cosines, lexical = pair_values(np.asarray(vectors, dtype=np.float32), matrix.tocsr(), candidates)
+    members = member_matrix(candidates, cosines, lexical, config.snn_size)
+    return ranked(candidates, cosines, lexical, shared_counts(members, candidates), k, config)
 
 
 def related_neighbours(vectors: np.ndarray, texts: Sequence[str], dense: tuple[np.ndarray, np.ndarray], k: int,
                        config: RelatednessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The build's related table: fused neighbours, or the dense ones as they are when fusion is off."""
+    """The related table of a catalogue from scratch: fused neighbours, or the dense ones when fusion is off."""
     if not config.enabled or len(vectors) < 2:
         return dense
     matrix = lexical_matrix(texts)
-    query_terms = None if len(texts) <= config.exact_lexical_max_count else config.lexical_query_terms
-    lexical = lexical_neighbours(matrix, config.lexical_candidates, query_terms)
+    lexical, _ = lexical_search(lexical_queries(matrix, config), matrix.T.tocsr(), np.arange(len(texts)),
+                                max(min(config.lexical_candidates, len(texts) - 1), 0))
     return fuse(vectors, matrix, dense[0], lexical, k, config)

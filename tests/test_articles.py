@@ -124,6 +124,8 @@ def test_strip_html_keeps_plain_text_untouched():
     """Markup becomes text; text without markup is returned as is."""
     assert strip_html("<div><p>One &amp; two</p><script>x()</script><p>Three</p></div>") == "One & two\n\nThree"
     assert strip_html("5 < 6 and 7 > 2") == "5 < 6 and 7 > 2"
+    # Wire copy's tickers are not markup: they stay; entities are decoded without a parser.
+    assert strip_html("Shares of <IBM> and <BP.L> rose &amp; fell") == "Shares of <IBM> and <BP.L> rose & fell"
 
 
 def test_embedding_text_is_title_abstract_then_body_within_the_limit():
