@@ -287,3 +287,31 @@ def test_implausible_publication_dates_are_422(client):
                                                                "published_at": "2263-01-01T00:00:00Z"}]},
                            headers=AUTH)
     assert response.status_code == 422 and "published_at" in response.json()["error"]["message"]
+
+
+def test_response_cache_serves_repeats_and_dies_with_a_takedown(root, embedder):
+    """With list_cache_seconds on, a repeated related GET is answered from the rendered bytes (no ranking), is
+    still counted under its route, never leaks one origin's CORS headers to another, and a takedown empties it."""
+    with TestClient(create_app(make_settings(root, list_cache_seconds=60), embedder=embedder)) as client:
+        live = client.app.state.service.served.live
+        calls = []
+        original = live.related
+        live.related = lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs)
+        first = client.get("/v1/articles/demo-001/related", params={"k": 5}, headers={"Origin": ORIGIN})
+        again = client.get("/v1/articles/demo-001/related", params={"k": 5}, headers={"Origin": ORIGIN})
+        assert again.content == first.content and len(calls) == 1
+        assert again.headers["access-control-allow-origin"] == ORIGIN
+        other = client.get("/v1/articles/demo-001/related", params={"k": 5}, headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers and len(calls) == 2
+        client.get("/v1/articles/demo-001/related", params={"k": 6})
+        assert len(calls) == 3  # another query string is another entry
+        assert client.get("/v1/articles/nope/related").status_code == 404
+        assert client.get("/v1/articles/nope/related").status_code == 404
+        assert len(calls) == 5  # errors are never cached
+        victim = ids_of(first)[0]
+        assert client.delete(f"/v1/articles/{victim}", headers=AUTH).status_code == 200
+        after = client.get("/v1/articles/demo-001/related", params={"k": 5}, headers={"Origin": ORIGIN})
+        assert victim not in ids_of(after) and len(calls) == 6
+        text = client.get("/metrics").text
+        assert ('recommender_requests_total{method="GET",route="/v1/articles/{article_id}/related",status="200"} 5.0'
+                in text)

@@ -17,6 +17,7 @@ from .clicks import install_clicks
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
+from .microcache import ResponseCache
 from .pages import install_pages
 from .routes import router
 from .settings import ServiceSettings
@@ -67,5 +68,8 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Inside the metrics middleware, so cache hits are counted and timed under their route like any request.
+    app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,
+                       vary_origin=bool(settings.cors_origins))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
