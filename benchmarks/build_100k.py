@@ -15,8 +15,10 @@ Runs, in this process and on the same corpus:
 2. the torch fp32 embedder on a seeded ``--fp32-sample`` of the same embedded texts (a full fp32 build of 100k
    takes over an hour here), and the fast embedder on the same sample, for the speed ratio on equal texts.
 
-Prints a summary and writes benchmarks/out/build_100k.json. ``--incremental 1`` then rebuilds that published build
-with 1% of the articles edited (gates on) and writes build_100k-incremental.json with the ratio to the full build.
+Prints a summary and writes benchmarks/out/build_100k.json. ``--incremental 1`` then rebuilds that full build (rolled
+back to first if an earlier incremental run was published over it) with 1% of the articles edited by a correction
+line new to every run (so they are embedded, not cache hits), gates on, and writes build_100k-incremental.json with
+the ratio to the full build and what the related stage reused.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def main() -> None:
     fp32_rate = rates["torch-fp32"]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version(),
-        "articles": report.articles, "embedded": report.embedded, "embedder": f"{args.backend}-{args.precision}",
+        "build_id": report.build_id, "articles": report.articles, "embedded": report.embedded, "embedder": f"{args.backend}-{args.precision}",
         "wall_seconds": round(wall, 1), "stages": {k: round(v, 2) for k, v in report.seconds.items()},
         "articles_per_second": round(report.articles / wall, 1), "peak_rss_gib_after_build": round(peak_rss_gib, 2),
         "sample_texts": len(sample), "sample_texts_per_second": {k: round(v, 1) for k, v in rates.items()},
@@ -143,19 +145,29 @@ def incremental(args: argparse.Namespace) -> None:
     """``pipeline.rebuild`` of the published build with ``args.incremental`` % of its articles edited."""
     from recommender.pipeline import rebuild
 
+    from recommender.store import IndexStore
+
     root = OUT / "build-100k-indexes"
     full = json.loads((OUT / "build_100k.json").read_text())
+    # Always against the full build (an earlier incremental run may have been published over it).
+    store = IndexStore(root)
+    store.rollback(full["build_id"]) if store.current().name != full["build_id"] else None
     frame = corpus(Path(args.data), args.articles)
     edited = np.random.default_rng(1).choice(len(frame), int(len(frame) * args.incremental / 100), replace=False)
-    frame.loc[edited, "body"] = "Correction: an earlier version misstated a figure. " + frame.loc[edited, "body"]
+    # A new correction text every run, so the edited articles are embedded now (not found in the cache).
+    note = f"Correction ({time.strftime('%H:%M:%S')}): an earlier version misstated a figure. "
+    frame.loc[edited, "body"] = note + frame.loc[edited, "body"]
     config = BuildConfig(embedder=EmbedderConfig(backend=args.backend, precision=args.precision))
     started = time.perf_counter()
     report = rebuild(frame, root, config=config, cache_path=OUT / "build-100k-cache.sqlite",
                      on_stage=lambda stage, seconds: print(f"  {stage}: {seconds:.1f} s", flush=True))
     wall = time.perf_counter() - started
+    from recommender.manifest import read_manifest
+
     result = {"articles": report.articles, "edited": len(edited), "embedded": report.embedded,
               "reused": report.reused, "wall_seconds": round(wall, 1),
               "stages": {k: round(v, 2) for k, v in report.seconds.items()},
+              "related": read_manifest(report.path, verify_files=False).source.get("related"),
               "full_build_wall_seconds": full["wall_seconds"], "speedup": round(full["wall_seconds"] / wall, 1)}
     print(json.dumps(result, indent=2))
     (OUT / "build_100k-incremental.json").write_text(json.dumps(result, indent=2))

@@ -260,7 +260,14 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
     cosines[rows, cols], lexical[rows, cols] = cos_flat, lex_flat
     members = member_matrix(candidates, cosines, lexical, settings.snn_size)
     if old is not None:
-        member_changed = _changed_members(members, old, previous, settings.snn_size)
+        # A row can have another neighbour set only if its candidates or one of their scores changed.
+        suspect = np.zeros(n, dtype=bool)
+        suspect[rows[~unchanged | ~lex_reused]] = True
+        old_counts = (old.candidates >= 0).sum(axis=1)
+        mapped = previous.new_to_old >= 0
+        suspect[~mapped] = True
+        suspect[mapped] |= old_counts[previous.new_to_old[mapped]] != (candidates[mapped] >= 0).sum(axis=1)
+        member_changed = _changed_members(members, old, previous, settings.snn_size, np.flatnonzero(suspect))
         old_rows, old_cols = np.nonzero(old.candidates >= 0)
         keep = found & ~member_changed[rows] & ~member_changed[targets]
         shared_flat[keep] = old.shared[old_rows, old_cols][position[keep]]
@@ -282,26 +289,35 @@ def _old_pairs(old: RelatedState, previous: Previous, rows: np.ndarray, targets:
     old_rows, old_cols = np.nonzero(old.candidates >= 0)
     a = previous.old_to_new[old_rows]
     b = previous.old_to_new[old.candidates[old_rows, old_cols].astype(np.int64)]
-    alive = (a >= 0) & (b >= 0)
-    keys = a * n + b
-    keys[~alive] = -1
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    alive = np.flatnonzero((a >= 0) & (b >= 0))
+    keys = a[alive] * n + b[alive]
+    if len(keys) and bool(np.all(keys[1:] > keys[:-1])):  # the usual night: row order kept, no sort needed
+        order, sorted_keys = alive, keys
+    else:
+        by_key = np.argsort(keys, kind="stable")
+        order, sorted_keys = alive[by_key], keys[by_key]
     wanted = rows.astype(np.int64) * n + targets
     at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
     hit = (sorted_keys[at] == wanted) if len(sorted_keys) else np.zeros(len(wanted), dtype=bool)
     return order[at] if len(sorted_keys) else np.zeros(len(wanted), dtype=np.int64), hit
 
 
-def _changed_members(members: sp.csr_matrix, old: RelatedState, previous: Previous, size: int) -> np.ndarray:
-    """Rows whose shared-neighbour set differs (by article) from the previous build's, new rows included."""
+def _changed_members(members: sp.csr_matrix, old: RelatedState, previous: Previous, size: int,
+                     suspects: np.ndarray) -> np.ndarray:
+    """Which of the ``suspects`` rows have a shared-neighbour set that differs (by article) from the previous
+    build's; new rows always do."""
     n = len(previous.fresh)
-    before = member_matrix(old.candidates, old.cosines, old.lexical_scores, size).tocoo()
-    a, b = previous.old_to_new[before.row], previous.old_to_new[before.col]
     changed = np.zeros(n, dtype=bool)
-    changed[a[(a >= 0) & (b < 0)]] = True  # a member was deleted
-    keep = (a >= 0) & (b >= 0)
-    mapped = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (a[keep], b[keep])), shape=(n, n))
-    changed |= (members != mapped).getnnz(axis=1) > 0
-    changed[previous.new_to_old < 0] = True
+    new_rows = suspects[previous.new_to_old[suspects] < 0]
+    changed[new_rows] = True
+    rows = suspects[previous.new_to_old[suspects] >= 0]
+    source = previous.new_to_old[rows]
+    before = member_matrix(old.candidates[source], old.cosines[source], old.lexical_scores[source], size,
+                           own=source).tocoo()
+    a, b = rows[before.row], previous.old_to_new[before.col]
+    changed[a[b < 0]] = True  # a member was deleted
+    keep = b >= 0
+    mapped = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (before.row[keep], b[keep])),
+                           shape=(len(rows), n))
+    changed[rows] |= (members[rows] != mapped).getnnz(axis=1) > 0
     return changed

@@ -74,7 +74,8 @@ def top_terms(matrix: sp.csr_matrix, terms: int) -> sp.csr_matrix:
     if lengths.max(initial=0) <= terms:
         return matrix
     rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-    order = np.lexsort((np.arange(matrix.nnz), -matrix.data, rows))  # by row, then weight descending
+    # By row, then weight descending: TF-IDF weights of L2-normalised rows lie in (0, 1], so one float key sorts.
+    order = np.argsort(rows + (1.0 - matrix.data.astype(np.float64)) * 0.5, kind="stable")
     rank = np.empty(matrix.nnz, dtype=np.int64)
     rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
     keep = rank < terms
@@ -169,19 +170,22 @@ def pair_dots(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, batch_size: i
     return out
 
 
-def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, size: int) -> sp.csr_matrix:
-    """(n, n) 0/1 rows: each row's shared-neighbour set, itself and its ``size - 1`` best candidates by
-    cos + tfidf (ties to the lower row)."""
-    n = len(candidates)
+def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, size: int,
+                  own: np.ndarray | None = None) -> sp.csr_matrix:
+    """(q, n) 0/1 rows: each row's shared-neighbour set, itself and its ``size - 1`` best candidates by
+    cos + tfidf (ties to the lower row). ``own``: the row number of each given row (default 0..q-1, n = q)."""
+    q = len(candidates)
+    selves = np.arange(q) if own is None else np.asarray(own, dtype=np.int64)
+    n = q if own is None else int(max(selves.max(initial=-1), candidates.max(initial=-1))) + 1
     score = np.where(candidates >= 0, cosines.astype(np.float64) + lexical, -np.inf)
     order = np.argsort(-score, axis=1, kind="stable")[:, : size - 1]
     chosen = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
-    rows = np.repeat(np.arange(n), chosen.shape[1])
+    rows = np.repeat(np.arange(q), chosen.shape[1])
     cols = chosen.ravel()
     keep = cols >= 0
-    rows = np.concatenate([rows[keep], np.arange(n)])
-    cols = np.concatenate([cols[keep], np.arange(n)])
-    members = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
+    rows = np.concatenate([rows[keep], np.arange(q)])
+    cols = np.concatenate([cols[keep], selves])
+    members = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(q, n))
     members.sum_duplicates()
     members.sort_indices()
     return members

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .config import RankingConfig, StoryConfig
+from .relatedness import pair_dots
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and as at by for from in into is it of on or over the to with after says new".split())
@@ -46,6 +47,19 @@ def is_copy(similarity: float, title_a: frozenset[str], title_b: frozenset[str],
     """Whether two articles are copies of one piece (wire copy, re-publication, light re-edit)."""
     return similarity >= config.duplicate_similarity or (
         similarity >= TITLE_CHECK_MIN_SIMILARITY and jaccard(title_a, title_b) >= config.duplicate_title_jaccard)
+
+
+def title_jaccard(words: Sequence[frozenset[str]], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``jaccard(words[a[i]], words[b[i]])`` for every pair, vectorised (word sets as sparse 0/1 rows)."""
+    vocabulary: dict[str, int] = {}
+    indices = [vocabulary.setdefault(word, len(vocabulary)) for row in words for word in sorted(row)]
+    sizes = np.fromiter((len(row) for row in words), dtype=np.int64, count=len(words))
+    indptr = np.concatenate([[0], np.cumsum(sizes)])
+    table = csr_matrix((np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),
+                       shape=(len(words), max(len(vocabulary), 1)))
+    shared = pair_dots(table, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)).astype(np.float64)
+    union = sizes[a] + sizes[b] - shared
+    return np.where((sizes[a] > 0) & (sizes[b] > 0), shared / np.maximum(union, 1), 0.0)
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,8 @@ def copy_groups(neighbours: np.ndarray, scores: np.ndarray, titles: Sequence[str
     edge = valid & (sims >= config.duplicate_similarity)
     check = np.flatnonzero(valid & ~edge & (sims >= TITLE_CHECK_MIN_SIMILARITY))
     if len(check):
-        words = [title_words(str(t)) for t in titles]
-        hits = [jaccard(words[rows[i]], words[cols[i]]) >= config.duplicate_title_jaccard for i in check.tolist()]
-        edge[check[np.asarray(hits, dtype=bool)]] = True
+        similarity = title_jaccard([title_words(str(t)) for t in titles], rows[check], cols[check])
+        edge[check[similarity >= config.duplicate_title_jaccard]] = True
     graph = coo_matrix((np.ones(int(edge.sum())), (rows[edge], cols[edge])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
