@@ -9,7 +9,6 @@ so the delta no longer needs it).
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .ranking import ArticleTable
+from .sqlitedb import connect_wal
 
 LIVE, DELETED, DROPPED = "live", "deleted", "dropped"
 
@@ -62,8 +62,7 @@ class DeltaStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dims = dims
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, 30, check_same_thread=False, isolation_level=None)
         self._db.execute("CREATE TABLE IF NOT EXISTS delta (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
                          "state TEXT NOT NULL, article TEXT, vector BLOB)")
         self._db.execute("CREATE INDEX IF NOT EXISTS delta_seq ON delta (seq)")

