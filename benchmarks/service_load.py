@@ -9,7 +9,7 @@ outside benchmarks/out/ (gitignored).
 Usage (needs ``apt-get install -y wrk``):
     python benchmarks/service_load.py [--articles 100000] [--duration 10] [--workers 2] [--connections 32]
 
-Writes benchmarks/out/service_load.json and prints one line per scenario.
+Writes benchmarks/out/service_load.json (or ``--out``) and prints one line per scenario.
 """
 
 from __future__ import annotations
@@ -169,6 +169,9 @@ def main() -> None:
     parser.add_argument("--reload-seconds", type=float, default=30.0)
     parser.add_argument("--publish-every", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="RECOMMENDER_X=VALUE",
+                        help="Extra service settings, e.g. RECOMMENDER_RESPONSE_CACHE_ENTRIES=0 (cache off).")
+    parser.add_argument("--out", default="service_load.json", help="JSON file name under benchmarks/out/.")
     parser.add_argument("--only", default="", help="Run only scenarios whose name contains this (no reload run).")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -178,7 +181,8 @@ def main() -> None:
     started = time.perf_counter()
     source = build_index(root, args.articles, args.seed_titles)
     print(f"index: {args.articles} articles at {source} ({time.perf_counter() - started:.0f}s)", flush=True)
-    env = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1",
+           **dict(item.split("=", 1) for item in args.server_env)}
     for stale in root.glob("*.sqlite*"):
         stale.unlink()
     log = (OUT / "service-server.log").open("wb")
@@ -236,9 +240,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
-        name = "service_load" + (f"-{args.only.split()[0]}" if args.only else "") + ".json"
-        (OUT / name).write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT / 'service_load.json'}")  # (--only runs write service_load-<name>.json)
+        results["server_env"] = args.server_env
+        (OUT / args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {OUT / args.out}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class LiveRecommender:
     """Related / more-like-this / popular over ``engine`` with the delta of ``store`` applied."""
 
     def __init__(self, engine: Recommender, store: DeltaStore, cache_size: int = 20_000,
-                 list_max_age_seconds: float = 0.0) -> None:
+                 list_max_age_seconds: float = 0.0, result_cache_size: int | None = None) -> None:
         self.engine = engine
         self.store = store
         self.config = engine.ranking
@@ -86,7 +86,9 @@ class LiveRecommender:
         # Related lists of the current popularity snapshot and delta: a page read by many readers at once is
         # ranked once per refresh. Cleared whole when full (a refresh makes every entry stale anyway).
         self._results: dict[tuple, tuple[LivePopularity, int, list[Recommendation], float]] = {}
-        self.result_cache_size = cache_size
+        # None: as many lists as candidate entries; 0: no list cache (the service's response cache in front
+        # answers repeated requests, and thousands of cached lists are objects every full GC pass walks).
+        self.result_cache_size = cache_size if result_cache_size is None else result_cache_size
         # A ranked list is reused while the delta is unchanged and its popularity snapshot is at most this old
         # (0: only with the very same snapshot). Takedowns and upserts always invalidate at once.
         self.list_max_age_seconds = list_max_age_seconds
@@ -230,10 +232,15 @@ class LiveRecommender:
         if cached is not None and cached[1] == snapshot.seq and self._fresh_enough(cached, pop):
             return cached[2]
         results = self._related(article_id, k, section, max_age_hours, pop, snapshot, language)
+        self._remember(key, (pop, snapshot.seq, results, time.monotonic()))
+        return results
+
+    def _remember(self, key: tuple, entry: tuple) -> None:
+        if self.result_cache_size <= 0:
+            return
         if len(self._results) >= self.result_cache_size:
             self._results.clear()
-        self._results[key] = (pop, snapshot.seq, results, time.monotonic())
-        return results
+        self._results[key] = entry
 
     def _fresh_enough(self, cached: tuple, pop: LivePopularity) -> bool:
         # Reuse a list ranked with the current snapshot, or one at most list_max_age_seconds old both by the
@@ -409,7 +416,7 @@ class LiveRecommender:
         if cached is not None and cached[1] == pop.delta_seq and self._fresh_enough(cached, pop):
             return cached[2]
         results = self._popular(k, section, window_hours, pop, language)
-        self._results[key] = (pop, pop.delta_seq, results, time.monotonic())
+        self._remember(key, (pop, pop.delta_seq, results, time.monotonic()))
         return results
 
     def _popular(self, k: int, section: str | None, window_hours: float | None,

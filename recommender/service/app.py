@@ -41,11 +41,13 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
         # One OpenMP thread per worker: single queries are faster and workers do not fight over cores.
         faiss.omp_set_num_threads(settings.faiss_threads)
         state = await asyncio.to_thread(ServiceState, settings, metrics, embedder)
-        # The loaded index is hundreds of thousands of long-lived objects: keep them out of the cyclic GC's
-        # full collections, which otherwise stall a worker for tens of milliseconds under load.
-        gc.freeze()
         if settings.warm_model and embedder is None:
             await asyncio.to_thread(state.embedder.encode, ["warm up"])
+        # The loaded index and the model's imports (torch alone is ~300k functions, tuples and dicts) are
+        # long-lived: move them out of the cyclic GC's reach, after the warm-up has imported everything. Each full
+        # collection walked all of them and stalled a worker for 100-300 ms under load (benchmarks/RESULTS.md).
+        gc.collect()
+        gc.freeze()
         app.state.service = state
         tasks = [asyncio.create_task(loop()) for loop in background_tasks(state)]
         try:
@@ -69,7 +71,8 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
                            allow_headers=["Content-Type"], max_age=600)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Inside the metrics middleware, so cache hits are counted and timed under their route like any request.
-    app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,
-                       vary_origin=bool(settings.cors_origins))
+    if settings.response_cache_entries:
+        app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,
+                           max_entries=settings.response_cache_entries, vary_origin=bool(settings.cors_origins))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -55,29 +55,16 @@ def require_writer(request: Request,
 Writer = Depends(require_writer)
 
 
-def render(build_id: str, results: Sequence[Recommendation], explain: bool,
-           cache: dict[tuple[int, bool], tuple[Sequence[Recommendation], bytes]] | None = None) -> Response:
-    """A list response, serialised directly (the hot path skips response-model validation).
-
-    With ``cache``, a result list object already rendered (the live recommender reuses lists until its next
-    popularity refresh) is sent as the same bytes again.
-    """
-    if cache is not None:
-        hit = cache.get((id(results), explain))
-        if hit is not None and hit[0] is results:
-            return Response(hit[1], media_type="application/json")
+def render(build_id: str, results: Sequence[Recommendation], explain: bool) -> Response:
+    """A list response, serialised directly (the hot path skips response-model validation; repeated GETs of
+    the same list are answered by the response cache, ``microcache.py``)."""
     items = []
     for result in results:
         item = result.to_dict()
         if not explain:
             del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
         items.append(item)
-    body = orjson.dumps({"build_id": build_id, "items": items})
-    if cache is not None:
-        if len(cache) >= 10_000:
-            cache.clear()
-        cache[(id(results), explain)] = (results, body)
-    return Response(body, media_type="application/json")
+    return Response(orjson.dumps({"build_id": build_id, "items": items}), media_type="application/json")
 
 
 @router.get("/healthz", tags=["ops"])
@@ -114,7 +101,7 @@ async def related(state: State, article_id: Annotated[str, Path(min_length=1, ma
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     live = state.served.live
     results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
-    return render(live.engine.manifest.build_id, results, explain, state.rendered)
+    return render(live.engine.manifest.build_id, results, explain)
 
 
 @router.get("/v1/articles/{article_id}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -151,7 +138,7 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     live = state.served.live
     results = live.popular(k=k, section=section, window_hours=window_hours, language=language)
-    return render(live.engine.manifest.build_id, results, explain, state.rendered)
+    return render(live.engine.manifest.build_id, results, explain)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],

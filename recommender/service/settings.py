@@ -25,6 +25,8 @@ class ServiceSettings(BaseSettings):
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
         list_cache_seconds: a ranked list is served again for up to this long after its popularity snapshot
             (takedowns and upserts invalidate at once); with the refresh, the blend lags views by at most the sum.
+        response_cache_entries: rendered list responses kept for ``list_cache_seconds`` and sent again to repeated
+            requests without routing or ranking (``microcache.py``); 0 turns that cache off.
         click_rate_per_minute, click_burst: rate limit of ``POST /v1/events/click`` per client address.
         click_counts_as_view: a widget click also counts as a page view of the clicked article.
         demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget).
@@ -45,6 +47,7 @@ class ServiceSettings(BaseSettings):
     delta_poll_seconds: float = Field(default=0.25, gt=0)
     popularity_refresh_seconds: float = Field(default=1.0, ge=0)
     list_cache_seconds: float = Field(default=5.0, ge=0)
+    response_cache_entries: int = Field(default=20_000, ge=0)
     view_bucket_seconds: int = Field(default=600, ge=1)
     view_retention_hours: float = Field(default=72.0, gt=0)
     max_future_event_seconds: float = Field(default=300.0, ge=0)

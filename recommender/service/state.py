@@ -62,7 +62,6 @@ class ServiceState:
                                                  settings.view_retention_hours)
         self.delta = DeltaStore(settings.delta_path or self.root / "live-delta.sqlite", manifest.index["dims"])
         self.refused: tuple[Path, str] | None = None
-        self.rendered: dict = {}  # related responses already serialised (see routes.render)
         self.served: Served = self.load(first)
         self._publish_metrics()
 
@@ -73,8 +72,12 @@ class ServiceState:
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")
         engine.use_views(self.counter)
-        live = LiveRecommender(engine, self.delta, self.settings.candidate_cache_size,
-                               self.settings.list_cache_seconds)
+        settings = self.settings
+        # With the response cache on, it answers repeated list requests; a second cache of ranked lists behind
+        # it would only add objects for the cyclic GC to walk.
+        fronted = settings.response_cache_entries > 0 and settings.list_cache_seconds > 0
+        live = LiveRecommender(engine, self.delta, settings.candidate_cache_size, settings.list_cache_seconds,
+                               result_cache_size=0 if fronted else None)
         stale = [a for a in self.delta.snapshot.row_of if a in engine.row_of]
         stale += [a for a in self.delta.snapshot.deleted if a not in engine.row_of]
         if stale:
