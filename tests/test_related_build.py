@@ -84,13 +84,17 @@ def _edit(frame: pd.DataFrame) -> pd.DataFrame:
     return edited.drop(index=[5, 22]).reset_index(drop=True)
 
 
-def test_incremental_related_stage_equals_an_exact_oracle(tmp_path, demo_frame, embedder, cache_path):
-    """After edits, deletions and new articles, the incrementally updated related table equals a from-scratch
-    brute-force computation with the previous build's TF-IDF model, and most pair scores were reused."""
+@pytest.mark.parametrize("shuffled", [False, True], ids=["same-order", "rows-reordered"])
+def test_incremental_related_stage_equals_an_exact_oracle(tmp_path, demo_frame, embedder, cache_path, shuffled):
+    """After edits, deletions and new articles (and a catalogue read back in another order), the incrementally
+    updated related table equals a from-scratch brute-force computation with the previous build's TF-IDF model,
+    and most pair scores were reused."""
     config = _config()
     first = build(demo_frame.iloc[:-4], tmp_path, config=config, embedder=embedder, cache_path=cache_path)
     state_before = RelatedState.load(first.path)
     frame = _edit(demo_frame)
+    if shuffled:
+        frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     second = build(frame, tmp_path, config=config, embedder=embedder, cache_path=cache_path)
     stats = read_manifest(second.path).source["related"]
     assert stats["mode"] == "incremental" and stats["lexical"] == "reused"

@@ -150,7 +150,7 @@ def load_bbc(data_dir: str | Path, limit: int | None = None, seed: int = 0) -> C
 def load_reuters(data_dir: str | Path, limit: int | None = None, seed: int = 0) -> CorpusDataset:
     """Reuters-21578 (``reuters-21578/reuters21578.csv``): single-topic stories with a title and a body.
 
-    8,650 stories: the 8,702 with exactly one topic and a body, less 52 whose title is empty or only markup.
+    8,654 stories: the 8,702 with exactly one topic and a body, less 48 whose title is empty.
     """
     frame = _read_csv(_file(data_dir, "reuters-21578", "reuters21578.csv"))
     topics = frame["topics"].str.strip()
