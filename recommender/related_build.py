@@ -12,8 +12,11 @@ stores, next to its data files, what the next one needs (``related_state.npz``):
 - every (article, candidate) pair's cosine, TF-IDF cosine and shared-neighbour count: a pair is recomputed only
   when one of its articles changed or, for the shared-neighbour count, when either article's neighbour set did.
 
-The result equals a from-scratch computation with the same TF-IDF model (``tests/test_related_build.py`` checks
-that against an exact oracle). A state written with another model, depth or relatedness setting is not used.
+With the exact (Flat) index the result equals a from-scratch computation with the same TF-IDF model, up to the
+order among articles with identical scores (exact duplicates): ``tests/test_related_build.py`` checks it against
+brute force. Above ``IndexConfig.exact_max_count`` the dense searches are HNSW, approximate in both cases. A state
+written with another model, depth or relatedness setting is not used, and crossing ``exact_lexical_max_count``
+(every TF-IDF query changes form) refits the lexical part.
 """
 
 from __future__ import annotations
@@ -178,7 +181,11 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     old = previous.state if previous is not None and previous.state.model is not None else None
     stats: dict[str, Any] = {"fused": True}
     fresh = previous.fresh if previous is not None else np.ones(n, dtype=bool)
-    refit = old is None or _refit_due(old.meta, int(fresh.sum()) + previous.deleted, settings, now)
+    # Every query's form changes when the catalogue crosses exact_lexical_max_count: then nothing old is valid.
+    query_mode = "exact" if n <= settings.exact_lexical_max_count or not settings.lexical_query_terms else "pruned"
+    meta["lexical_query_mode"] = query_mode
+    refit = (old is None or old.meta.get("lexical_query_mode") != query_mode
+             or _refit_due(old.meta, int(fresh.sum()) + previous.deleted, settings, now))
     if refit:
         model, matrix = LexicalModel.fit(texts)
         meta.update(lexical_fitted_at=now.isoformat(), lexical_articles_at_fit=n, lexical_changed_since_fit=0)

@@ -88,8 +88,13 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         old_scores = np.where(mapped >= 0, old.scores[before], -np.inf)
         block = np.asarray(score_block(rows), dtype=np.float32) if len(fresh_rows) else np.zeros((len(rows), 0))
         take = min(depth, block.shape[1])
+        unmerged = np.full(len(rows), -np.inf)  # the best fresh score left out of the merge
         if take < block.shape[1]:
-            best = np.argpartition(-block, take - 1, axis=1)[:, :take]
+            parted = np.argpartition(-block, take, axis=1)
+            best = parted[:, :take]
+            unmerged = np.take_along_axis(block, parted[:, take:take + 1], axis=1)[:, 0].astype(np.float64)
+            if positive_only:
+                unmerged = np.where(unmerged > 0, unmerged, -np.inf)
         else:
             best = np.broadcast_to(np.arange(block.shape[1]), block.shape)
         new_scores = np.take_along_axis(block, best, axis=1).astype(np.float64)
@@ -102,9 +107,10 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         cand_rows = np.take_along_axis(cand_rows, order, axis=1)
         cand_scores = np.take_along_axis(cand_scores, order, axis=1)
         valid = np.isfinite(cand_scores)
-        # The best entry that falls off the end is unknown next time: it raises the floor.
+        # The best entry that falls off the end, or was never merged, is unknown next time: it raises the floor.
         dropped = cand_scores[:, depth] if cand_scores.shape[1] > depth else np.full(len(rows), -np.inf)
-        floor = np.maximum(old.floor[before], np.where(np.isfinite(dropped), dropped, -np.inf))
+        dropped = np.maximum(np.where(np.isfinite(dropped), dropped, -np.inf), unmerged)
+        floor = np.maximum(old.floor[before], dropped)
         keep_rows, keep_scores, keep_valid = cand_rows[:, :depth], cand_scores[:, :depth], valid[:, :depth]
         out.rows[rows] = np.where(keep_valid, keep_rows, -1)
         out.scores[rows] = np.where(keep_valid, keep_scores, 0.0)

@@ -111,7 +111,12 @@ class ServiceState:
             log.error("refused new index version %s: %s", target, exc)
             return False
         self.served, self.refused = served, None
-        gc.freeze()  # the new build's objects join the permanent generation (see app.lifespan)
+        # The new build's objects join the permanent generation (see app.lifespan). Unfreeze and collect first:
+        # the old build may hold reference cycles, which a frozen generation would keep forever (one full pass
+        # per reload, in this background thread).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self.metrics.reloads.labels("loaded").inc()
         self.metrics.reload_refused.clear()
         self._publish_metrics()
