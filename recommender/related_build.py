@@ -182,9 +182,11 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     stats: dict[str, Any] = {"fused": True}
     fresh = previous.fresh if previous is not None else np.ones(n, dtype=bool)
     # Every query's form changes when the catalogue crosses exact_lexical_max_count: then nothing old is valid.
-    query_mode = "exact" if n <= settings.exact_lexical_max_count or not settings.lexical_query_terms else "pruned"
+    query_mode = _query_mode(n, settings)
     meta["lexical_query_mode"] = query_mode
-    refit = (old is None or old.meta.get("lexical_query_mode") != query_mode
+    # (states written before the mode was recorded used the same rule on their own article count)
+    refit = (old is None
+             or old.meta.get("lexical_query_mode", _query_mode(len(old.dense.rows), settings)) != query_mode
              or _refit_due(old.meta, int(fresh.sum()) + previous.deleted, settings, now))
     if refit:
         model, matrix = LexicalModel.fit(texts)
@@ -216,6 +218,11 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     stats.update(pair_stats)
     state = RelatedState(meta, dense, lexical, model, matrix, candidates, cosines, lexical_scores, shared)
     return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings), state, stats)
+
+
+def _query_mode(count: int, settings: RelatednessConfig) -> str:
+    """How a catalogue of ``count`` articles queries TF-IDF (``relatedness.lexical_queries``)."""
+    return "exact" if count <= settings.exact_lexical_max_count or not settings.lexical_query_terms else "pruned"
 
 
 def _refit_due(meta: dict[str, Any], changed: int, settings: RelatednessConfig, now: datetime) -> bool:
