@@ -249,14 +249,3 @@ def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lex
     cosines, lexical = pair_values(np.asarray(vectors, dtype=np.float32), matrix.tocsr(), candidates)
     members = member_matrix(candidates, cosines, lexical, config.snn_size)
     return ranked(candidates, cosines, lexical, shared_counts(members, candidates), k, config)
-
-
-def related_neighbours(vectors: np.ndarray, texts: Sequence[str], dense: tuple[np.ndarray, np.ndarray], k: int,
-                       config: RelatednessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The related table of a catalogue from scratch: fused neighbours, or the dense ones when fusion is off."""
-    if not config.enabled or len(vectors) < 2:
-        return dense
-    matrix = lexical_matrix(texts)
-    lexical, _ = lexical_search(lexical_queries(matrix, config), matrix.T.tocsr(), np.arange(len(texts)),
-                                max(min(config.lexical_candidates, len(texts) - 1), 0))
-    return fuse(vectors, matrix, dense[0], lexical, k, config)

@@ -109,8 +109,7 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         valid = np.isfinite(cand_scores)
         # The best entry that falls off the end, or was never merged, is unknown next time: it raises the floor.
         dropped = cand_scores[:, depth] if cand_scores.shape[1] > depth else np.full(len(rows), -np.inf)
-        dropped = np.maximum(np.where(np.isfinite(dropped), dropped, -np.inf), unmerged)
-        floor = np.maximum(old.floor[before], dropped)
+        floor = np.maximum(old.floor[before], np.maximum(dropped, unmerged))
         keep_rows, keep_scores, keep_valid = cand_rows[:, :depth], cand_scores[:, :depth], valid[:, :depth]
         out.rows[rows] = np.where(keep_valid, keep_rows, -1)
         out.scores[rows] = np.where(keep_valid, keep_scores, 0.0)

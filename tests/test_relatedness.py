@@ -9,8 +9,10 @@ import pytest
 
 from recommender.articles import lexical_texts
 from recommender.cli import demo_files
-from recommender.config import RelatednessConfig
-from recommender.relatedness import fuse, lexical_matrix, lexical_neighbours, related_neighbours, top_terms
+from recommender.config import BuildConfig, RelatednessConfig
+from recommender.related_build import related_tables
+from recommender.relatedness import fuse, lexical_matrix, lexical_neighbours, top_terms
+from recommender.toptable import TopTable
 
 import pandas as pd
 
@@ -84,8 +86,12 @@ def test_fused_scores_follow_the_formula(texts, embedder):
     assert list(rows[0]) == list(candidates[best])
 
 
-def test_fusion_off_keeps_the_dense_table(texts, embedder):
-    """enabled = false returns the FAISS neighbours untouched."""
-    dense = (np.arange(12, dtype=np.int32).reshape(4, 3), np.ones((4, 3), dtype=np.float32))
-    same = related_neighbours(np.eye(4, dtype=np.float32), texts[:4], dense, 3, RelatednessConfig(enabled=False))
-    assert same is dense
+def test_fusion_off_keeps_the_dense_table(texts):
+    """enabled = false returns the FAISS neighbours untouched and stores no lexical state."""
+    rows = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]], dtype=np.int32)
+    dense = TopTable.from_search(rows, np.linspace(1, 0, 12, dtype=np.float32).reshape(4, 3), 3)
+    config = BuildConfig(relatedness=RelatednessConfig(enabled=False))
+    tables = related_tables(np.eye(4, dtype=np.float32), texts[:4], dense, 2, config, {}, None)
+    np.testing.assert_array_equal(tables.related[0], rows[:, :2])
+    np.testing.assert_array_equal(tables.related[1], dense.scores[:, :2])
+    assert tables.state.model is None and not tables.stats["fused"]
