@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", help="the fast embedder's precision (torch backend)")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--fp32-sample", type=int, default=5_000)
+    parser.add_argument("--base", default=None, help="with --incremental: the build to rebuild from (default: the "
+                        "full build of build_100k.json)")
     parser.add_argument("--incremental", type=float, default=None, metavar="PERCENT",
                         help="instead: rebuild the published 100k build with PERCENT of the articles edited "
                              "(a correction line prepended to the body), gates on, and compare with its full build")
@@ -149,9 +151,11 @@ def incremental(args: argparse.Namespace) -> None:
 
     root = OUT / "build-100k-indexes"
     full = json.loads((OUT / "build_100k.json").read_text())
-    # Always against the full build (an earlier incremental run may have been published over it).
+    # Always against the same base: the full build, or --base (an earlier incremental run may have been published
+    # over it, and only the newest keep_versions builds stay).
     store = IndexStore(root)
-    store.rollback(full["build_id"]) if store.current().name != full["build_id"] else None
+    base = args.base or full["build_id"]
+    store.rollback(base) if store.current().name != base else None
     frame = corpus(Path(args.data), args.articles)
     edited = np.random.default_rng(1).choice(len(frame), int(len(frame) * args.incremental / 100), replace=False)
     # A new correction text every run, so the edited articles are embedded now (not found in the cache).
@@ -164,7 +168,7 @@ def incremental(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - started
     from recommender.manifest import read_manifest
 
-    result = {"articles": report.articles, "edited": len(edited), "embedded": report.embedded,
+    result = {"base": base, "articles": report.articles, "edited": len(edited), "embedded": report.embedded,
               "reused": report.reused, "wall_seconds": round(wall, 1),
               "stages": {k: round(v, 2) for k, v in report.seconds.items()},
               "related": read_manifest(report.path, verify_files=False).source.get("related"),
