@@ -155,7 +155,8 @@ def incremental(args: argparse.Namespace) -> None:
     # over it, and only the newest keep_versions builds stay).
     store = IndexStore(root)
     base = args.base or full["build_id"]
-    store.rollback(base) if store.current().name != base else None
+    if store.current().name != base:
+        store.rollback(base)
     frame = corpus(Path(args.data), args.articles)
     edited = np.random.default_rng(1).choice(len(frame), int(len(frame) * args.incremental / 100), replace=False)
     # A new correction text every run, so the edited articles are embedded now (not found in the cache).

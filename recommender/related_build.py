@@ -258,12 +258,12 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
     found = np.zeros(pairs, dtype=bool)
     member_changed = np.ones(n, dtype=bool)
     if old is not None:
-        position, found = _old_pairs(old, previous, rows, targets)
+        old_pairs = np.nonzero(old.candidates >= 0)  # the old build's pairs, in the order of its flat arrays
+        position, found = _old_pairs(old, old_pairs, previous, rows, targets)
         unchanged = found & ~previous.fresh[rows] & ~previous.fresh[targets]
-        old_rows, old_cols = np.nonzero(old.candidates >= 0)
-        cos_flat[unchanged] = old.cosines[old_rows, old_cols][position[unchanged]]
+        cos_flat[unchanged] = old.cosines[old_pairs][position[unchanged]]
         if not refit:
-            lex_flat[unchanged] = old.lexical_scores[old_rows, old_cols][position[unchanged]]
+            lex_flat[unchanged] = old.lexical_scores[old_pairs][position[unchanged]]
     else:
         unchanged = found
     lex_reused = unchanged if not refit else np.zeros(pairs, dtype=bool)
@@ -282,9 +282,8 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
         suspect[~mapped] = True
         suspect[mapped] |= old_counts[previous.new_to_old[mapped]] != (candidates[mapped] >= 0).sum(axis=1)
         member_changed = _changed_members(members, old, previous, settings.snn_size, np.flatnonzero(suspect))
-        old_rows, old_cols = np.nonzero(old.candidates >= 0)
         keep = found & ~member_changed[rows] & ~member_changed[targets]
-        shared_flat[keep] = old.shared[old_rows, old_cols][position[keep]]
+        shared_flat[keep] = old.shared[old_pairs][position[keep]]
     else:
         keep = np.zeros(pairs, dtype=bool)
     shared_flat[~keep] = np.rint(pair_dots(members, rows[~keep], targets[~keep])).astype(np.uint16)
@@ -296,11 +295,12 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
     return cosines, lexical, shared, stats
 
 
-def _old_pairs(old: RelatedState, previous: Previous, rows: np.ndarray, targets: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """For each (row, target) pair: its position among the old build's non-padding pairs, and whether it is there."""
+def _old_pairs(old: RelatedState, old_pairs: tuple[np.ndarray, np.ndarray], previous: Previous, rows: np.ndarray,
+               targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each (row, target) pair: its position among the old build's non-padding pairs (``old_pairs``), and
+    whether it is there."""
     n = len(previous.fresh)
-    old_rows, old_cols = np.nonzero(old.candidates >= 0)
+    old_rows, old_cols = old_pairs
     a = previous.old_to_new[old_rows]
     b = previous.old_to_new[old.candidates[old_rows, old_cols].astype(np.int64)]
     alive = np.flatnonzero((a >= 0) & (b >= 0))
