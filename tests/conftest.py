@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta, timezone, datetime
 from pathlib import Path
 
 import pytest
+
+from recommender.demo import DEMO_EPOCH
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -14,7 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RECOMMENDER_DATA", REPO.parent / "shared" / "data")).resolve()
 # One embedding cache for the whole suite (and the notebooks): each real text is embedded once per machine.
 CACHE = Path(os.environ.get("RECOMMENDER_TEST_CACHE", REPO / ".cache" / "embeddings.sqlite"))
-DEMO_NOW = "2026-11-27T00:00:00Z"
+# The demo corpus is dated 13-26 Nov 2026 around DEMO_EPOCH. The suite's demo build is shifted by whole hours so
+# that DEMO_NOW, the suite's reference time, is the clock at start (as `recommender demo` shifts it): the service
+# and widget tests read the wall clock, whose 72 h popularity window would hold no demo views a few days after
+# the corpus was written. Tests pass DEMO_NOW where they can; relative ages are the same on any day.
+DEMO_SHIFT = timedelta(hours=round((datetime.now(timezone.utc) - DEMO_EPOCH).total_seconds() / 3600))
+DEMO_NOW = (DEMO_EPOCH + DEMO_SHIFT).strftime("%Y-%m-%dT%H:%M:%SZ")
 # The service tests' `root` and `client` fixtures (a private copy of the demo build, a running app).
 pytest_plugins = ["tests.service_helpers"]
 
@@ -44,12 +52,13 @@ def cache_path() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory, embedder, cache_path) -> Path:
-    """An indexes root with the demo corpus built and published (read-only for tests)."""
-    from recommender.cli import demo_files
+    """An indexes root with the demo corpus, shifted so DEMO_EPOCH plays DEMO_NOW, built and published (read-only
+    for tests)."""
+    from recommender.demo import demo_catalogue
     from recommender.pipeline import build
 
     root = tmp_path_factory.mktemp("demo-indexes")
-    articles, views = demo_files()
+    articles, views = demo_catalogue(DEMO_EPOCH + DEMO_SHIFT)
     build(articles, root, views_source=views, embedder=embedder, cache_path=cache_path)
     return root
 

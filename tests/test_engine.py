@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from recommender.cli import demo_files
+from recommender.demo import DEMO_EPOCH
 from recommender.errors import InvalidQueryError, UnknownArticleError
+from tests.conftest import DEMO_NOW
 
 pytestmark = pytest.mark.slow
-NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+NOW = pd.Timestamp(DEMO_NOW).to_pydatetime()  # the demo build's DEMO_EPOCH, shifted to the clock
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +74,19 @@ def test_filters_section_age_and_exclusions(demo_engine, truth):
     assert results and all(r.section == "politics" for r in results)
     recent = demo_engine.related("demo-001", k=10, max_age_hours=48, now=NOW)
     published = pd.to_datetime(truth["published_at"], utc=True)
-    assert recent and all((NOW - published[r.article_id]).total_seconds() <= 48 * 3600 for r in recent)
+    assert recent and all((DEMO_EPOCH - published[r.article_id]).total_seconds() <= 48 * 3600 for r in recent)
     first = [r.article_id for r in demo_engine.related("demo-001", k=3, now=NOW)]
     again = [r.article_id for r in demo_engine.related("demo-001", k=3, exclude_ids=first[:2], now=NOW)]
     assert not set(first[:2]) & set(again)
 
 
 def test_popular_follows_decayed_views(demo_engine):
-    """popular() ranks by views decayed with the trending half-life inside the window, computed here by hand."""
+    """popular() ranks by views decayed with the trending half-life inside the window, computed here by hand
+    (on the corpus as written, whose DEMO_EPOCH the build's NOW plays)."""
     _, views_file = demo_files()
     views = pd.read_csv(views_file, parse_dates=["timestamp"])
     config = demo_engine.popularity_config
-    age_hours = (pd.Timestamp(NOW) - views["timestamp"]).dt.total_seconds() / 3600
+    age_hours = (pd.Timestamp(DEMO_EPOCH) - views["timestamp"]).dt.total_seconds() / 3600
     views["weight"] = views["count"] * 0.5 ** (age_hours / config.trending_half_life_hours)
     expected = views[age_hours <= 24].groupby("article_id")["weight"].sum().sort_values(ascending=False)
     results = demo_engine.popular(k=10, window_hours=24, now=NOW)
