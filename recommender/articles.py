@@ -215,20 +215,23 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     return pd.DataFrame(rows), rejects
 
 
-def _from_mind(frame: pd.DataFrame) -> pd.DataFrame:
-    def labels(*cells: str) -> list[str]:
-        found: list[str] = []
-        for cell in cells:
-            try:
-                for entity in json.loads(cell) if cell else []:
-                    if entity.get("Label") and entity["Label"] not in found:
-                        found.append(entity["Label"])
-            except (json.JSONDecodeError, AttributeError, TypeError):
-                continue
-        return found
+def mind_entity_labels(*cells: str) -> list[str]:
+    """The distinct entity labels of MIND ``title_entities`` / ``abstract_entities`` JSON cells, in order
+    (a cell that is not such JSON contributes none)."""
+    found: list[str] = []
+    for cell in cells:
+        try:
+            for entity in json.loads(cell) if cell else []:
+                if entity.get("Label") and entity["Label"] not in found:
+                    found.append(entity["Label"])
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            continue
+    return found
 
+
+def _from_mind(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
-    frame["tags"] = [labels(a, b) for a, b in zip(frame["title_entities"], frame["abstract_entities"])]
+    frame["tags"] = [mind_entity_labels(a, b) for a, b in zip(frame["title_entities"], frame["abstract_entities"])]
     return frame.drop(columns=["title_entities", "abstract_entities", "subsection"])
 
 

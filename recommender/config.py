@@ -163,11 +163,16 @@ class RelatednessConfig:
             (``related_build.py``) until more than this share of the articles it was fitted on has changed
             (new, edited or deleted); then the model is refitted and every TF-IDF score recomputed.
         lexical_refit_days: ... or until it is this many days old (new terms enter the vocabulary at a refit).
+        entity_weight: weight of the TF-IDF cosine over the articles' ``tags`` (entities), in rows whose article
+            has tags (0.5: MIND subcategory p@5 0.3880 -> 0.3934, demo same-story p@5 0.8533 -> 0.8582, neither
+            half of either worse; docs/evaluation.md). Recomputed for every pair at each build, so an edit of the
+            tags alone reaches the lists at the next rebuild.
     """
 
     enabled: bool = True
     lexical_weight: float = 0.5
     snn_weight: float = 2.0
+    entity_weight: float = 0.5
     snn_size: int = 100
     lexical_candidates: int = 100
     lexical_query_terms: int | None = 25
@@ -179,10 +184,15 @@ class RelatednessConfig:
         """The settings that decide the related lists (not when the TF-IDF model is refitted)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("lexical_refit")}
 
+    def state_settings(self) -> dict[str, Any]:
+        """The settings that the pair values stored for the next build depend on (``related_build``): entity
+        scores are recomputed at every build, so ``entity_weight`` is not among them."""
+        return {k: v for k, v in self.scoring().items() if k != "entity_weight"}
+
     def __post_init__(self) -> None:
         if self.lexical_query_terms is not None and self.lexical_query_terms < 1:
             raise ValueError(f"lexical_query_terms must be >= 1 or None, got {self.lexical_query_terms}")
-        if self.lexical_weight < 0 or self.snn_weight < 0:
+        if self.lexical_weight < 0 or self.snn_weight < 0 or self.entity_weight < 0:
             raise ValueError(f"relatedness weights must be >= 0, got lexical_weight={self.lexical_weight}, "
                              f"snn_weight={self.snn_weight}")
         if self.snn_size < 2 or self.lexical_candidates < 0:

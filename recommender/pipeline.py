@@ -234,13 +234,14 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     pause("neighbours")
     depth = config.neighbour_count + config.neighbour_margin
     state_meta = {"model": json.dumps(embedder.identity.to_dict(), sort_keys=True), "depth": depth,
-                  "relatedness": config.relatedness.scoring()}
+                  "relatedness": config.relatedness.state_settings()}
     previous = _previous(current, state_meta, config, ids, keys, lexical_keys)
     dense, searched = dense_table(lambda rows: compute_neighbours(index, vectors, depth, rows), vectors, depth,
                                   config.neighbour_count, previous)
     neighbours = dense.head(config.neighbour_count)
     done("neighbours")
-    tables = related_tables(vectors, documents, dense, config.neighbour_count, config, state_meta, previous)
+    tables = related_tables(vectors, documents, dense, config.neighbour_count, config, state_meta, previous,
+                            tags=articles["tags"].tolist() if "tags" in articles else None)
     tables.stats.update(mode="incremental" if previous else "full", dense_rows_searched=searched)
     related = tables.related
     done("related")

@@ -12,6 +12,10 @@ stores, next to its data files, what the next one needs (``related_state.npz``):
 - every (article, candidate) pair's cosine, TF-IDF cosine and shared-neighbour count: a pair is recomputed only
   when one of its articles changed or, for the shared-neighbour count, when either article's neighbour set did.
 
+The entity scores (TF-IDF cosine of the articles' tags) are not stored: few and cheap, they are recomputed for
+every pair at each build from the current tags, so a tag edit alone reaches the lists and ``entity_weight`` is not
+part of the state's identity.
+
 With the exact (Flat) index the result equals a from-scratch computation with the same TF-IDF model, up to the
 order among articles with identical scores (exact duplicates): ``tests/test_related_build.py`` checks it against
 brute force. Above ``IndexConfig.exact_max_count`` the dense searches are HNSW, approximate in both cases. A state
@@ -31,8 +35,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .config import BuildConfig, RelatednessConfig
-from .relatedness import (LexicalModel, candidate_matrix, lexical_queries, lexical_search, member_matrix,
-                          pair_cosines, pair_dots, ranked)
+from .relatedness import (LexicalModel, candidate_matrix, entity_matrix, lexical_queries, lexical_search,
+                          member_matrix, pair_cosines, pair_dots, pair_entities, ranked)
 from .toptable import TopTable, update
 
 STATE_FILE = "related_state.npz"
@@ -147,7 +151,7 @@ class RelatedTables:
 def usable(state: RelatedState | None, model: str, depth: int, config: RelatednessConfig) -> bool:
     """Whether a previous build's state can seed this build (same model, table depth and relatedness scoring)."""
     return (state is not None and state.meta.get("model") == model and state.meta.get("depth") == depth
-            and state.meta.get("relatedness") == config.scoring())
+            and state.meta.get("relatedness") == config.state_settings())
 
 
 def dense_table(search: Search, vectors: np.ndarray, depth: int, needed: int, previous: Previous | None
@@ -162,7 +166,8 @@ def dense_table(search: Search, vectors: np.ndarray, depth: int, needed: int, pr
 
 
 def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k: int, config: BuildConfig,
-                   meta: dict[str, Any], previous: Previous | None, now: datetime | None = None) -> RelatedTables:
+                   meta: dict[str, Any], previous: Previous | None, now: datetime | None = None,
+                   tags: Sequence[Sequence[str]] | None = None) -> RelatedTables:
     """The related table (fused, or the dense head when fusion is off) and the state to store with the build.
 
     Args:
@@ -171,6 +176,7 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
         k: related entries per row.
         meta: the state's identity (``model``, ``depth``, ``relatedness``), stored with it.
         previous: the previous build's usable state, mapped onto this build; None computes from scratch.
+        tags: each article's tags / entities (the entity signal); None or all empty leaves it out.
     """
     settings = config.relatedness
     now = now or datetime.now(timezone.utc)
@@ -216,8 +222,12 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     cosines, lexical_scores, shared, pair_stats = _pair_values(vectors, matrix, candidates, settings, old,
                                                                previous, refit)
     stats.update(pair_stats)
+    # Entity scores are few and cheap: computed for every pair from this build's tags (and their idf).
+    entities, tagged = pair_entities(entity_matrix(tags) if tags is not None else None, candidates)
+    stats["tagged_articles"] = int(tagged.sum()) if tagged is not None else 0
     state = RelatedState(meta, dense, lexical, model, matrix, candidates, cosines, lexical_scores, shared)
-    return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings), state, stats)
+    return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings, entities, tagged), state,
+                         stats)
 
 
 def _query_mode(count: int, settings: RelatednessConfig) -> str:

@@ -1,20 +1,26 @@
-"""Hybrid relatedness of indexed articles, computed at build time: dense + lexical + shared neighbours.
+"""Hybrid relatedness of indexed articles, computed at build time: dense + lexical + shared neighbours + entities.
 
 A small sentence embedder blurs names and rare terms ("Zinoviev", "Kursk") that news readers judge relatedness
 by, and a cosine alone ranks each pair on its own. The build therefore re-ranks every article's candidates with
 
-    relatedness = (cos + lexical_weight * tfidf + snn_weight * snn) / (1 + lexical_weight + snn_weight)
+    relatedness = (cos + lexical_weight * tfidf + snn_weight * snn + entity_weight * entities)
+                  / (1 + lexical_weight + snn_weight [+ entity_weight where the article has tags])
 
 - ``cos``: the embedding cosine;
 - ``tfidf``: TF-IDF cosine over title + abstract + the whole body (scikit-learn, sublinear tf, English stop
   words, min_df 2, max_df 0.5);
 - ``snn``: shared-nearest-neighbour overlap ``|N(a) & N(b)| / snn_size``, N(x) = x and its ``snn_size - 1`` best
-  candidates under ``cos + tfidf`` (articles that the same articles are close to are about the same thing).
+  candidates under ``cos + tfidf`` (articles that the same articles are close to are about the same thing);
+- ``entities``: TF-IDF cosine over the catalogue's ``tags`` (people, places, organisations: MIND's Wikidata
+  entities, a CMS's tags), case-folded, so a rare shared entity weighs more than a common one. It counts only in
+  rows whose article carries tags; a catalogue without tags gets exactly the three-signal score.
 
 Candidates are the union of the dense top-k (the FAISS neighbours) and the TF-IDF top-k. The weights were chosen
 on held-out halves of BBC News, Reuters-21578, AG News and the demo corpus, against BM25, entity overlap, Rocchio
-expansion and reciprocal-rank fusion (``benchmarks/relevance_fusion.py``; numbers in docs/evaluation.md). Dividing
-by the weight sum keeps relatedness in [0, 1] like a cosine, so the popularity blend weights keep their meaning.
+expansion and reciprocal-rank fusion (``benchmarks/relevance_fusion.py``; numbers in docs/evaluation.md); the
+entity weight on MIND (subcategory precision) and the demo corpus (same-story precision), the two catalogues here
+that carry entities. Dividing by the weight sum keeps relatedness in [0, 1] like a cosine, so the popularity blend
+weights keep their meaning.
 """
 
 from __future__ import annotations
@@ -65,6 +71,19 @@ class LexicalModel:
 def lexical_matrix(texts: Sequence[str]) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of ``texts`` (float32); an empty vocabulary gives all-zero rows."""
     return LexicalModel.fit(texts)[1]
+
+
+def entity_matrix(tags: Sequence[Sequence[str]]) -> sp.csr_matrix | None:
+    """L2-normalised TF-IDF rows (float32, sublinear tf) over each article's tags, case-folded and stripped;
+    None when no article carries a tag. Rows without tags are all zero."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    documents = [[t.strip().casefold() for t in (row if row is not None else ()) if t and t.strip()]
+                 for row in tags]
+    if not any(documents):
+        return None
+    vectorizer = TfidfVectorizer(analyzer=lambda row: row, sublinear_tf=True, dtype=np.float32)
+    return vectorizer.fit_transform(documents).tocsr()
 
 
 def top_terms(matrix: sp.csr_matrix, terms: int) -> sp.csr_matrix:
@@ -192,15 +211,24 @@ def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarr
 
 
 def ranked(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, shared: np.ndarray, k: int,
-           config: RelatednessConfig) -> tuple[np.ndarray, np.ndarray]:
+           config: RelatednessConfig, entities: np.ndarray | None = None, tagged: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` best candidates by the fused score (module doc); ``shared`` holds |N(a) & N(b)|.
+
+    Args:
+        entities: (n, c) entity cosine of every pair (``pair_entities``), or None when no article has tags.
+        tagged: (n,) bool, the rows whose article has tags (their weight sum includes ``entity_weight``).
 
     Returns:
         rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
     """
-    total = 1.0 + config.lexical_weight + config.snn_weight
+    total = np.full((len(candidates), 1), 1.0 + config.lexical_weight + config.snn_weight)
     score = (cosines.astype(np.float64) + config.lexical_weight * lexical
-             + config.snn_weight * shared.astype(np.float64) / config.snn_size) / total
+             + config.snn_weight * shared.astype(np.float64) / config.snn_size)
+    if entities is not None and config.entity_weight > 0:
+        score = score + config.entity_weight * entities
+        total = total + config.entity_weight * np.asarray(tagged, dtype=np.float64)[:, None]
+    score = score / total
     score = np.where(candidates >= 0, score, -np.inf)
     k = max(min(k, len(candidates) - 1), 0)
     order = np.argsort(-score, axis=1, kind="stable")[:, :k]
@@ -224,6 +252,18 @@ def pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndarr
     return cosines, lexical
 
 
+def pair_entities(matrix: sp.csr_matrix | None, candidates: np.ndarray) -> tuple[np.ndarray | None,
+                                                                             np.ndarray | None]:
+    """Entity cosine of every (row, candidate) pair, (n, c) float32, and the rows that have tags; (None, None)
+    without an entity matrix. Cheap (a few tags per article), so a build computes it for every pair."""
+    if matrix is None:
+        return None, None
+    rows, cols = np.nonzero(candidates >= 0)
+    out = np.zeros(candidates.shape, dtype=np.float32)
+    out[rows, cols] = pair_dots(matrix, rows, candidates[rows, cols].astype(np.int64))
+    return out, np.diff(matrix.indptr) > 0
+
+
 def shared_counts(members: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
     """|N(a) & N(b)| for every (row, candidate) pair, (n, c) uint16."""
     rows, cols = np.nonzero(candidates >= 0)
@@ -233,7 +273,7 @@ def shared_counts(members: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
 
 
 def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lexical_rows: np.ndarray, k: int,
-         config: RelatednessConfig) -> tuple[np.ndarray, np.ndarray]:
+         config: RelatednessConfig, entities: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every row's ``k`` most related rows by the fused score (see the module doc).
 
     Args:
@@ -241,6 +281,7 @@ def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lex
         matrix: (n, V) L2-normalised TF-IDF rows (``lexical_matrix``).
         dense_rows / lexical_rows: (n, *) candidate rows from FAISS and from ``lexical_neighbours``, -1 padded.
         k: neighbours kept per row.
+        entities: (n, T) entity rows (``entity_matrix``), or None.
 
     Returns:
         rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
@@ -248,4 +289,5 @@ def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lex
     candidates = candidate_matrix(dense_rows, lexical_rows)
     cosines, lexical = pair_values(np.asarray(vectors, dtype=np.float32), matrix.tocsr(), candidates)
     members = member_matrix(candidates, cosines, lexical, config.snn_size)
-    return ranked(candidates, cosines, lexical, shared_counts(members, candidates), k, config)
+    return ranked(candidates, cosines, lexical, shared_counts(members, candidates), k, config,
+                  *pair_entities(entities, candidates))

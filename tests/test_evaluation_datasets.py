@@ -73,6 +73,10 @@ def test_mind_co_reading_pairs_restricted_to_news():
     assert len(datasets.load_mind(DATA, min_users=2).co_reading) == 1030
     assert set(mind.views["article_id"]) <= known and mind.views["timestamp"].dt.year.eq(2019).all()
     assert "SMALL" in mind.note
+    # The Wikidata entities of title and abstract become tags (the entity signal of the relatedness).
+    tagged = mind.articles.set_index("id")["tags"]
+    assert tagged.map(len).gt(0).sum() == 1736
+    assert "Fort Lauderdale, Florida" in tagged["N34700"]
     partners = datasets.partners(mind.co_reading)
     a, b = mind.co_reading.iloc[0][["id1", "id2"]]
     assert b in partners[a] and a in partners[b]

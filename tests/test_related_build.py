@@ -15,7 +15,7 @@ from recommender.engine import NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_F
 from recommender.manifest import read_manifest
 from recommender.pipeline import build
 from recommender.related_build import RelatedState
-from recommender.relatedness import fuse
+from recommender.relatedness import entity_matrix, fuse
 from recommender.toptable import TopTable, update
 
 
@@ -110,10 +110,13 @@ def _config(**relatedness: object) -> BuildConfig:
 
 
 def _edit(frame: pd.DataFrame) -> pd.DataFrame:
-    """The next night: 3 articles edited, 2 deleted, the 4 held back in the first build published."""
+    """The next night: 3 articles edited, 2 deleted, the 4 held back in the first build published, and the tags
+    of 2 others changed with their text untouched (the entity scores must follow)."""
     edited = frame.copy()
     for row in (3, 17, 40):
         edited.loc[row, "body"] = "Correction: an earlier version misstated a figure. " + edited.loc[row, "body"]
+    edited.at[8, "tags"] = [*edited.loc[8, "tags"], *edited.loc[60, "tags"]]
+    edited.at[9, "tags"] = []
     return edited.drop(index=[5, 22]).reset_index(drop=True)
 
 
@@ -138,7 +141,9 @@ def test_incremental_related_stage_equals_an_exact_oracle(tmp_path, demo_frame, 
     matrix = state_before.model.transform(lexical_texts(frame.fillna("")))
     dense, _ = _exact_top(vectors @ vectors.T, config.neighbour_count)
     lexical, _ = _exact_top((matrix @ matrix.T).toarray(), config.relatedness.lexical_candidates, True)
-    want_rows, want_scores = fuse(vectors, matrix, dense, lexical, config.neighbour_count, config.relatedness)
+    want_rows, want_scores = fuse(vectors, matrix, dense, lexical, config.neighbour_count, config.relatedness,
+                                  entity_matrix(frame["tags"].tolist()))
+    assert stats["tagged_articles"] == len(frame) - 1
     got_rows = np.load(second.path / NEIGHBOURS_FILE)
     got_scores = np.load(second.path / NEIGHBOUR_SCORES_FILE)
     np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
@@ -160,4 +165,8 @@ def test_refit_and_changed_settings_recompute_from_scratch(tmp_path, demo_frame,
     assert (np.load(refit.path / NEIGHBOURS_FILE) == np.load(fresh.path / NEIGHBOURS_FILE)).mean() > 0.99
     other = build(frame, tmp_path / "a", config=_config(snn_weight=1.0), embedder=embedder, cache_path=cache_path)
     assert read_manifest(other.path).source["related"]["mode"] == "full"
+    # The entity weight is applied at every build from fresh entity scores: another weight reuses the state.
+    entity = build(frame, tmp_path / "a", config=_config(snn_weight=1.0, entity_weight=0.0), embedder=embedder,
+                   cache_path=cache_path)
+    assert read_manifest(entity.path).source["related"]["mode"] == "incremental"
     assert first.path.exists()

@@ -11,7 +11,7 @@ from recommender.articles import lexical_texts
 from recommender.cli import demo_files
 from recommender.config import BuildConfig, RelatednessConfig
 from recommender.related_build import related_tables
-from recommender.relatedness import fuse, lexical_matrix, lexical_neighbours, top_terms
+from recommender.relatedness import entity_matrix, fuse, lexical_matrix, lexical_neighbours, top_terms
 from recommender.toptable import TopTable
 
 import pandas as pd
@@ -95,3 +95,43 @@ def test_fusion_off_keeps_the_dense_table(texts):
     np.testing.assert_array_equal(tables.related[0], rows[:, :2])
     np.testing.assert_array_equal(tables.related[1], dense.scores[:, :2])
     assert tables.state.model is None and not tables.stats["fused"]
+
+
+def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
+    """With tags, each row's score gains w_e * TF-IDF cosine of the two articles' tags and its weight sum gains w_e;
+    rows without tags keep the three-signal score, and a catalogue without tags gives the lists of w_e = 0.
+    A shared rare entity lifts a pair more than a shared common one."""
+    n = 60
+    vectors = embedder.encode(texts[:n])
+    matrix = lexical_matrix(texts[:n])
+    dense = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1:11]
+    lexical = lexical_neighbours(matrix, 10)
+    config = RelatednessConfig(snn_size=10)
+    plain_rows, plain_scores = fuse(vectors, matrix, dense, lexical, 5, config)
+    assert entity_matrix([[] for _ in range(n)]) is None
+    rows, scores = fuse(vectors, matrix, dense, lexical, 5, config, entity_matrix([[] for _ in range(n)]))
+    np.testing.assert_array_equal(rows, plain_rows)
+    np.testing.assert_allclose(scores, plain_scores)
+
+    # Row 0's 5th and 4th best share a rare entity with it ("Kessel"); every article in the catalogue shares a
+    # common one ("Europe"), which barely moves anything. Rows 30.. have no tags at all.
+    fourth, fifth = int(plain_rows[0, 3]), int(plain_rows[0, 4])
+    tags = [["Europe"] if r < 30 else [] for r in range(n)]
+    for r in (0, fifth):
+        tags[r] = ["  kessel ", "Europe"] if r == 0 else ["Kessel", "EUROPE"]  # case and spaces folded
+    entities = entity_matrix(tags)
+    rows, scores = fuse(vectors, matrix, dense, lexical, 5, config, entities)
+    weights = 1 + config.lexical_weight + config.snn_weight
+    shared = (entities[0] @ entities[fifth].T).toarray().item()
+    assert shared > 0.9
+    assert list(rows[0]).index(fifth) < list(rows[0]).index(fourth)  # the pair sharing an entity moved up
+    position = list(rows[0]).index(fifth)
+    np.testing.assert_allclose(scores[0, position],
+                               (plain_scores[0, 4] * weights + config.entity_weight * shared)
+                               / (weights + config.entity_weight), atol=1e-5)
+    untagged = [r for r in range(30, n) if r != fifth and fifth not in plain_rows[r]]
+    np.testing.assert_allclose(scores[untagged], plain_scores[untagged], atol=1e-6)
+    # Sharing the rare name counts more than sharing the common region.
+    rarity = entity_matrix([["Kessel", "Europe"], ["Kessel", "Geneva"], ["Europe", "Geneva"], ["Europe"], ["Europe"]])
+    cosine = (rarity @ rarity.T).toarray()
+    assert cosine[0, 1] > cosine[0, 2] > 0

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..articles import strip_html
+from ..articles import mind_entity_labels, strip_html
 
 ORIGINAL_PAIR = re.compile(r"\d+_\d+")
 AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
@@ -211,6 +211,7 @@ def load_mind(data_dir: str | Path, min_users: int = 1) -> CorpusDataset:
     views = pd.DataFrame([(a, first_seen[u], 1) for u, read in clicks.items() for a in sorted(read)],
                          columns=["article_id", "timestamp", "count"])
     articles = news[["id", "title", "abstract", "url", "section"]].copy()
+    articles["tags"] = [mind_entity_labels(a, b) for a, b in zip(news["title_entities"], news["abstract_entities"])]
     partners = len(set(pairs["id1"]) | set(pairs["id2"]))
     note = (f"{len(articles)} news; {len(pairs)} co-reading pairs (>= {min_users} shared readers) over {partners} "
             f"articles from {sum(1 for r in clicks.values() if len(r) > 1)} users: a SMALL signal (about 3% of the "
