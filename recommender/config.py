@@ -163,10 +163,11 @@ class RelatednessConfig:
             (``related_build.py``) until more than this share of the articles it was fitted on has changed
             (new, edited or deleted); then the model is refitted and every TF-IDF score recomputed.
         lexical_refit_days: ... or until it is this many days old (new terms enter the vocabulary at a refit).
-        entity_weight: weight of the TF-IDF cosine over the articles' ``tags`` (entities), in rows whose article
-            has tags (0.5: MIND subcategory p@5 0.3880 -> 0.3934, demo same-story p@5 0.8533 -> 0.8582, neither
-            half of either worse; docs/evaluation.md). Recomputed for every pair at each build, so an edit of the
-            tags alone reaches the lists at the next rebuild.
+        entity_weight: weight of the TF-IDF cosine over the two articles' ``tags`` (entities), a bonus outside the
+            weight sum (pairs sharing no entity keep their score; ``relatedness.py``). 0.5: MIND subcategory p@5
+            0.3880 -> 0.3934, demo same-story p@5 0.8533 -> 0.8582, neither half of either worse
+            (docs/evaluation.md). Recomputed for every pair at each build, so an edit of the tags alone reaches
+            the lists at the next rebuild.
     """
 
     enabled: bool = True
@@ -194,7 +195,7 @@ class RelatednessConfig:
             raise ValueError(f"lexical_query_terms must be >= 1 or None, got {self.lexical_query_terms}")
         if self.lexical_weight < 0 or self.snn_weight < 0 or self.entity_weight < 0:
             raise ValueError(f"relatedness weights must be >= 0, got lexical_weight={self.lexical_weight}, "
-                             f"snn_weight={self.snn_weight}")
+                             f"snn_weight={self.snn_weight}, entity_weight={self.entity_weight}")
         if self.snn_size < 2 or self.lexical_candidates < 0:
             raise ValueError(f"snn_size must be >= 2 and lexical_candidates >= 0, got {self.snn_size}, "
                              f"{self.lexical_candidates}")

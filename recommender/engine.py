@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,15 @@ NEIGHBOURS_FILE, NEIGHBOUR_SCORES_FILE, VIEWS_FILE = "neighbours.npy", "neighbou
 TABLE_COLUMNS = ["id", "title", "section", "url", "published_at", "language", "tags"]
 # Same-story columns written by the build (``stories.py``); builds from before them get them computed at load.
 STORY_COLUMNS = ["copy_group", "story_id"]
+
+
+def _as_built(stored: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's build settings, with what builds from before a setting existed did in its place: the entity
+    term (``RelatednessConfig.entity_weight``) was 0 before it was introduced."""
+    relatedness = stored.get("relatedness")
+    if isinstance(relatedness, dict) and "entity_weight" not in relatedness:
+        return {**stored, "relatedness": {**relatedness, "entity_weight": 0.0}}
+    return stored
 
 
 def _story_settings(config: BuildConfig) -> tuple:
@@ -136,7 +145,7 @@ class Recommender:
         """
         directory = resolve_build_dir(path)
         manifest = read_manifest(directory, verify_files=verify)
-        stored = BuildConfig.from_dict(manifest.build.get("config", {}))
+        stored = BuildConfig.from_dict(_as_built(manifest.build.get("config", {})))
         build_config = config or stored
         index = FaissIndex.load(directory, manifest.index["factory"], build_config.index)
         import pyarrow.parquet as pq

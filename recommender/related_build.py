@@ -223,11 +223,11 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
                                                                previous, refit)
     stats.update(pair_stats)
     # Entity scores are few and cheap: computed for every pair from this build's tags (and their idf).
-    entities, tagged = pair_entities(entity_matrix(tags) if tags is not None else None, candidates)
-    stats["tagged_articles"] = int(tagged.sum()) if tagged is not None else 0
+    entity_rows = entity_matrix(tags) if tags is not None else None
+    stats["tagged_articles"] = int((np.diff(entity_rows.indptr) > 0).sum()) if entity_rows is not None else 0
     state = RelatedState(meta, dense, lexical, model, matrix, candidates, cosines, lexical_scores, shared)
-    return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings, entities, tagged), state,
-                         stats)
+    return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings,
+                                pair_entities(entity_rows, candidates)), state, stats)
 
 
 def _query_mode(count: int, settings: RelatednessConfig) -> str:

@@ -3,8 +3,8 @@
 A small sentence embedder blurs names and rare terms ("Zinoviev", "Kursk") that news readers judge relatedness
 by, and a cosine alone ranks each pair on its own. The build therefore re-ranks every article's candidates with
 
-    relatedness = (cos + lexical_weight * tfidf + snn_weight * snn + entity_weight * entities)
-                  / (1 + lexical_weight + snn_weight [+ entity_weight where the article has tags])
+    relatedness = min(1, (cos + lexical_weight * tfidf + snn_weight * snn + entity_weight * entities)
+                         / (1 + lexical_weight + snn_weight))
 
 - ``cos``: the embedding cosine;
 - ``tfidf``: TF-IDF cosine over title + abstract + the whole body (scikit-learn, sublinear tf, English stop
@@ -12,15 +12,17 @@ by, and a cosine alone ranks each pair on its own. The build therefore re-ranks 
 - ``snn``: shared-nearest-neighbour overlap ``|N(a) & N(b)| / snn_size``, N(x) = x and its ``snn_size - 1`` best
   candidates under ``cos + tfidf`` (articles that the same articles are close to are about the same thing);
 - ``entities``: TF-IDF cosine over the catalogue's ``tags`` (people, places, organisations: MIND's Wikidata
-  entities, a CMS's tags), case-folded, so a rare shared entity weighs more than a common one. It counts only in
-  rows whose article carries tags; a catalogue without tags gets exactly the three-signal score.
+  entities, a CMS's tags), case-folded, so a rare shared entity weighs more than a common one. It is a bonus
+  outside the weight sum: a pair that shares no entity (or a catalogue without tags) keeps exactly its
+  three-signal score, so the popularity blend and the explanations read the same scale with or without tags.
+  Only near-identical articles that also share their entities would pass 1; the cap keeps the scale a cosine's.
 
 Candidates are the union of the dense top-k (the FAISS neighbours) and the TF-IDF top-k. The weights were chosen
 on held-out halves of BBC News, Reuters-21578, AG News and the demo corpus, against BM25, entity overlap, Rocchio
 expansion and reciprocal-rank fusion (``benchmarks/relevance_fusion.py``; numbers in docs/evaluation.md); the
 entity weight on MIND (subcategory precision) and the demo corpus (same-story precision), the two catalogues here
-that carry entities. Dividing by the weight sum keeps relatedness in [0, 1] like a cosine, so the popularity blend
-weights keep their meaning.
+that carry entities. Dividing by the weight sum (and the cap) keeps relatedness in [0, 1] like a cosine, so the
+popularity blend weights keep their meaning.
 """
 
 from __future__ import annotations
@@ -211,24 +213,21 @@ def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarr
 
 
 def ranked(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, shared: np.ndarray, k: int,
-           config: RelatednessConfig, entities: np.ndarray | None = None, tagged: np.ndarray | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+           config: RelatednessConfig, entities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` best candidates by the fused score (module doc); ``shared`` holds |N(a) & N(b)|.
 
     Args:
         entities: (n, c) entity cosine of every pair (``pair_entities``), or None when no article has tags.
-        tagged: (n,) bool, the rows whose article has tags (their weight sum includes ``entity_weight``).
 
     Returns:
         rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
     """
-    total = np.full((len(candidates), 1), 1.0 + config.lexical_weight + config.snn_weight)
+    total = 1.0 + config.lexical_weight + config.snn_weight
     score = (cosines.astype(np.float64) + config.lexical_weight * lexical
              + config.snn_weight * shared.astype(np.float64) / config.snn_size)
     if entities is not None and config.entity_weight > 0:
         score = score + config.entity_weight * entities
-        total = total + config.entity_weight * np.asarray(tagged, dtype=np.float64)[:, None]
-    score = score / total
+    score = np.minimum(score / total, 1.0)
     score = np.where(candidates >= 0, score, -np.inf)
     k = max(min(k, len(candidates) - 1), 0)
     order = np.argsort(-score, axis=1, kind="stable")[:, :k]
@@ -252,16 +251,15 @@ def pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndarr
     return cosines, lexical
 
 
-def pair_entities(matrix: sp.csr_matrix | None, candidates: np.ndarray) -> tuple[np.ndarray | None,
-                                                                             np.ndarray | None]:
-    """Entity cosine of every (row, candidate) pair, (n, c) float32, and the rows that have tags; (None, None)
-    without an entity matrix. Cheap (a few tags per article), so a build computes it for every pair."""
+def pair_entities(matrix: sp.csr_matrix | None, candidates: np.ndarray) -> np.ndarray | None:
+    """Entity cosine of every (row, candidate) pair, (n, c) float32; None without an entity matrix. Cheap (a few
+    tags per article), so a build computes it for every pair."""
     if matrix is None:
-        return None, None
+        return None
     rows, cols = np.nonzero(candidates >= 0)
     out = np.zeros(candidates.shape, dtype=np.float32)
     out[rows, cols] = pair_dots(matrix, rows, candidates[rows, cols].astype(np.int64))
-    return out, np.diff(matrix.indptr) > 0
+    return out
 
 
 def shared_counts(members: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
@@ -290,4 +288,4 @@ def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lex
     cosines, lexical = pair_values(np.asarray(vectors, dtype=np.float32), matrix.tocsr(), candidates)
     members = member_matrix(candidates, cosines, lexical, config.snn_size)
     return ranked(candidates, cosines, lexical, shared_counts(members, candidates), k, config,
-                  *pair_entities(entities, candidates))
+                  pair_entities(entities, candidates))

@@ -11,7 +11,7 @@ import pytest
 from recommender.articles import lexical_texts
 from recommender.cli import demo_files
 from recommender.config import BuildConfig, IndexConfig, RelatednessConfig
-from recommender.engine import NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE
+from recommender.engine import NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE, Recommender
 from recommender.manifest import read_manifest
 from recommender.pipeline import build
 from recommender.related_build import RelatedState
@@ -170,3 +170,17 @@ def test_refit_and_changed_settings_recompute_from_scratch(tmp_path, demo_frame,
                    cache_path=cache_path)
     assert read_manifest(entity.path).source["related"]["mode"] == "incremental"
     assert first.path.exists()
+
+
+def test_a_build_from_before_the_entity_term_is_read_as_built(tmp_path, demo_frame, embedder, cache_path):
+    """A manifest written before ``entity_weight`` existed describes a three-signal table: it is read as weight 0,
+    so loading with weight 0 keeps the precomputed table and the default (0.5) searches instead of claiming it."""
+    report = build(demo_frame, tmp_path, config=_config(), embedder=embedder, cache_path=cache_path)
+    path = report.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["build"]["config"]["relatedness"]["entity_weight"]
+    path.write_text(json.dumps(manifest))
+    old = _config(entity_weight=0.0)
+    assert Recommender.load(report.path, embedder=embedder, config=old).neighbours is not None
+    assert Recommender.load(report.path, embedder=embedder).config.relatedness.entity_weight == 0.0
+    assert Recommender.load(report.path, embedder=embedder, config=_config()).neighbours is None

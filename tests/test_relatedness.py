@@ -98,9 +98,9 @@ def test_fusion_off_keeps_the_dense_table(texts):
 
 
 def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
-    """With tags, each row's score gains w_e * TF-IDF cosine of the two articles' tags and its weight sum gains w_e;
-    rows without tags keep the three-signal score, and a catalogue without tags gives the lists of w_e = 0.
-    A shared rare entity lifts a pair more than a shared common one."""
+    """With tags, a pair's score gains w_e * TF-IDF cosine of the two articles' tags / (1 + w_l + w_s), capped at 1:
+    a bonus, so pairs sharing no entity keep their three-signal score, and a catalogue without tags gives the lists
+    of w_e = 0. A shared rare entity lifts a pair more than a shared common one."""
     n = 60
     vectors = embedder.encode(texts[:n])
     matrix = lexical_matrix(texts[:n])
@@ -113,8 +113,8 @@ def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
     np.testing.assert_array_equal(rows, plain_rows)
     np.testing.assert_allclose(scores, plain_scores)
 
-    # Row 0's 5th and 4th best share a rare entity with it ("Kessel"); every article in the catalogue shares a
-    # common one ("Europe"), which barely moves anything. Rows 30.. have no tags at all.
+    # Row 0's 5th best shares a rare entity with it ("Kessel"); rows 0..29 share a common one ("Europe");
+    # rows 30.. have no tags at all.
     fourth, fifth = int(plain_rows[0, 3]), int(plain_rows[0, 4])
     tags = [["Europe"] if r < 30 else [] for r in range(n)]
     for r in (0, fifth):
@@ -122,16 +122,23 @@ def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
     entities = entity_matrix(tags)
     rows, scores = fuse(vectors, matrix, dense, lexical, 5, config, entities)
     weights = 1 + config.lexical_weight + config.snn_weight
-    shared = (entities[0] @ entities[fifth].T).toarray().item()
-    assert shared > 0.9
+    cosine = (entities @ entities.T).toarray()
+    assert cosine[0, fifth] > 0.9
     assert list(rows[0]).index(fifth) < list(rows[0]).index(fourth)  # the pair sharing an entity moved up
-    position = list(rows[0]).index(fifth)
-    np.testing.assert_allclose(scores[0, position],
-                               (plain_scores[0, 4] * weights + config.entity_weight * shared)
-                               / (weights + config.entity_weight), atol=1e-5)
-    untagged = [r for r in range(30, n) if r != fifth and fifth not in plain_rows[r]]
-    np.testing.assert_allclose(scores[untagged], plain_scores[untagged], atol=1e-6)
+    # Every pair listed both times: its old score plus the entity bonus (0 without a shared entity), capped at 1.
+    checked = 0
+    for r in range(n):
+        for position, c in enumerate(rows[r]):
+            if c in plain_rows[r]:
+                before = plain_scores[r, list(plain_rows[r]).index(c)]
+                want = min(1.0, before + config.entity_weight * cosine[r, c] / weights)
+                np.testing.assert_allclose(scores[r, position], want, atol=1e-5, err_msg=f"row {r}, {c}")
+                checked += 1
+    assert checked > 4 * n
+    untagged = [r for r in range(30, n) if r != fifth]
+    np.testing.assert_array_equal(rows[untagged], plain_rows[untagged])
+    assert scores.max() <= 1.0
     # Sharing the rare name counts more than sharing the common region.
     rarity = entity_matrix([["Kessel", "Europe"], ["Kessel", "Geneva"], ["Europe", "Geneva"], ["Europe"], ["Europe"]])
-    cosine = (rarity @ rarity.T).toarray()
-    assert cosine[0, 1] > cosine[0, 2] > 0
+    rare = (rarity @ rarity.T).toarray()
+    assert rare[0, 1] > rare[0, 2] > 0
