@@ -95,7 +95,8 @@ def resolve_model(model: str) -> tuple[str, Path]:
         return str(path.resolve()), path.resolve()
     raise RecommenderError(
         f"model {model!r} is neither a packaged model ({', '.join([*PACKAGED_MODELS, *SPLIT_MODELS])}) nor a "
-        f"local directory; models are never downloaded at run time: install a package that ships the weights or pass a path"
+        f"local directory; models are never downloaded at run time: install a package that ships the weights or "
+        f"pass a path"
     )
 
 

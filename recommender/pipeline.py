@@ -241,7 +241,7 @@ def build(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path,
     neighbours = dense.head(config.neighbour_count)
     done("neighbours")
     tables = related_tables(vectors, documents, dense, config.neighbour_count, config, state_meta, previous,
-                            tags=articles["tags"].tolist() if "tags" in articles else None)
+                            tags=articles["tags"].tolist())
     tables.stats.update(mode="incremental" if previous else "full", dense_rows_searched=searched)
     related = tables.related
     done("related")

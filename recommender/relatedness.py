@@ -243,31 +243,28 @@ def pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndarr
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosine and TF-IDF cosine of every (row, candidate) pair, (n, c) float32 each (0 at padding)."""
     rows, cols = np.nonzero(candidates >= 0)
-    targets = candidates[rows, cols].astype(np.int64)
     cosines = np.zeros(candidates.shape, dtype=np.float32)
-    lexical = np.zeros(candidates.shape, dtype=np.float32)
-    cosines[rows, cols] = pair_cosines(vectors, rows, targets)
-    lexical[rows, cols] = pair_dots(matrix, rows, targets)
-    return cosines, lexical
+    cosines[rows, cols] = pair_cosines(vectors, rows, candidates[rows, cols].astype(np.int64))
+    return cosines, pair_matrix(matrix, candidates)
 
 
-def pair_entities(matrix: sp.csr_matrix | None, candidates: np.ndarray) -> np.ndarray | None:
-    """Entity cosine of every (row, candidate) pair, (n, c) float32; None without an entity matrix. Cheap (a few
-    tags per article), so a build computes it for every pair."""
-    if matrix is None:
-        return None
+def pair_matrix(matrix: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
+    """Dot product of each row's sparse vector with each of its candidates', (n, c) float32 (0 at padding)."""
     rows, cols = np.nonzero(candidates >= 0)
     out = np.zeros(candidates.shape, dtype=np.float32)
     out[rows, cols] = pair_dots(matrix, rows, candidates[rows, cols].astype(np.int64))
     return out
 
 
+def pair_entities(matrix: sp.csr_matrix | None, candidates: np.ndarray) -> np.ndarray | None:
+    """Entity cosine of every (row, candidate) pair, (n, c) float32; None without an entity matrix. Cheap (a few
+    tags per article), so a build computes it for every pair."""
+    return None if matrix is None else pair_matrix(matrix, candidates)
+
+
 def shared_counts(members: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
     """|N(a) & N(b)| for every (row, candidate) pair, (n, c) uint16."""
-    rows, cols = np.nonzero(candidates >= 0)
-    out = np.zeros(candidates.shape, dtype=np.uint16)
-    out[rows, cols] = np.rint(pair_dots(members, rows, candidates[rows, cols].astype(np.int64))).astype(np.uint16)
-    return out
+    return np.rint(pair_matrix(members, candidates)).astype(np.uint16)
 
 
 def fuse(vectors: np.ndarray, matrix: sp.csr_matrix, dense_rows: np.ndarray, lexical_rows: np.ndarray, k: int,
