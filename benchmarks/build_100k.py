@@ -38,10 +38,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from recommender.articles import embedding_texts  # noqa: E402
+from recommender.catalogue import embedding_texts  # noqa: E402
 from recommender.config import BuildConfig, EmbedderConfig  # noqa: E402
-from recommender.embedder import SentenceTransformerEmbedder  # noqa: E402
-from recommender.pipeline import build  # noqa: E402
+from recommender.embedding import Embedder, make_embedder  # noqa: E402
+from recommender.build import build  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -122,7 +122,7 @@ def main() -> None:
                                                                 replace=False)]
     rates = {}
     for name, embedder_config in (("torch-fp32", EmbedderConfig()), (f"{args.backend}-{args.precision}", fast_config)):
-        embedder = SentenceTransformerEmbedder(embedder_config)
+        embedder = make_embedder(embedder_config)
         embedder.encode(sample[:16])  # model load and warm-up are not per-text cost
         begun = time.perf_counter()
         embedder.encode(sample)
@@ -145,9 +145,9 @@ def main() -> None:
 
 def incremental(args: argparse.Namespace) -> None:
     """``pipeline.rebuild`` of the published build with ``args.incremental`` % of its articles edited."""
-    from recommender.pipeline import rebuild
+    from recommender.build import rebuild
 
-    from recommender.store import IndexStore
+    from recommender.storage.versions import IndexStore
 
     root = OUT / "build-100k-indexes"
     full = json.loads((OUT / "build_100k.json").read_text())
@@ -167,7 +167,7 @@ def incremental(args: argparse.Namespace) -> None:
     report = rebuild(frame, root, config=config, cache_path=OUT / "build-100k-cache.sqlite",
                      on_stage=lambda stage, seconds: print(f"  {stage}: {seconds:.1f} s", flush=True))
     wall = time.perf_counter() - started
-    from recommender.manifest import read_manifest
+    from recommender.storage.manifest import read_manifest
 
     result = {"base": base, "articles": report.articles, "edited": len(edited), "embedded": report.embedded,
               "reused": report.reused, "wall_seconds": round(wall, 1),

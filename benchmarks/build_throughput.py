@@ -16,10 +16,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from recommender.cli import demo_files  # noqa: E402
+from recommender.catalogue.demo import demo_files  # noqa: E402
 from recommender.config import BuildConfig, CatalogueConfig  # noqa: E402
-from recommender.embedder import SentenceTransformerEmbedder  # noqa: E402
-from recommender.pipeline import build  # noqa: E402
+from recommender.embedding import Embedder, make_embedder  # noqa: E402
+from recommender.build import build  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         "bbc-news": (Path(args.data) / "bbc-news" / "bbc_news.csv", None,
                      BuildConfig(catalogue=CatalogueConfig(column_map={"category": "section", "text": "body"}))),
     }
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()
     embedder.encode(["warm-up"])  # model load is start-up cost, not per-article cost
     results = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version(),
                "corpora": {}}

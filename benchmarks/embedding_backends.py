@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from recommender.config import EmbedderConfig  # noqa: E402
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached  # noqa: E402
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder  # noqa: E402
 from recommender.evaluation.datasets import load_bbc  # noqa: E402
 from recommender.evaluation.fidelity import FidelityConfig, load_slice, measure, verdicts  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> None:
     load_seconds = {}
     for name, config in backends(Path(args.export_dir)).items():
         started = time.perf_counter()
-        embedders[name] = SentenceTransformerEmbedder(config)
+        embedders[name] = make_embedder(config)
         embedders[name].encode(["warm-up"])
         load_seconds[name] = round(time.perf_counter() - started, 2)
     texts = speed_texts(data, args.titles, args.leads)

@@ -32,11 +32,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from recommender.config import BuildConfig, CatalogueConfig, EmbedderConfig  # noqa: E402
-from recommender.embedder import SentenceTransformerEmbedder  # noqa: E402
-from recommender.engine import Recommender  # noqa: E402
+from recommender.embedding import Embedder, make_embedder  # noqa: E402
+from recommender.query import Recommender  # noqa: E402
 from recommender.evaluation import semeval_pearson  # noqa: E402
 from recommender.evaluation.datasets import load_bbc  # noqa: E402
-from recommender.pipeline import build  # noqa: E402
+from recommender.build import build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"minilm": EmbedderConfig(model="all-MiniLM-L6-v2"), "mpnet": EmbedderConfig(model="all-mpnet-base-v2"),
@@ -50,7 +50,7 @@ def section_precision(engine: Recommender, k: int = 5) -> float:
                           for row, article_id in enumerate(engine.table.ids)]))
 
 
-def bbc_precision(data: Path, embedder: SentenceTransformerEmbedder, config: BuildConfig, limit: int,
+def bbc_precision(data: Path, embedder: Embedder, config: BuildConfig, limit: int,
                   cache: Path) -> tuple[float, float, float]:
     """(hybrid p@5, embeddings-alone p@5, build seconds) of a BBC build with this embedder."""
     articles = load_bbc(data, limit=limit if limit < 2225 else None).articles
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "english_models.json"))
     args = parser.parse_args()
     data = Path(args.data)
-    embedders = {name: SentenceTransformerEmbedder(MODELS[name]) for name in args.models}
+    embedders = {name: make_embedder(MODELS[name]) for name in args.models}
     bbc = load_bbc(data, limit=args.speed_texts, seed=1).articles
     texts = [f"{t}. {' '.join(str(b).split()[:80])}" for t, b in zip(bbc["title"], bbc["body"])]
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in embedders}

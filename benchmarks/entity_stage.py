@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.relatedness import entity_matrix, pair_entities
+from recommender.build.relatedness import entity_matrix, pair_entities
 
 REPO = Path(__file__).resolve().parents[1]
 

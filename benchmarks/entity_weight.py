@@ -32,20 +32,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from recommender.articles import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
-from recommender.cli import demo_files  # noqa: E402
+from recommender.catalogue import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
+from recommender.catalogue.demo import demo_files  # noqa: E402
 from recommender.config import BuildConfig, EmbedderConfig, RelatednessConfig  # noqa: E402
-from recommender.demo import DEMO_EPOCH  # noqa: E402
-from recommender.engine import Recommender  # noqa: E402
-from recommender.pipeline import build  # noqa: E402
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached  # noqa: E402
+from recommender.catalogue.demo import DEMO_EPOCH  # noqa: E402
+from recommender.query import Recommender  # noqa: E402
+from recommender.build import build  # noqa: E402
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder  # noqa: E402
 from recommender.evaluation.datasets import MIND_NEWS_COLUMNS, load_mind, partners  # noqa: E402
-from recommender.relatedness import entity_matrix, fuse, lexical_matrix, lexical_neighbours  # noqa: E402
+from recommender.build.relatedness import entity_matrix, fuse, lexical_matrix, lexical_neighbours  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def catalogue(path: Path, embedder: SentenceTransformerEmbedder, cache: EmbeddingCache):
+def catalogue(path: Path, embedder: Embedder, cache: EmbeddingCache):
     """Validated articles, their vectors, TF-IDF rows, entity rows and the dense / lexical candidates."""
     articles = read_catalogue(path).articles
     vectors, _ = embed_cached(embedder, embedding_texts(articles, EmbedderConfig().max_chars), cache)
@@ -70,7 +70,7 @@ def recall(rows: np.ndarray, ids: np.ndarray, read_with: dict[str, set[str]], ma
     return float(np.mean(found))
 
 
-def engine_precision(path: Path, labels: dict[str, str], weight: float, embedder: SentenceTransformerEmbedder,
+def engine_precision(path: Path, labels: dict[str, str], weight: float, embedder: Embedder,
                      cache: Path, views: Path | None = None) -> tuple[float, float, float]:
     """(all, even, odd) precision@5 of ``related(k=5)`` over every article of a real build with this weight."""
     config = BuildConfig(relatedness=dataclasses.replace(RelatednessConfig(), entity_weight=weight))
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "entity_weight.json"))
     parser.add_argument("--engine", action="store_true", help="also score real builds through related()")
     args = parser.parse_args()
-    embedder, cache = SentenceTransformerEmbedder(), EmbeddingCache(args.cache)
+    embedder, cache = make_embedder(), EmbeddingCache(args.cache)
     news_path = Path(args.data) / "mind-small-sample" / "news.tsv"
     mind = catalogue(news_path, embedder, cache)
     news = pd.read_csv(news_path, sep="\t", header=None, names=MIND_NEWS_COLUMNS, dtype=object,

@@ -22,9 +22,9 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from recommender.config import IndexConfig  # noqa: E402
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached  # noqa: E402
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder  # noqa: E402
 from recommender.evaluation.fidelity import load_slice  # noqa: E402
-from recommender.index import FaissIndex, recall_at_k  # noqa: E402
+from recommender.storage.index import FaissIndex, recall_at_k  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def main() -> None:
     texts, _ = load_slice(args.data, "bbc", None)
     cache = EmbeddingCache(args.cache)
     try:
-        real, _ = embed_cached(SentenceTransformerEmbedder(), texts, cache)
+        real, _ = embed_cached(make_embedder(), texts, cache)
     finally:
         cache.close()
     config = IndexConfig()

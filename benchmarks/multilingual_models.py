@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from recommender.articles import embedding_texts, validate  # noqa: E402
+from recommender.catalogue import embedding_texts, validate  # noqa: E402
 from recommender.config import CatalogueConfig, EmbedderConfig  # noqa: E402
 from recommender.evaluation.datasets import load_semeval  # noqa: E402
 from recommender.evaluation.metrics import pearson, spearman  # noqa: E402
@@ -57,9 +57,9 @@ class Candidate:
 
 
 def _baseline() -> Encode:
-    from recommender.embedder import SentenceTransformerEmbedder
+    from recommender.embedding import Embedder, make_embedder
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()
     return lambda texts: embedder.encode(list(texts))
 
 

@@ -32,10 +32,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from recommender.buildfiles import compute_neighbours  # noqa: E402
+from recommender.build.neighbours import compute_neighbours  # noqa: E402
 from recommender.config import IndexConfig  # noqa: E402
-from recommender.index import FaissIndex, recall_at_k  # noqa: E402
-from recommender.pipeline import rebuild  # noqa: E402
+from recommender.storage.index import FaissIndex, recall_at_k  # noqa: E402
+from recommender.build import rebuild  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 K = 50

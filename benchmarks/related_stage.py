@@ -24,12 +24,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from build_100k import OUT, corpus  # noqa: E402
-from recommender.articles import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
-from recommender.buildfiles import compute_neighbours  # noqa: E402
+from recommender.catalogue import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
+from recommender.build.neighbours import compute_neighbours  # noqa: E402
 from recommender.config import BuildConfig, EmbedderConfig, RelatednessConfig  # noqa: E402
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, text_key  # noqa: E402
-from recommender.index import FaissIndex  # noqa: E402
-from recommender.relatedness import fuse, lexical_matrix, lexical_neighbours  # noqa: E402
+from recommender.embedding import EmbeddingCache, make_embedder, text_key  # noqa: E402
+from recommender.storage.index import FaissIndex  # noqa: E402
+from recommender.build.relatedness import fuse, lexical_matrix, lexical_neighbours  # noqa: E402
 
 
 def timed(function, *args, **kwargs):  # noqa: ANN001, ANN201 - a tiny stopwatch
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     config = BuildConfig(embedder=EmbedderConfig(precision=args.precision))
     articles = read_catalogue(corpus(Path(args.data), args.articles), config.catalogue).articles
-    identity = SentenceTransformerEmbedder(config.embedder).identity
+    identity = make_embedder(config.embedder).identity
     keys = [text_key(t) for t in embedding_texts(articles, config.embedder.max_chars)]
     cache = EmbeddingCache(OUT / "build-100k-cache.sqlite")
     found = cache.get(identity.fingerprint + identity.backend, keys, identity.dims)

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from recommender.articles import embedding_texts, validate  # noqa: E402
+from recommender.catalogue import embedding_texts, validate  # noqa: E402
 from recommender.config import CatalogueConfig, EmbedderConfig  # noqa: E402
 
 
@@ -144,9 +144,9 @@ def load_all(data: Path, slice_size: int = 2000, seed: int = 0) -> dict[str, Cor
 
 def embed_all(sets: dict[str, Corpus], progress: bool = False) -> dict[str, int]:
     """Attach dense vectors to every corpus through the shared cache; returns how many were embedded now."""
-    from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
+    from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()
     cache = EmbeddingCache(CACHE)
     fresh = {}
     try:
@@ -707,10 +707,10 @@ def _chunks(text: str, size: int) -> list[str]:
 def semeval_views(corpus: Corpus, seed: int = 0) -> dict[str, object]:
     """Pearson of cos under different embedded texts: title only, title + lead (600 chars), the engine's
     1,500 characters, whole text as a mean of ~600-character chunk vectors, and title vector + text vector."""
-    from recommender.articles import embedding_text
-    from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
+    from recommender.catalogue import embedding_text
+    from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()
     tokenizer = embedder.model.tokenizer
     lengths = np.array([len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in corpus.lex_texts])
     window = int(embedder.model.max_seq_length)

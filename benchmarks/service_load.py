@@ -50,17 +50,17 @@ def build_index(root: Path, articles: int, seed_titles: int) -> Path:
     """Publish a synthetic ``articles``-row build under ``root`` (reused when one of that size exists)."""
     from recommender.buildfiles import compute_neighbours, make_manifest, with_stories, write_build
     from recommender.config import BuildConfig
-    from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
-    from recommender.index import FaissIndex
-    from recommender.manifest import read_manifest, write_manifest
-    from recommender.store import IndexStore, new_build_id
+    from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
+    from recommender.storage.index import FaissIndex
+    from recommender.storage.manifest import read_manifest, write_manifest
+    from recommender.storage.versions import IndexStore, new_build_id
 
     store = IndexStore(root)
     current = store.current()
     if current is not None and read_manifest(current, verify_files=False).count == articles:
         return current
     titles = pd.read_csv(DATA / "ag-news-test" / "test.csv")["title"].astype(str).head(seed_titles).tolist()
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()
     cache = EmbeddingCache(REPO / ".cache" / "embeddings.sqlite")
     started = time.perf_counter()
     seeds, _ = embed_cached(embedder, titles, cache)
@@ -97,7 +97,7 @@ def build_index(root: Path, articles: int, seed_titles: int) -> Path:
 
 def republish(root: Path) -> str:
     """Publish the current build again under a new id (hard links + a new manifest): a new version to load."""
-    from recommender.store import IndexStore, new_build_id
+    from recommender.storage.versions import IndexStore, new_build_id
 
     store = IndexStore(root)
     source = store.current()

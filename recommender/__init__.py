@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["Article", "Recommender", "__version__"]
+from .version import __version__
+
+__all__ = ["Recommendation", "Recommender", "__version__"]
 
 
 def __getattr__(name: str) -> object:
     # Lazy re-exports keep `import recommender` (and the CLI's --help) free of numpy/faiss/torch imports.
-    if name == "Recommender":
-        from .engine import Recommender
+    if name in ("Recommender", "Recommendation"):
+        from . import query
 
-        return Recommender
-    if name == "Article":
-        from .articles import Article
-
-        return Article
+        return getattr(query, name)
     raise AttributeError(f"module 'recommender' has no attribute {name!r}")

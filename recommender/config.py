@@ -113,7 +113,8 @@ class RankingConfig:
         candidate_count: neighbours searched before filtering for free-text / several-article queries, and the
             first widening step when an article's precomputed neighbours (``BuildConfig.neighbour_count``, read
             instead of a search for ``related``) leave fewer than k results after filters and collapse.
-        weight_similarity / weight_trending / weight_freshness: the blend.
+        weight_relatedness / weight_trending / weight_freshness: the blend (``query.ranking.blend``);
+            relatedness is the build's hybrid score in indexed related lists and the cosine elsewhere.
         weight_same_story: added to the score of results in the article's own story (``StoryConfig``), so a
             related list leads with the story's timeline, then background from other stories.
         duplicate_similarity: two articles with cosine at or above this are copies of one piece (wire copies,
@@ -127,7 +128,7 @@ class RankingConfig:
     """
 
     candidate_count: int = 200
-    weight_similarity: float = 1.0
+    weight_relatedness: float = 1.0
     weight_trending: float = 0.05
     weight_freshness: float = 0.05
     weight_same_story: float = 0.1
@@ -293,6 +294,7 @@ class BuildConfig:
             "gates": GateConfig,
         }
         kwargs: dict[str, Any] = {}
+        data = renamed_settings(data)
         for key, value in data.items():
             if key in parts:
                 known = {f.name for f in dataclasses.fields(parts[key])}
@@ -322,6 +324,24 @@ class BuildConfig:
         if factory is not None:
             config = dataclasses.replace(config, index=dataclasses.replace(config.index, factory=factory))
         return config
+
+
+# Settings renamed for what they hold: old name -> (section, new name). Files and manifests written with the old
+# names still load.
+RENAMED = {"weight_similarity": ("ranking", "weight_relatedness")}
+
+
+def renamed_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with renamed settings under their current names (a setting given under both names: the new wins)."""
+    out = dict(data)
+    for old, (section, new) in RENAMED.items():
+        part = out.get(section)
+        if isinstance(part, Mapping) and old in part:
+            part = dict(part)
+            value = part.pop(old)
+            part.setdefault(new, value)
+            out[section] = part
+    return out
 
 
 def load_build_config(path: str | Path) -> BuildConfig:

@@ -1,7 +1,8 @@
 """Same-story structure of a catalogue: copy groups (wire copies, re-publications) and stories (threads in time).
 
-Both are computed at build time from the precomputed neighbour table, so the service never compares candidates
-pairwise per request:
+A leaf of pure functions shared by the two sides: the build groups the whole catalogue from its neighbour table
+(``story_table``), so the service never compares candidates pairwise per request, and the query side places an
+article that arrives between rebuilds with the same rules (``assign``, ``is_copy``).
 
 - **copy groups**: connected components of the "is a copy of" graph, whose edges are neighbour pairs with cosine
   >= ``duplicate_similarity`` or headline word-set Jaccard >= ``duplicate_title_jaccard``. Transitive: if A
@@ -24,7 +25,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .config import RankingConfig, StoryConfig
-from .relatedness import pair_dots
+from .pairs import pair_dots
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and as at by for from in into is it of on or over the to with after says new".split())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.demo import DEMO_EPOCH
+from recommender.catalogue.demo import DEMO_EPOCH
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,9 +38,9 @@ def data_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real default embedder (all-MiniLM-L6-v2 from its PyPI package)."""
-    from recommender.embedder import SentenceTransformerEmbedder
+    from recommender.embedding import make_embedder
 
-    return SentenceTransformerEmbedder()
+    return make_embedder()
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +54,8 @@ def cache_path() -> Path:
 def demo_root(tmp_path_factory, embedder, cache_path) -> Path:
     """An indexes root with the demo corpus, shifted so DEMO_EPOCH plays DEMO_NOW, built and published (read-only
     for tests)."""
-    from recommender.demo import demo_catalogue
-    from recommender.pipeline import build
+    from recommender.catalogue.demo import demo_catalogue
+    from recommender.build import build
 
     root = tmp_path_factory.mktemp("demo-indexes")
     articles, views = demo_catalogue(DEMO_EPOCH + DEMO_SHIFT)
@@ -66,6 +66,19 @@ def demo_root(tmp_path_factory, embedder, cache_path) -> Path:
 @pytest.fixture(scope="session")
 def demo_engine(demo_root, embedder):
     """The demo build, loaded."""
-    from recommender.engine import Recommender
+    from recommender.query import Recommender
 
     return Recommender.load(demo_root, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def bbc_engine(tmp_path_factory, embedder, cache_path):
+    """BBC News (2,225 articles, 5 sections) built and published like any catalogue (read-only for tests)."""
+    from recommender.build import build
+    from recommender.config import BuildConfig, CatalogueConfig
+    from recommender.query import Recommender
+
+    root = tmp_path_factory.mktemp("bbc")
+    config = BuildConfig(catalogue=CatalogueConfig(column_map={"category": "section", "text": "body"}))
+    build(data_path("bbc-news", "bbc_news.csv"), root, config=config, embedder=embedder, cache_path=cache_path)
+    return Recommender.load(root, embedder=embedder)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from recommender.service.app import create_app
 from recommender.service.settings import ServiceSettings
-from recommender.store import IndexStore, new_build_id
+from recommender.storage.versions import IndexStore, new_build_id
 
 TOKEN = "test-write-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from recommender.articles import Article, embedding_text, read_catalogue, strip_html
+from recommender.catalogue import embedding_text, read_catalogue, strip_html
 from recommender.config import CatalogueConfig
 from recommender.errors import CatalogueWarning, InvalidCatalogueError
 
@@ -114,10 +114,10 @@ def test_mind_news_tsv(tmp_path):
     entities = json.dumps([{"Label": "Port Ellery", "Type": "G", "WikidataId": "Q1"}])
     line = "\t".join(["N1", "news", "newsworld", "Ferry resumes", "Service is back.", "https://x", entities, "[]"])
     (tmp_path / "news.tsv").write_text(line + "\n")
-    article = Article.from_row(read_catalogue(tmp_path / "news.tsv").articles.iloc[0].to_dict())
+    article = read_catalogue(tmp_path / "news.tsv").articles.iloc[0]
     assert (article.id, article.section, article.title, article.abstract) == ("N1", "news", "Ferry resumes",
                                                                               "Service is back.")
-    assert article.tags == ("Port Ellery",)
+    assert list(article.tags) == ["Port Ellery"]
 
 
 def test_strip_html_keeps_plain_text_untouched():

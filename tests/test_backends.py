@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.batching import encode_length_sorted, length_sorted_batches
+from recommender.embedding.batching import encode_length_sorted, length_sorted_batches
 from recommender.config import EmbedderConfig
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
 from recommender.errors import ModelMismatchError, RecommenderError
 from recommender.evaluation.fidelity import FidelityConfig, load_slice, may_be_default, measure, verdicts
 
@@ -48,7 +48,7 @@ def test_backend_and_precision_are_validated():
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_instructions():
     """A CPU without AVX-512 BF16/AMX (its cpuinfo text) gets a clear error; one with them passes."""
-    from recommender.torch_backend import bf16_supported, require_bf16
+    from recommender.embedding.torch_backend import bf16_supported, require_bf16
 
     without = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
     assert not bf16_supported(without)
@@ -61,7 +61,7 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions():
 
 def test_fp16_is_for_a_cuda_gpu_only():
     """fp16 on the CPU (or on a machine whose torch sees no GPU) is refused with the alternatives named."""
-    from recommender.torch_backend import require_fp16
+    from recommender.embedding.torch_backend import require_fp16
 
     with pytest.raises(RecommenderError, match="CUDA GPU"):
         require_fp16(None)
@@ -69,7 +69,7 @@ def test_fp16_is_for_a_cuda_gpu_only():
 
     if not torch.cuda.is_available():
         with pytest.raises(RecommenderError, match="sees none"):
-            SentenceTransformerEmbedder(EmbedderConfig(precision="fp16", device="cuda"))
+            make_embedder(EmbedderConfig(precision="fp16", device="cuda"))
 
 
 def test_overlapped_tokenisation_gives_the_same_vectors(embedder):
@@ -77,7 +77,7 @@ def test_overlapped_tokenisation_gives_the_same_vectors(embedder):
 
     Run on the CPU here: the loop is device-independent; only its default (on for CUDA) differs.
     """
-    from recommender.torch_backend import encode_torch
+    from recommender.embedding.torch_backend import encode_torch
 
     texts = TEXTS * 3 + ["", "a", "x " * 400]
     plain = encode_torch(embedder.model, texts, 4, embedder.identity.dims, overlap=False)
@@ -89,13 +89,13 @@ def test_overlapped_tokenisation_gives_the_same_vectors(embedder):
 @pytest.fixture(scope="module")
 def onnx_int8():
     """The packaged model through ONNX Runtime, dynamically quantised to int8."""
-    return SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(EXPORT_DIR)))
+    return make_embedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(EXPORT_DIR)))
 
 
 @pytest.fixture(scope="module")
 def bf16():
     """The torch backend under bf16 autocast (this machine's CPU has AVX-512 BF16)."""
-    return SentenceTransformerEmbedder(EmbedderConfig(precision="bf16"))
+    return make_embedder(EmbedderConfig(precision="bf16"))
 
 
 @pytest.mark.slow
@@ -108,11 +108,11 @@ def test_torch_fp32_in_length_sorted_batches_equals_plain_sentence_transformers(
 @pytest.mark.slow
 def test_onnx_export_is_cached_and_matches_torch(embedder, onnx_int8):
     """The local export runs once; fp32 ONNX vectors equal torch's; identities keep backends apart."""
-    fp32 = SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", export_dir=str(EXPORT_DIR)))
-    exported = fp32._onnx.path
+    fp32 = make_embedder(EmbedderConfig(backend="onnx", export_dir=str(EXPORT_DIR)))
+    exported = fp32.encoder.path
     modified = exported.stat().st_mtime_ns
-    again = SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", export_dir=str(EXPORT_DIR)))
-    assert again._onnx.path == exported and exported.stat().st_mtime_ns == modified
+    again = make_embedder(EmbedderConfig(backend="onnx", export_dir=str(EXPORT_DIR)))
+    assert again.encoder.path == exported and exported.stat().st_mtime_ns == modified
     assert again.identity == fp32.identity
     assert (fp32.identity.backend, onnx_int8.identity.backend) == ("onnx-fp32", "onnx-int8")
     assert len({embedder.identity.fingerprint, fp32.identity.fingerprint, onnx_int8.identity.fingerprint}) == 3
@@ -134,8 +134,8 @@ def test_a_fresh_export_gives_the_same_file_and_identity(embedder, onnx_int8, tm
     The exporter records stack traces (this package's path and line numbers) in every node; they are stripped,
     else a build made where the package lives in one directory was refused where it lives in another.
     """
-    fresh = SentenceTransformerEmbedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(tmp_path)))
-    assert fresh._onnx.path.parent.parent == tmp_path
+    fresh = make_embedder(EmbedderConfig(backend="onnx", precision="int8", export_dir=str(tmp_path)))
+    assert fresh.encoder.path.parent.parent == tmp_path
     assert fresh.identity == onnx_int8.identity
     for exported in tmp_path.rglob("*.onnx"):
         content = exported.read_bytes()
@@ -187,10 +187,10 @@ def test_fidelity_gate_on_bbc_and_reuters_slices(embedder, bf16, onnx_int8, cach
 @pytest.mark.slow
 def test_a_build_records_its_backend_and_the_service_side_loads_the_same_one(tmp_path, onnx_int8, embedder):
     """A demo build with the int8 backend: manifest says onnx-int8, free text uses int8, fp32 is refused."""
-    from recommender.cli import demo_files
+    from recommender.catalogue.demo import demo_files
     from recommender.config import BuildConfig
-    from recommender.engine import Recommender
-    from recommender.pipeline import build
+    from recommender.query import Recommender
+    from recommender.build import build
 
     config = BuildConfig(embedder=EmbedderConfig(backend="onnx", precision="int8", export_dir=str(EXPORT_DIR)))
     articles, _ = demo_files()

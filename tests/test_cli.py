@@ -9,7 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app, demo_files
+from recommender.cli import app
+from recommender.catalogue.demo import demo_files
 
 runner = CliRunner()
 
@@ -38,9 +39,9 @@ def test_build_then_query_from_the_command_line(tmp_path, cache_path):
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
     assert len(listed) == 3
-    assert {"similarity", "trending", "freshness", "same_story"} == set(listed[0]["components"])
+    assert {"relatedness", "trending", "freshness", "same_story"} == set(listed[0]["components"])
     result = runner.invoke(app, ["related", "demo-001", "-k", "3", *now])
-    assert "similarity" in result.output and "Tarsova" in result.output
+    assert "relatedness" in result.output and "Tarsova" in result.output
     result = runner.invoke(app, ["more-like-this", "--id", "demo-001", "--not", "demo-003", "-k", "2", *now])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["popular", "-k", "2", "--json", *now])

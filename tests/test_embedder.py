@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from recommender import embedder as embedder_module
+from recommender.embedding import models as embedder_module
 from recommender.config import EmbedderConfig
-from recommender.embedder import EmbeddingCache, SentenceTransformerEmbedder, embed_cached, resolve_model
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder, resolve_model
 from recommender.errors import ModelIntegrityError, ModelMismatchError, RecommenderError
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def test_a_changed_model_has_another_identity(tmp_path, embedder):
     copy = tmp_path / "model"
     shutil.copytree(embedder.directory, copy)
     (copy / "config_sentence_transformers.json").write_text('{"prompts": {}, "similarity_fn_name": "dot"}')
-    other = SentenceTransformerEmbedder(EmbedderConfig(model=str(copy)))
+    other = make_embedder(EmbedderConfig(model=str(copy)))
     assert other.identity.fingerprint != embedder.identity.fingerprint
     with pytest.raises(ModelMismatchError, match="rebuild the index"):
         other.identity.check_matches(embedder.identity)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.cli import demo_files
-from recommender.demo import DEMO_EPOCH
+from recommender.catalogue.demo import demo_files
+from recommender.catalogue.demo import DEMO_EPOCH
 from recommender.errors import InvalidQueryError, UnknownArticleError
 from tests.conftest import DEMO_NOW
 
@@ -61,11 +61,11 @@ def test_scores_are_explained(demo_engine):
     """Every result carries its components and the blend adds up with the configured weights."""
     config = demo_engine.ranking
     for r in demo_engine.related("demo-001", k=10, now=NOW):
-        expected = (config.weight_similarity * r.similarity + config.weight_trending * r.trending
+        expected = (config.weight_relatedness * r.relatedness + config.weight_trending * r.trending
                     + config.weight_freshness * r.freshness + config.weight_same_story * r.same_story)
         assert r.score == pytest.approx(expected)
         assert 0 <= r.trending <= 1 and 0 <= r.freshness <= 1 and r.same_story in (0.0, 1.0)
-        assert set(r.to_dict()["components"]) == {"similarity", "trending", "freshness", "same_story"}
+        assert set(r.to_dict()["components"]) == {"relatedness", "trending", "freshness", "same_story"}
 
 
 def test_filters_section_age_and_exclusions(demo_engine, truth):
@@ -125,7 +125,7 @@ def test_bad_queries_are_refused(demo_engine):
 
 def test_demo_catalogue_moves_the_corpus_to_now():
     """Shifted by whole hours, the demo keeps its order and gaps and ends just before the chosen 'now'."""
-    from recommender.demo import DEMO_EPOCH, demo_catalogue
+    from recommender.catalogue.demo import DEMO_EPOCH, demo_catalogue
 
     as_written, views_written = demo_catalogue(DEMO_EPOCH)
     later = datetime(2027, 3, 1, 9, 0, tzinfo=timezone.utc)

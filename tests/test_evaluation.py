@@ -70,7 +70,7 @@ def test_semeval_correlations_and_the_gate_metric(result, embedder, cache_path, 
     assert semeval_pearson(embedder, DATA, cache_path=cache_path) == pytest.approx(embeddings, abs=1e-6)
     gate = semeval_gate(DATA, cache_path=cache_path)
     engine = build_or_load(*_semeval_build(tmp_path, cache_path), embedder)
-    assert gate(engine) == pytest.approx(embeddings, abs=1e-6)
+    assert gate(engine.directory) == pytest.approx(embeddings, abs=1e-6)
 
 
 def _semeval_build(tmp_path, cache_path):

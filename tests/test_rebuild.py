@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recommender.articles import embedding_texts, read_catalogue
-from recommender.cli import demo_files
+from recommender.catalogue import embedding_texts, read_catalogue
+from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, GateConfig
-from recommender.embedder import EmbeddingCache, text_key
-from recommender.engine import Recommender
+from recommender.embedding import EmbeddingCache, text_key
+from recommender.query import Recommender
 from recommender.errors import GateFailedError
-from recommender.pipeline import rebuild
-from recommender.store import IndexStore
+from recommender.build import rebuild
+from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -108,8 +108,8 @@ def test_model_identity_gate_catches_a_foreign_cache_and_model(tmp_path, demo_fr
 def test_model_identity_probe_tolerates_reduced_precision_rounding_only():
     """bf16 vectors move ~1e-3 with their batch: tolerated for a bf16 identity, not for fp32; a foreign model's
     vectors (differences of tenths) fail both."""
-    from recommender.embedder import ModelIdentity
-    from recommender.gates import model_identity
+    from recommender.embedding import ModelIdentity
+    from recommender.build.gates import model_identity
 
     rng = np.random.default_rng(0)
     stored = rng.normal(size=(8, 16)).astype(np.float32)
@@ -149,8 +149,9 @@ def test_metric_gate_blocks_a_worse_build(root, demo_frame, embedder, cache_path
     """An evaluation metric (same-story share of each article's top related) that falls blocks publishing."""
     story = dict(zip(demo_frame["id"], demo_frame["story"]))
 
-    def same_story_at_1(engine: Recommender) -> float:
-        top = np.asarray(engine.neighbours[:, 0])
+    def same_story_at_1(directory) -> float:
+        engine = Recommender.load(directory, verify=False)
+        top = np.asarray(engine.related_rows[:, 0])
         return float(np.mean([story[a] == story[engine.table.ids[t]] for a, t in zip(engine.table.ids, top)]))
 
     frame = demo_frame.drop(columns=["story"])
@@ -171,7 +172,8 @@ def test_dry_run_runs_the_gates_but_publishes_nothing(root, demo_frame, embedder
     report = rebuild(demo_frame.drop(columns=["story"]), root, embedder=embedder, cache_path=cache_path,
                      publish=False)
     assert not report.published and len(report.gates) == 4 and not report.failed_gates
-    assert store.current() == before and len(store.versions()) == 1 and not report.path.exists()
+    assert store.current() == before and len(store.versions()) == 1 and report.path is None
+    assert not list(store.builds.glob(f"*{report.build_id}*"))  # the staged folder is gone
 
 
 def test_rebuild_from_a_postgresql_table_and_query(tmp_path, demo_frame, embedder, cache_path):

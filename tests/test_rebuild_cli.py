@@ -7,10 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app, demo_files
-from recommender.pipeline import rebuild
-from recommender.runlog import EXIT_GATE_FAILED, EXIT_INVALID_INPUT, EXIT_PUBLISHED
-from recommender.store import IndexStore
+from recommender.cli import app
+from recommender.catalogue.demo import demo_files
+from recommender.build import rebuild
+from recommender.cli.runlog import EXIT_GATE_FAILED, EXIT_INVALID_INPUT, EXIT_PUBLISHED
+from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,7 @@ def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
     assert runner.invoke(app, ["rollback", builds[0], "--indexes", str(root)]).exit_code == 0
     assert store.current().name == builds[0]
 
-    from recommender.lock import RebuildLock
+    from recommender.build.lock import RebuildLock
 
     with RebuildLock(root):
         locked = runner.invoke(app, ["rollback", builds[2], "--indexes", str(root)])
@@ -91,7 +92,7 @@ def test_build_ids_sort_by_creation_time_within_a_second():
     """Builds made in the same second keep their order (gc keeps the newest; it once kept a random one)."""
     from datetime import datetime, timezone
 
-    from recommender.store import new_build_id
+    from recommender.storage.versions import new_build_id
 
     stamps = [datetime(2026, 11, 27, 2, 0, 0, micro, tzinfo=timezone.utc) for micro in (5, 40, 999_999)]
     ids = [new_build_id(s) for s in stamps]

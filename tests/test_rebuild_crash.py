@@ -11,12 +11,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app, demo_files
-from recommender.engine import Recommender
+from recommender.cli import app
+from recommender.catalogue.demo import demo_files
+from recommender.query import Recommender
 from recommender.errors import RebuildLockedError
-from recommender.pipeline import rebuild
-from recommender.runlog import EXIT_LOCKED
-from recommender.store import IndexStore
+from recommender.build import rebuild
+from recommender.cli.runlog import EXIT_LOCKED
+from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow
 

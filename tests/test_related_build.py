@@ -8,15 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.articles import lexical_texts
-from recommender.cli import demo_files
+from recommender.catalogue import lexical_texts
+from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, IndexConfig, RelatednessConfig
-from recommender.engine import NEIGHBOUR_SCORES_FILE, NEIGHBOURS_FILE, VECTORS_FILE, Recommender
-from recommender.manifest import read_manifest
-from recommender.pipeline import build
-from recommender.related_build import RelatedState
-from recommender.relatedness import entity_matrix, fuse
-from recommender.toptable import TopTable, update
+from recommender.query import Recommender
+from recommender.storage.layout import RELATED_ROWS, RELATED_SCORES, VECTORS
+from recommender.storage.manifest import read_manifest
+from recommender.build import build
+from recommender.build.related_tables import RelatedState
+from recommender.build.relatedness import entity_matrix
+from recommender.build.toptable import TopTable, update
+
+from .relatedness_oracle import fused_oracle
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,6 @@ def test_top_table_update_is_exact_with_deletions_edits_and_a_thin_margin():
         new_vectors = vectors[survivors].copy()
         new_vectors[edited] += rng.normal(scale=0.3, size=(20, 16)).astype(np.float32)
         new_vectors = np.concatenate([new_vectors, rng.normal(size=(25, 16)).astype(np.float32)])  # 25 new
-        n = len(new_vectors)
         new_to_old = np.concatenate([survivors, np.full(25, -1)])
         fresh = new_to_old < 0
         fresh[edited] = True
@@ -137,15 +139,18 @@ def test_incremental_related_stage_equals_an_exact_oracle(tmp_path, demo_frame, 
     assert stats["pair_scores_computed"] < stats["pairs"] / 2
     assert stats["dense_rows_searched"] < len(frame)
 
-    vectors = np.load(second.path / VECTORS_FILE)
+    vectors = np.load(second.path / VECTORS)
     matrix = state_before.model.transform(lexical_texts(frame.fillna("")))
     dense, _ = _exact_top(vectors @ vectors.T, config.neighbour_count)
     lexical, _ = _exact_top((matrix @ matrix.T).toarray(), config.relatedness.lexical_candidates, True)
-    want_rows, want_scores = fuse(vectors, matrix, dense, lexical, config.neighbour_count, config.relatedness,
-                                  entity_matrix(frame["tags"].tolist()))
+    entities = entity_matrix(frame["tags"].tolist())
+    settings = config.relatedness
+    want_rows, want_scores = fused_oracle(vectors, matrix.toarray(), dense, lexical, config.neighbour_count,
+                                          settings.lexical_weight, settings.snn_weight, settings.snn_size,
+                                          settings.entity_weight, entities.toarray())
     assert stats["tagged_articles"] == len(frame) - 1
-    got_rows = np.load(second.path / NEIGHBOURS_FILE)
-    got_scores = np.load(second.path / NEIGHBOUR_SCORES_FILE)
+    got_rows = np.load(second.path / RELATED_ROWS)
+    got_scores = np.load(second.path / RELATED_SCORES)
     np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
     assert (got_rows == want_rows).mean() > 0.99  # rows with equal scores may swap
 
@@ -160,9 +165,9 @@ def test_refit_and_changed_settings_recompute_from_scratch(tmp_path, demo_frame,
     fresh = build(frame, tmp_path / "b", config=_config(), embedder=embedder, cache_path=cache_path)
     stats = read_manifest(refit.path).source["related"]
     assert stats["mode"] == "incremental" and stats["lexical"] == "refit"
-    np.testing.assert_allclose(np.load(refit.path / NEIGHBOUR_SCORES_FILE),
-                               np.load(fresh.path / NEIGHBOUR_SCORES_FILE), atol=1e-5)
-    assert (np.load(refit.path / NEIGHBOURS_FILE) == np.load(fresh.path / NEIGHBOURS_FILE)).mean() > 0.99
+    np.testing.assert_allclose(np.load(refit.path / RELATED_SCORES),
+                               np.load(fresh.path / RELATED_SCORES), atol=1e-5)
+    assert (np.load(refit.path / RELATED_ROWS) == np.load(fresh.path / RELATED_ROWS)).mean() > 0.99
     other = build(frame, tmp_path / "a", config=_config(snn_weight=1.0), embedder=embedder, cache_path=cache_path)
     assert read_manifest(other.path).source["related"]["mode"] == "full"
     # The entity weight is applied at every build from fresh entity scores: another weight reuses the state.
@@ -181,6 +186,6 @@ def test_a_build_from_before_the_entity_term_is_read_as_built(tmp_path, demo_fra
     del manifest["build"]["config"]["relatedness"]["entity_weight"]
     path.write_text(json.dumps(manifest))
     old = _config(entity_weight=0.0)
-    assert Recommender.load(report.path, embedder=embedder, config=old).neighbours is not None
+    assert Recommender.load(report.path, embedder=embedder, config=old).related_rows is not None
     assert Recommender.load(report.path, embedder=embedder).config.relatedness.entity_weight == 0.0
-    assert Recommender.load(report.path, embedder=embedder, config=_config()).neighbours is None
+    assert Recommender.load(report.path, embedder=embedder, config=_config()).related_rows is None

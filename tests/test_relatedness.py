@@ -1,4 +1,5 @@
-"""Hybrid relatedness (issue 8): the TF-IDF candidate search against an exact oracle, and the fused score."""
+"""Hybrid relatedness: the TF-IDF candidate search against an exact oracle, and the fused score of the build's one
+related stage (``related_tables``; a from-scratch build is the incremental one with no previous state)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from recommender.articles import lexical_texts
-from recommender.cli import demo_files
+from recommender.catalogue import lexical_texts
+from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, RelatednessConfig
-from recommender.related_build import related_tables
-from recommender.relatedness import entity_matrix, fuse, lexical_matrix, lexical_neighbours, top_terms
-from recommender.toptable import TopTable
+from recommender.build.related_tables import related_tables
+from recommender.build.relatedness import LexicalModel, entity_matrix, lexical_search, top_terms
+from recommender.build.toptable import TopTable
 
 import pandas as pd
+
+from .relatedness_oracle import fused_oracle
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +25,29 @@ def texts() -> list[str]:
     """The demo corpus's title + abstract + body texts."""
     articles, _ = demo_files()
     return lexical_texts(pd.DataFrame([json.loads(line) for line in articles.read_text().splitlines()]))
+
+
+def lexical_matrix(texts: list[str]):
+    """The L2-normalised TF-IDF rows a build fits on ``texts``."""
+    return LexicalModel.fit(texts)[1]
+
+
+def lexical_neighbours(matrix, k: int, query_terms: int | None = 25, batch_size: int = 256) -> np.ndarray:
+    """Each row's ``k`` best other rows by the build's TF-IDF search (queries cut to ``query_terms``)."""
+    queries = top_terms(matrix, query_terms) if query_terms else matrix
+    rows, _ = lexical_search(queries.tocsr(), matrix.T.tocsr(), np.arange(matrix.shape[0]), k, batch_size)
+    return rows.astype(np.int64)
+
+
+def fused(vectors, texts, dense, k: int, config: RelatednessConfig, tags=None):
+    """The build's related stage from scratch over given dense candidates (``dense``: rows, best first)."""
+    scores = np.take_along_axis(vectors @ vectors.T, dense, axis=1)
+    table = TopTable.from_search(dense, scores, dense.shape[1])
+    # The stage draws its dense candidates from the table's first ``k`` columns: ask for all of them, keep ``k``.
+    tables = related_tables(vectors, texts, table, dense.shape[1], BuildConfig(relatedness=config,
+                                                                               neighbour_margin=0), {}, None, tags=tags)
+    lexical = tables.state.lexical.head(config.lexical_candidates)[0]
+    return tables.related[0][:, :k], tables.related[1][:, :k], lexical
 
 
 def _exact(matrix, k: int) -> list[set[int]]:
@@ -60,10 +86,12 @@ def test_fused_scores_follow_the_formula(texts, embedder):
     """Each kept neighbour's score is (cos + w_l * tfidf + w_s * snn) / (1 + w_l + w_s), best first, self never."""
     vectors = embedder.encode(texts[:60])
     matrix = lexical_matrix(texts[:60])
-    config = RelatednessConfig(snn_size=10)
+    config = RelatednessConfig(snn_size=10, lexical_candidates=10)
     dense = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1:11]
-    lexical = lexical_neighbours(matrix, 10)
-    rows, scores = fuse(vectors, matrix, dense, lexical, 5, config)
+    rows, scores, lexical = fused(vectors, texts[:60], dense, 5, config)
+    oracle_rows, oracle_scores = fused_oracle(vectors, matrix.toarray(), dense, lexical, 5, 0.5, 2.0, 10)
+    np.testing.assert_allclose(scores, oracle_scores, atol=1e-5)
+    assert (rows == oracle_rows).mean() > 0.99  # equal scores may swap
     assert rows.shape == (60, 5) and not (rows == np.arange(60)[:, None]).any()
     assert (np.diff(scores, axis=1) <= 1e-7).all() and (scores <= 1.0 + 1e-6).all()
     # Recompute row 0 by hand.
@@ -103,13 +131,11 @@ def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
     of w_e = 0. A shared rare entity lifts a pair more than a shared common one."""
     n = 60
     vectors = embedder.encode(texts[:n])
-    matrix = lexical_matrix(texts[:n])
     dense = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1:11]
-    lexical = lexical_neighbours(matrix, 10)
-    config = RelatednessConfig(snn_size=10)
-    plain_rows, plain_scores = fuse(vectors, matrix, dense, lexical, 5, config)
+    config = RelatednessConfig(snn_size=10, lexical_candidates=10)
+    plain_rows, plain_scores, _ = fused(vectors, texts[:n], dense, 5, config)
     assert entity_matrix([[] for _ in range(n)]) is None
-    rows, scores = fuse(vectors, matrix, dense, lexical, 5, config, entity_matrix([[] for _ in range(n)]))
+    rows, scores, _ = fused(vectors, texts[:n], dense, 5, config, [[] for _ in range(n)])
     np.testing.assert_array_equal(rows, plain_rows)
     np.testing.assert_allclose(scores, plain_scores)
 
@@ -120,7 +146,7 @@ def test_shared_entities_add_to_relatedness_weighted_by_rarity(texts, embedder):
     for r in (0, fifth):
         tags[r] = ["  kessel ", "Europe"] if r == 0 else ["Kessel", "EUROPE"]  # case and spaces folded
     entities = entity_matrix(tags)
-    rows, scores = fuse(vectors, matrix, dense, lexical, 5, config, entities)
+    rows, scores, _ = fused(vectors, texts[:n], dense, 5, config, tags)
     weights = 1 + config.lexical_weight + config.snn_weight
     cosine = (entities @ entities.T).toarray()
     assert cosine[0, fifth] > 0.9

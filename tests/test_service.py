@@ -37,14 +37,14 @@ def test_related_lists_the_story_without_the_article(client, demo_engine):
     assert len(ids) == 5 and "demo-001" not in ids
     assert "components" not in plain.json()["items"][0]
     explained = client.get("/v1/articles/demo-001/related", params={"k": 5, "explain": "true"}).json()["items"]
-    assert set(explained[0]["components"]) == {"similarity", "trending", "freshness", "same_story"}
+    assert set(explained[0]["components"]) == {"relatedness", "trending", "freshness", "same_story"}
     assert explained[0]["reasons"] and isinstance(explained[0]["duplicates"], list)
     stories = {a: s for a, s in zip(demo_engine.articles["id"], _stories())}
     assert stories[ids[0]] == stories["demo-001"]
 
 
 def _stories() -> list[str]:
-    from recommender.cli import demo_files
+    from recommender.catalogue.demo import demo_files
 
     return [json.loads(line)["story"] for line in demo_files()[0].read_text().splitlines() if line.strip()]
 
@@ -293,7 +293,7 @@ def test_response_cache_serves_repeats_and_dies_with_a_takedown(root, embedder):
     """With list_cache_seconds on, a repeated related GET is answered from the rendered bytes (no ranking), is
     still counted under its route, never leaks one origin's CORS headers to another, and a takedown empties it."""
     with TestClient(create_app(make_settings(root, list_cache_seconds=60), embedder=embedder)) as client:
-        live = client.app.state.service.served.live
+        live = client.app.state.service.served.recommender
         calls = []
         original = live.related
         live.related = lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs)

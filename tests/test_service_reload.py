@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from recommender.store import IndexStore
+from recommender.storage.versions import IndexStore
 
 from .service_helpers import AUTH, TOKEN, free_port, publish_copy
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.engine import Recommender
+from recommender.query import Recommender
 from recommender.errors import IndexFormatError, ModelMismatchError
-from recommender.manifest import read_manifest
-from recommender.pipeline import build
-from recommender.store import IndexStore
+from recommender.storage.manifest import read_manifest
+from recommender.build import build
+from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.cli import demo_files
+from recommender.catalogue.demo import demo_files
 from recommender.config import RankingConfig, StoryConfig
-from recommender.delta import DeltaStore
-from recommender.engine import epoch_hours
-from recommender.live import LiveRecommender
+from recommender.live.delta import DeltaStore
+from recommender.times import epoch_hours
+from recommender.query import Recommender
 from recommender.stories import StoryTable, assign, copy_groups, stories
 
 from .conftest import DEMO_NOW
@@ -30,11 +30,17 @@ def truth() -> pd.DataFrame:
 
 
 @pytest.fixture
-def live(demo_engine, tmp_path):
-    """The demo build with an empty delta."""
+def store(demo_engine, tmp_path):
+    """An empty delta store."""
     store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    yield LiveRecommender(demo_engine, store)
+    yield store
     store.close()
+
+
+@pytest.fixture
+def live(demo_engine, store):
+    """The demo build with the (empty) delta over it."""
+    return Recommender(demo_engine.stored, overlay=store)
 
 
 def test_stories_match_the_demo_ground_truth(demo_engine, truth):
@@ -42,7 +48,7 @@ def test_stories_match_the_demo_ground_truth(demo_engine, truth):
 
     Measured with the defaults (story_similarity 0.55, window 168 h): precision 1.000, recall 0.926.
     """
-    found = demo_engine.stories.story_ids
+    found = demo_engine.table.story_ids
     labels = truth["story"].reindex(demo_engine.table.ids).to_numpy()
     upper = np.triu_indices(len(labels), 1)
     predicted = (found[:, None] == found[None, :])[upper]
@@ -56,24 +62,24 @@ def test_every_wire_copy_shares_its_originals_copy_group(demo_engine, truth):
     """The 6 declared wire copies are in their original's copy group, and copy groups never span stories."""
     copies = truth["duplicate_of"].dropna()
     assert len(copies) == 6
-    group = dict(zip(demo_engine.table.ids, demo_engine.stories.copy_groups))
-    story = dict(zip(demo_engine.table.ids, demo_engine.stories.story_ids))
+    group = dict(zip(demo_engine.table.ids, demo_engine.table.copy_groups))
+    story = dict(zip(demo_engine.table.ids, demo_engine.table.story_ids))
     for copy_id, original in copies.items():
         assert group[copy_id] == group[original] and story[copy_id] == story[original]
-    for members in pd.Series(list(demo_engine.table.ids)).groupby(demo_engine.stories.copy_groups):
+    for members in pd.Series(list(demo_engine.table.ids)).groupby(demo_engine.table.copy_groups):
         assert truth.loc[list(members[1]), "story"].nunique() == 1
 
 
 def test_related_lists_label_the_story_timeline(live, demo_engine, truth):
     """Results in the article's story are labelled earlier/later by publication time; the rest are background;
     no list shows two copies of one piece, and no list shows a copy of the article itself."""
-    group = dict(zip(demo_engine.table.ids, demo_engine.stories.copy_groups))
+    group = dict(zip(demo_engine.table.ids, demo_engine.table.copy_groups))
     published = pd.to_datetime(truth["published_at"], utc=True)
     for article_id in demo_engine.table.ids:
         results = live.related(article_id, k=8, now=NOW)
         groups = [group[r.article_id] for r in results]
         assert len(set(groups)) == len(groups) and group[article_id] not in groups
-        anchor_story = demo_engine.stories.story_ids[demo_engine.row_of[article_id]]
+        anchor_story = demo_engine.table.story_ids[demo_engine.row_of[article_id]]
         for r in results:
             if r.story_id == anchor_story:
                 later = published[r.article_id] > published[article_id]
@@ -108,7 +114,7 @@ def test_story_timeline_is_the_story_in_time_order(live, demo_engine, truth):
     assert len(live.story(article_id, k=2, now=NOW)) == 2
 
 
-def test_a_live_article_joins_its_story_and_a_live_copy_collapses(live, demo_engine):
+def test_a_live_article_joins_its_story_and_a_live_copy_collapses(live, store, demo_engine):
     """Upserted between rebuilds: a follow-up joins the story of its indexed neighbours; a wire copy of an
     indexed article joins its copy group and is collapsed, never listed beside it."""
     row = demo_engine.row_of["demo-001"]
@@ -116,12 +122,12 @@ def test_a_live_article_joins_its_story_and_a_live_copy_collapses(live, demo_eng
     hours = float(epoch_hours(NOW)) - 1.0
     copy = {"id": "live-copy", "title": str(demo_engine.table.titles[row]), "section": "world", "url": "",
             "published_hours": hours, "tags": []}
-    live.store.upsert([copy], vector[None])
-    placed = live.delta_stories(live.delta)
-    position = live.delta.row_of["live-copy"]
-    assert placed.copy_groups[position] == demo_engine.stories.copy_groups[row]
-    assert placed.story_ids[position] == demo_engine.stories.story_ids[row]
-    for anchor in ("demo-001", str(demo_engine.table.ids[demo_engine.neighbours[row][0]])):
+    store.upsert([copy], vector[None])
+    placed = live.listed().live
+    position = store.overlay.live_row_of["live-copy"]
+    assert placed.copy_groups[position] == demo_engine.table.copy_groups[row]
+    assert placed.story_ids[position] == demo_engine.table.story_ids[row]
+    for anchor in ("demo-001", str(demo_engine.table.ids[demo_engine.related_rows[row][0]])):
         results = live.related(anchor, k=10, now=NOW)
         ids = [r.article_id for r in results]
         assert not {"live-copy", "demo-001"} <= set(ids)

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from recommender.cli import demo_files
+from recommender.catalogue.demo import demo_files
 from recommender.service.app import create_app
 from recommender.service.clicks import MAX_CLICK_BYTES, RateLimiter
 from recommender.service.settings import ServiceSettings

@@ -14,9 +14,9 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from ..articles import lexical_texts
+from ..catalogue.texts import lexical_texts
 from ..config import BuildConfig
-from ..engine import Recommender
+from ..query.recommender import Recommender
 
 METHODS = ("random", "most_popular", "lexical", "embeddings", "full_blend")
 
@@ -132,23 +132,14 @@ class EngineMethod:
         return [[r.article_id for r in self.recommender.related(a, k=k, now=self.now)] for a in article_ids]
 
     def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        engine, ranking = self.recommender, self.recommender.ranking
-        pop = engine.popularity_at(self.now)
-        first = np.array([engine.row(a) for a, _ in pairs], dtype=np.int64)
-        second = np.array([engine.row(b) for _, b in pairs], dtype=np.int64)
-        vectors = engine.table.vectors
-        cosine = np.einsum("ij,ij->i", vectors[first], vectors[second]).astype(np.float64)
-        same_story = (engine.stories.story_ids[first] == engine.stories.story_ids[second]).astype(np.float64) \
-            if engine.stories is not None else np.zeros(len(pairs))
-        return (ranking.weight_similarity * cosine + ranking.weight_trending * pop.trending[second]
-                + ranking.weight_freshness * pop.freshness[second] + ranking.weight_same_story * same_story)
+        return self.recommender.pair_scores(pairs, now=self.now)
 
 
 def embeddings_only(config: BuildConfig) -> BuildConfig:
     """The build's config with popularity, freshness, same-story collapse, MMR and the hybrid relatedness (the
     build's fused related table; lists then come from a FAISS search) all switched off."""
     # Thresholds above 1 can never be reached by a cosine or a Jaccard: nothing is collapsed.
-    ranking = dataclasses.replace(config.ranking, weight_similarity=1.0, weight_trending=0.0, weight_freshness=0.0,
+    ranking = dataclasses.replace(config.ranking, weight_relatedness=1.0, weight_trending=0.0, weight_freshness=0.0,
                                   weight_same_story=0.0, duplicate_similarity=2.0, duplicate_title_jaccard=2.0,
                                   mmr_lambda=None)
     return dataclasses.replace(config, ranking=ranking,
@@ -187,7 +178,7 @@ def make_methods(names: Sequence[str], recommender: Recommender, articles: pd.Da
             methods.append(LexicalMethod(ids, [text_of[i] for i in ids]))
         elif name == "embeddings":
             # The same build files, loaded again with the blend switched off (no embedder needed for related).
-            plain = Recommender.load(recommender.directory, verify=False, config=embeddings_only(recommender.config))
+            plain = Recommender(recommender.stored, embeddings_only(recommender.config))
             methods.append(EngineMethod("embeddings", plain, now))
         else:
             methods.append(EngineMethod("full_blend", recommender, now))

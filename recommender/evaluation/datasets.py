@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..articles import mind_entity_labels, strip_html
+from ..catalogue import mind_entity_labels, strip_html
 
 ORIGINAL_PAIR = re.compile(r"\d+_\d+")
 AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}

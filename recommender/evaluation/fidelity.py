@@ -9,9 +9,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..articles import embedding_texts, validate
+from ..catalogue import embedding_texts, validate
 from ..config import CatalogueConfig, EmbedderConfig
-from ..index import exact_search
+from ..storage.index import exact_search
 from . import metrics
 from .datasets import load_bbc, load_reuters
 

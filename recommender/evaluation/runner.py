@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import BuildConfig
-from ..embedder import Embedder
-from ..engine import Recommender, epoch_hours
+from ..embedding.base import Embedder
+from ..query.recommender import Recommender
 from ..stories import neighbour_cosines
+from ..times import epoch_hours
 from . import metrics
 from .baselines import METHODS, Method, make_methods
 from .datasets import LOADERS, CorpusDataset, PairDataset, label_groups, load_mind, load_semeval, partners, query_sample
@@ -100,7 +101,7 @@ def format_table(table: pd.DataFrame, k: int) -> str:
 def build_or_load(dataset: CorpusDataset | PairDataset, config: EvaluationConfig,
                   embedder: Embedder | None = None) -> Recommender:
     """The task's published build (``config.builds``) or a fresh build of the dataset under ``work_dir``."""
-    from ..pipeline import build
+    from ..build.rebuild import build
 
     path = config.builds.get(dataset.name)
     if path is None:
@@ -142,8 +143,8 @@ def story_of(recommender: Recommender) -> dict[Any, int]:
     """Article id -> story number: articles linked by cosine >= the build's same-story threshold."""
     threshold = recommender.config.ranking.duplicate_similarity
     pairs: list[tuple[int, int]] = []
-    if recommender.neighbours is not None:
-        rows = np.asarray(recommender.neighbours)
+    if recommender.related_rows is not None:
+        rows = np.asarray(recommender.related_rows)
         # Cosines, not the table's scores: the build's related table may hold fused relatedness.
         scores = neighbour_cosines(recommender.table.vectors, rows)
         found = np.argwhere((scores >= threshold) & (rows >= 0))
@@ -229,9 +230,9 @@ def evaluate(config: EvaluationConfig, embedder: Embedder | None = None) -> Eval
         config: what to run.
         embedder: the query-time embedder (default: the build config's model, loaded once per build).
     """
-    from ..embedder import SentenceTransformerEmbedder
+    from ..embedding.factory import make_embedder
 
-    embedder = embedder or SentenceTransformerEmbedder(config.build_config.embedder)
+    embedder = embedder or make_embedder(config.build_config.embedder)
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     for task in config.tasks:

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..embedder import Embedder
-from ..engine import Recommender
+from ..embedding.base import Embedder
+from ..query.recommender import Recommender
 from .datasets import CorpusDataset, query_sample
 from .runner import (EvaluationConfig, build_or_load, list_metrics, load_dataset, reference_time, relevance,
                      story_of, views_per_row)
@@ -39,10 +39,7 @@ def configured(recommender: Recommender, parameter: str, value: float) -> Recomm
     section = GRID[parameter][0]
     part = dataclasses.replace(getattr(recommender.config, section), **{parameter: value})
     config = dataclasses.replace(recommender.config, **{section: part})
-    engine = Recommender.load(recommender.directory, verify=False, config=config)
-    if parameter == "candidate_count":
-        engine.neighbours = engine.neighbour_scores = None
-    return engine
+    return Recommender(recommender.stored, config, use_related_table=parameter != "candidate_count")
 
 
 def sweep(recommender: Recommender, parameter: str, values: Sequence[float], splits: Mapping[str, Sequence[str]],
@@ -172,11 +169,11 @@ def run_sweeps(config: EvaluationConfig, out_dir: str | Path, embedder: Embedder
     Returns:
         (the choice table of every task, one sentence per task saying what tuned and what reported).
     """
-    from ..embedder import SentenceTransformerEmbedder
+    from ..embedding.factory import make_embedder
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    embedder = embedder or SentenceTransformerEmbedder(config.build_config.embedder)
+    embedder = embedder or make_embedder(config.build_config.embedder)
     curves, choices, notes = [], [], []
     for task in (t for t in config.tasks if t in SWEEPS):
         dataset = load_dataset(task, config)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from typing import AsyncIterator
+from datetime import datetime
+from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .. import __version__
-from ..embedder import Embedder
+from ..version import __version__
+from ..embedding.base import Embedder
 from .background import background_tasks
 from .clicks import install_clicks
 from .errors import install_error_handlers
@@ -24,12 +25,14 @@ from .settings import ServiceSettings
 from .state import ServiceState
 
 
-def create_app(settings: ServiceSettings | None = None, embedder: Embedder | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, embedder: Embedder | None = None,
+               clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the service.
 
     Args:
         settings: service settings; None reads ``RECOMMENDER_*`` environment variables.
         embedder: the query-time embedder (tests share one); None loads the build's model.
+        clock: "now" of the lists (tests compare the service with the CLI at one moment); default the clock.
     """
     settings = settings or ServiceSettings()
     metrics = Metrics()
@@ -40,7 +43,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
 
         # One OpenMP thread per worker: single queries are faster and workers do not fight over cores.
         faiss.omp_set_num_threads(settings.faiss_threads)
-        state = await asyncio.to_thread(ServiceState, settings, metrics, embedder)
+        state = await asyncio.to_thread(ServiceState, settings, metrics, embedder, clock)
         if settings.warm_model and embedder is None:
             await asyncio.to_thread(state.embedder.encode, ["warm up"])
         # The loaded index and the model's imports (torch alone is ~300k functions, tuples and dicts) are

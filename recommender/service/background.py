@@ -27,7 +27,7 @@ async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
 
 
 def _refresh_popularity(state: ServiceState) -> None:
-    state.served.live.refresh_popularity()
+    state.served.recommender.refresh_popularity()
 
 
 def background_tasks(state: ServiceState) -> list[Callable[[], Awaitable[None]]]:

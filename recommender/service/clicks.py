@@ -161,7 +161,7 @@ async def click(request: Request) -> Response:
         raise _refuse(request, "invalid", ApiError(
             422, "invalid_click", f"a click event is {{\"article_id\", \"widget\": one of {', '.join(WIDGETS)}, "
             f"\"source_id\" (optional)}}: {where}")) from None
-    live = state.served.live
+    live = state.served.recommender
     for article_id in (event.article_id, event.source_id):
         if article_id is not None and not live.contains(article_id):
             raise _refuse(request, "unknown_article", UnknownArticleError(article_id))

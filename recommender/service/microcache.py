@@ -48,7 +48,7 @@ class ResponseCache:
         if service is None:
             await self.app(scope, receive, send)
             return
-        generation = (service.served.path, service.served.loaded_at, service.delta.snapshot.seq)
+        generation = (service.served.path, service.served.loaded_at, service.delta.overlay.seq)
         if generation != self.generation:
             self.entries.clear()
             self.generation = generation

@@ -17,7 +17,7 @@ import pandas as pd
 from fastapi import APIRouter, FastAPI, Path as PathParam, Request, Response
 from fastapi.responses import HTMLResponse
 
-from ..engine import ARTICLES_FILE
+from ..storage.layout import ARTICLES
 
 STATIC = Path(__file__).parent / "static"
 PAGE_COLUMNS = ["id", "title", "abstract", "body", "section", "published_at", "language", "tags"]
@@ -147,7 +147,7 @@ demo_router = APIRouter(include_in_schema=False)
 
 def read_article(build_dir: Path, article_id: str) -> dict[str, Any] | None:
     """All stored fields of one article of a build (the engine keeps only the list columns in memory)."""
-    rows = pd.read_parquet(build_dir / ARTICLES_FILE, columns=PAGE_COLUMNS, filters=[("id", "==", article_id)])
+    rows = pd.read_parquet(build_dir / ARTICLES, columns=PAGE_COLUMNS, filters=[("id", "==", article_id)])
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
@@ -155,10 +155,10 @@ def read_article(build_dir: Path, article_id: str) -> dict[str, Any] | None:
 def demo_article(request: Request, article_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> Response:
     """An article of the loaded index laid out as a news page, with the three widget panels (a thread-pool
     route: it reads the article's body from the build's Parquet file)."""
-    live = request.app.state.service.served.live
+    recommender = request.app.state.service.served.recommender
     article = None
-    if article_id in live.engine.row_of and live.contains(article_id):
-        article = read_article(live.engine.directory, article_id)
+    if article_id in recommender.row_of and recommender.contains(article_id):
+        article = read_article(recommender.directory, article_id)
     if article is None:
         message = html.escape(f"The article {article_id!r} is not in the loaded index (or was taken down).")
         return HTMLResponse(NOT_FOUND.format(message=message), status_code=404)

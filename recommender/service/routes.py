@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..ranking import Recommendation
+from ..query.results import Recommendation
 from .counters import CountedEvent
 from .errors import ApiError, unauthorized
 from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, ListResponse, MoreLikeThisRequest,
@@ -76,12 +76,13 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Ready, tags=["ops"])
 async def readyz(state: State) -> Ready:
     """The loaded index: version, article count, model; and a refused newer version, if any."""
-    served, engine = state.served, state.served.live.engine
+    served, engine = state.served, state.served.recommender
     refused = state.refused
+    overlay = state.delta.overlay
     return Ready(ready=True, build_id=engine.manifest.build_id, articles=len(engine),
                  model=engine.manifest.model.name, created_at=engine.manifest.created_at,
-                 loaded_at=served.loaded_at.isoformat(), delta_articles=len(state.delta.snapshot),
-                 taken_down=len(state.delta.snapshot.deleted),
+                 loaded_at=served.loaded_at.isoformat(), delta_articles=len(overlay.live),
+                 taken_down=len(overlay.taken_down),
                  refused_build=refused[0].name if refused else None, refused_reason=refused[1] if refused else None)
 
 
@@ -99,9 +100,9 @@ async def related(state: State, article_id: Annotated[str, Path(min_length=1, ma
                   max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
                   explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
-    live = state.served.live
-    results = live.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
-    return render(live.engine.manifest.build_id, results, explain)
+    recommender = state.served.recommender
+    results = recommender.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
+    return render(recommender.manifest.build_id, results, explain)
 
 
 @router.get("/v1/articles/{article_id}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -109,8 +110,8 @@ async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_
                 k: int = Query(20, ge=1, le=100, description="At most this many pieces (nearest in time)."),
                 explain: bool = EXPLAIN) -> Response:
     """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
-    live = state.served.live
-    return render(live.engine.manifest.build_id, live.story(article_id, k=k), explain)
+    recommender = state.served.recommender
+    return render(recommender.manifest.build_id, recommender.story(article_id, k=k), explain)
 
 
 @router.post("/v1/more-like-this", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -120,15 +121,11 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
     if len(text) > state.settings.max_text_chars:
         raise ApiError(413, "payload_too_large", f"text has {len(text)} characters; the limit is "
                        f"{state.settings.max_text_chars}: send the headline and lead only")
-    live = state.served.live
-    text_vector = None
-    if text:
-        with state.embed_lock:
-            text_vector = state.embedder.encode([text])[0]
-    results = live.more_like_this(ids=body.ids, text_vector=text_vector, negative_ids=body.negative_ids,
-                                  exclude_ids=body.exclude_ids, k=body.k, section=body.section,
-                                  max_age_hours=body.max_age_hours, language=body.language)
-    return render(live.engine.manifest.build_id, results, body.explain)
+    recommender = state.served.recommender
+    results = recommender.more_like_this(ids=body.ids, text=text, negative_ids=body.negative_ids,
+                                         exclude_ids=body.exclude_ids, k=body.k, section=body.section,
+                                         max_age_hours=body.max_age_hours, language=body.language)
+    return render(recommender.manifest.build_id, results, body.explain)
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -136,9 +133,9 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
                   window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
                   explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
-    live = state.served.live
-    results = live.popular(k=k, section=section, window_hours=window_hours, language=language)
-    return render(live.engine.manifest.build_id, results, explain)
+    recommender = state.served.recommender
+    results = recommender.popular(k=k, section=section, window_hours=window_hours, language=language)
+    return render(recommender.manifest.build_id, results, explain)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],
@@ -149,7 +146,7 @@ def upsert(state: State, body: UpsertRequest) -> UpsertResponse:
         raise ApiError(413, "payload_too_large", f"{len(body.articles)} articles in one batch; the limit is "
                        f"{state.settings.max_articles_per_batch}: split the batch")
     ids = upsert_articles(state, body.articles)
-    return UpsertResponse(upserted=ids, delta_size=len(state.delta.snapshot))
+    return UpsertResponse(upserted=ids, delta_size=len(state.delta.overlay.live))
 
 
 @router.delete("/v1/articles/{article_id}", response_model=DeleteResponse, responses=ERRORS, tags=["writes"],
@@ -158,10 +155,10 @@ def take_down(state: State, article_id: Annotated[str, Path(min_length=1, max_le
     """Take an article out of every list at once."""
     from ..errors import UnknownArticleError
 
-    if not state.served.live.contains(article_id):
+    if not state.served.recommender.contains(article_id):
         raise UnknownArticleError(article_id)
     state.delta.delete(article_id)
-    return DeleteResponse(deleted=article_id, delta_size=len(state.delta.snapshot))
+    return DeleteResponse(deleted=article_id, delta_size=len(state.delta.overlay.live))
 
 
 @router.post("/v1/events", response_model=EventsResponse, responses=ERRORS, tags=["writes"], dependencies=[Writer])
@@ -190,7 +187,7 @@ def events(state: State, body: EventsRequest) -> EventsResponse:
         if total:
             state.metrics.events.labels(kind).inc(total)
     if settings.popularity_refresh_seconds == 0:
-        state.served.live.refresh_popularity()
-    live = state.served.live
-    unknown = sorted({e.article_id for e in counted if not live.contains(e.article_id)})
+        state.served.recommender.refresh_popularity()
+    recommender = state.served.recommender
+    unknown = sorted({e.article_id for e in counted if not recommender.contains(e.article_id)})
     return EventsResponse(accepted=len(counted), unknown_ids=unknown)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ..config import BuildConfig
-from ..delta import DeltaStore
-from ..embedder import Embedder, SentenceTransformerEmbedder
-from ..live import LiveRecommender
-from ..manifest import read_manifest
-from ..buildfiles import verify_build
+from ..embedding.base import Embedder
+from ..embedding.factory import make_embedder
 from ..errors import IndexFormatError
-from ..gates import self_match
-from ..store import resolve_build_dir
+from ..live.delta import DeltaStore
+from ..query.recommender import Recommender
+from ..storage.checks import self_match
+from ..storage.manifest import read_manifest
+from ..storage.reader import as_built
+from ..storage.versions import resolve_build_dir
 from .counters import ViewCounter, open_counter
 from .metrics import Metrics
 from .settings import ServiceSettings
@@ -30,7 +33,7 @@ log = logging.getLogger("recommender.service")
 class Served:
     """One loaded build with the live layer on top; requests take a reference and finish on it."""
 
-    live: LiveRecommender
+    recommender: Recommender
     path: Path
     loaded_at: datetime
 
@@ -47,16 +50,17 @@ def locate(index: Path) -> tuple[Path | None, Path]:
 class ServiceState:
     """The served build, the live delta, the view counters and the query embedder of one process."""
 
-    def __init__(self, settings: ServiceSettings, metrics: Metrics, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: ServiceSettings, metrics: Metrics, embedder: Embedder | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pointer, self.root = locate(settings.index)
         first = resolve_build_dir(settings.index)
         manifest = read_manifest(first, verify_files=False)
         if embedder is None:
-            config = BuildConfig.from_dict(manifest.build.get("config", {})).embedder
-            embedder = SentenceTransformerEmbedder(config)
+            embedder = make_embedder(BuildConfig.from_dict(as_built(manifest.build.get("config", {}))).embedder)
         self.embedder = embedder
+        self.clock = clock
         self.embed_lock = threading.Lock()
         self.counter: ViewCounter = open_counter(settings.views, self.root, settings.view_bucket_seconds,
                                                  settings.view_retention_hours)
@@ -67,24 +71,24 @@ class ServiceState:
 
     def load(self, path: Path) -> Served:
         """Load and verify a build (checksums, counts, model, self-neighbours) with the live layer on top."""
-        engine = verify_build(path, self.embedder)
-        check = self_match(engine.index, engine.table.vectors, engine.config.gates)
+        settings = self.settings
+        # Popularity is refreshed by the service (a background loop, or after each event when the interval is 0),
+        # so a request never recomputes it.
+        recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.delta,
+                                       views=self.counter, clock=self.clock, popularity_max_age_seconds=math.inf,
+                                       candidate_cache_size=settings.candidate_cache_size,
+                                       embed_lock=self.embed_lock)
+        check = self_match(recommender.index, recommender.table.vectors, recommender.config.gates)
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")
-        engine.use_views(self.counter)
-        settings = self.settings
-        # With the response cache on, it answers repeated list requests; a second cache of ranked lists behind
-        # it would only add objects for the cyclic GC to walk.
-        fronted = settings.response_cache_entries > 0 and settings.list_cache_seconds > 0
-        live = LiveRecommender(engine, self.delta, settings.candidate_cache_size, settings.list_cache_seconds,
-                               result_cache_size=0 if fronted else None)
-        stale = [a for a in self.delta.snapshot.row_of if a in engine.row_of]
-        stale += [a for a in self.delta.snapshot.deleted if a not in engine.row_of]
+        overlay = self.delta.overlay
+        stale = [a for a in overlay.live_row_of if a in recommender.row_of]
+        stale += [a for a in overlay.taken_down if a not in recommender.row_of]
         if stale:
             # The new build holds these articles (or no longer holds the taken-down ones): the delta lets go.
             self.delta.drop(stale)
-        live.refresh_popularity()
-        return Served(live, path, datetime.now(timezone.utc))
+        recommender.refresh_popularity()
+        return Served(recommender, path, datetime.now(timezone.utc))
 
     def check_reload(self) -> bool:
         """Load a newly published ``current`` in this (background) thread and swap it in; True when swapped.
@@ -124,18 +128,18 @@ class ServiceState:
         return True
 
     def _publish_metrics(self) -> None:
-        engine = self.served.live.engine
+        engine = self.served.recommender
         self.metrics.index_info.clear()
         self.metrics.index_info.labels(engine.manifest.build_id, engine.manifest.model.name).set(1)
         self.metrics.index_articles.set(len(engine))
 
     def update_gauges(self) -> None:
         """Gauges computed at scrape time: index age, delta size."""
-        engine = self.served.live.engine
+        engine = self.served.recommender
         created = datetime.fromisoformat(engine.manifest.created_at.replace("Z", "+00:00"))
         self.metrics.index_age.set((datetime.now(timezone.utc) - created).total_seconds())
-        self.metrics.delta_articles.set(len(self.delta.snapshot))
-        self.metrics.taken_down.set(len(self.delta.snapshot.deleted))
+        self.metrics.delta_articles.set(len(self.delta.overlay.live))
+        self.metrics.taken_down.set(len(self.delta.overlay.taken_down))
 
     def close(self) -> None:
         """Close the stores."""

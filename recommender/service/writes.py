@@ -7,9 +7,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..articles import embedding_texts, read_catalogue
+from ..catalogue import embedding_texts, read_catalogue
 from ..config import CatalogueConfig
-from ..engine import epoch_hours
+from ..times import epoch_hours
 from .errors import ApiError
 from .schemas import ArticleIn
 from .state import ServiceState
@@ -29,7 +29,7 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
     if duplicates:
         raise ApiError(422, "invalid_articles", f"article ids {duplicates} appear more than once in the batch; "
                        f"send each article once")
-    engine = state.served.live.engine
+    engine = state.served.recommender
     catalogue = read_catalogue(frame, CatalogueConfig(max_reject_ratio=1.0,
                                                       max_text_chars=engine.config.catalogue.max_text_chars))
     if len(catalogue.rejects):
@@ -38,8 +38,7 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
         raise ApiError(422, "invalid_articles", f"nothing was stored: {reasons}")
     accepted = catalogue.articles
     texts = embedding_texts(accepted, engine.config.embedder.max_chars)
-    with state.embed_lock:
-        vectors = state.embedder.encode(texts)
+    vectors = engine.embed(texts)
     hours = np.asarray(epoch_hours(accepted["published_at"]), dtype=np.float64)
     records = [{"id": str(row.id), "title": str(row.title), "section": str(row.section or ""),
                 "url": str(row.url or ""), "published_hours": None if np.isnan(h) else float(h),

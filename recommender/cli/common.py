@@ -1,0 +1,79 @@
+"""What every command shares: the typer app, common options, error handling, config and result printing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Related-articles recommendations for news sites: build indexes and query them.")
+
+INDEXES = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root (uses its `current`) or a build dir.")
+NOW = typer.Option(None, "--now", help="Reference time, ISO 8601 (default: the clock).")
+AS_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def run(action: Callable[[], Any]) -> Any:
+    """Run a command body; a user error becomes one line on stderr and exit code 2, never a traceback."""
+    from ..errors import RecommenderError
+
+    try:
+        return action()
+    except (RecommenderError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def parse_now(now: Optional[str]) -> Optional[datetime]:
+    if now is None:
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(now)
+    except ValueError:
+        raise typer.BadParameter(f"--now {now!r} is not an ISO 8601 time") from None
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
+
+
+def build_config(config_file: Optional[Path], **overrides: Any) -> Any:
+    from ..config import BuildConfig, load_build_config
+
+    config = load_build_config(config_file) if config_file else BuildConfig()
+    return config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def column_map(columns: List[str]) -> dict[str, str]:
+    mapping = {}
+    for item in columns:
+        if "=" not in item:
+            raise typer.BadParameter(f"--column {item!r} must be SOURCE=FIELD, e.g. text=body")
+        source, target = item.split("=", 1)
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def print_results(results: list, as_json: bool, header: str) -> None:
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    typer.echo(header)
+    if not results:
+        typer.echo("  (no results)")
+    for n, r in enumerate(results, start=1):
+        date = (r.published_at or "")[:10]
+        typer.echo(f"{n:>3}. {r.score:6.3f}  {r.article_id:<14} {r.section:<12} {date}  {r.title}")
+        parts = f"relatedness {r.relatedness:.3f}, trending {r.trending:.3f}, freshness {r.freshness:.3f}"
+        extra = f"; collapsed {', '.join(r.duplicates)}" if r.duplicates else ""
+        typer.echo(f"       {parts}{extra}")
+
+
+
+
+def source(value: Optional[str]) -> Any:
+    """A catalogue or views argument: a database URL as it is, anything else a path."""
+    return value if value is None or "://" in value else Path(value)

@@ -1,0 +1,43 @@
+"""`recommender serve`: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import typer
+
+from .common import app, run
+
+
+@app.command()
+def serve(
+    index: Path = typer.Option(Path("indexes/current"), "--index", help="The `current` pointer (watched for "
+                               "new versions), an indexes root, or one build directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (each loads the index)."),
+    views: str = typer.Option("sqlite", "--views", help="View counters: sqlite (next to the index), "
+                              "sqlite:///path or redis://host:6379/0 (shared by replicas)."),
+    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
+    reload_poll_seconds: float = typer.Option(2.0, help="How often `current` is checked for a new version."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the HTTP API (related, more-like-this, popular, live upserts and events). Writes need
+    RECOMMENDER_WRITE_TOKEN in the environment."""
+    import os
+
+    def action() -> None:
+        import uvicorn
+
+        from ..storage.versions import resolve_build_dir
+
+        resolve_build_dir(index)  # fail here, with the fix, rather than in every worker
+        # Workers are separate processes that build their settings from the environment (pydantic-settings).
+        os.environ.update({"RECOMMENDER_INDEX": str(index), "RECOMMENDER_VIEWS": views,
+                           "RECOMMENDER_CORS_ORIGINS": json.dumps(cors_origin),
+                           "RECOMMENDER_RELOAD_POLL_SECONDS": str(reload_poll_seconds)})
+        uvicorn.run("recommender.service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)
+    run(action)

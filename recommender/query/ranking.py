@@ -1,0 +1,179 @@
+"""The one ranking core: candidates -> filters -> blend -> copy collapse -> optional MMR -> explained results.
+
+Every list of the product goes through ``rank``: related (from the build's related table or a search), more like
+this, the live articles beside them, and the lists the CLI, the evaluation and the service return. Candidate
+sources only decide which rows are considered and with what relatedness (``Candidates``); how they become a list
+is decided here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..config import RankingConfig
+from .explain import explain
+from .filters import Filters, candidate_mask
+from .popularity import Popularity
+from .results import Recommendation
+from .table import Anchor, ListedArticles
+
+
+def blend(relatedness: np.ndarray, trending: np.ndarray, freshness: np.ndarray, same_story: np.ndarray,
+          config: RankingConfig) -> np.ndarray:
+    """A result's score: ``weight_relatedness * relatedness + weight_trending * trending + weight_freshness *
+    freshness + weight_same_story * same_story``."""
+    return (config.weight_relatedness * relatedness + config.weight_trending * trending
+            + config.weight_freshness * freshness + config.weight_same_story * same_story)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The rows a list may be made of, before filters, with what ranking needs about each.
+
+    Attributes:
+        rows: (c,) int64 listed rows, unique and ascending.
+        relatedness: (c,) float64 relatedness to the anchor (or to the query vector).
+        groups: copy group of each row (Python ints: the walk reads them one by one).
+        same_story: (c,) float64, 1.0 where the row is in the first anchor's story.
+        anchor_copy: whether each row is a copy of an anchor (never listed beside it).
+    """
+
+    rows: np.ndarray
+    relatedness: np.ndarray
+    groups: tuple[int, ...]
+    same_story: np.ndarray
+    anchor_copy: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, listed: ListedArticles, rows: np.ndarray, relatedness: np.ndarray,
+           anchors: Sequence[Anchor]) -> "Candidates":
+        """Candidates from (row, relatedness) pairs in any order (-1 rows dropped; a repeated row keeps its first
+        relatedness)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        relatedness = np.asarray(relatedness, dtype=np.float64)
+        valid = rows >= 0
+        rows, first = np.unique(rows[valid], return_index=True)
+        relatedness = relatedness[valid][first]
+        groups = listed.take("copy_groups", rows)
+        story = anchors[0].story if anchors else None
+        same_story = ((listed.take("story_ids", rows) == story).astype(np.float64) if story is not None
+                      else np.zeros(len(rows)))
+        anchor_copy = np.isin(groups, np.fromiter((a.group for a in anchors), dtype=np.int64, count=len(anchors)))
+        return cls(rows, relatedness, tuple(groups.tolist()), same_story, tuple(anchor_copy.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def extended(self, other: "Candidates") -> "Candidates":
+        """These candidates followed by ``other``'s, whose rows all come after these (live rows after build rows)."""
+        if not len(other):
+            return self
+        return Candidates(np.concatenate([self.rows, other.rows]),
+                          np.concatenate([self.relatedness, other.relatedness]), self.groups + other.groups,
+                          np.concatenate([self.same_story, other.same_story]), self.anchor_copy + other.anchor_copy)
+
+
+class RowFields:
+    """Per-row strings of results (id, title, section, url, ISO date), cached for build rows: a list reads each
+    ~5 times per request and numpy scalar conversions cost ~10x a dict read."""
+
+    def __init__(self) -> None:
+        self._build: dict[int, tuple[str, str, str, str, str | None]] = {}
+
+    def get(self, listed: ListedArticles, row: int) -> tuple[str, str, str, str, str | None]:
+        """(id, title, section, url, published_at) of a listed row."""
+        fields = self._build.get(row) if row < listed.n_build else None
+        if fields is None:
+            table, local = listed.source(row)
+            fields = (str(table.ids[local]), str(table.titles[local]), str(table.sections[local]),
+                      str(table.urls[local]), table.published_iso(local))
+            if row < listed.n_build:
+                self._build[row] = fields
+        return fields
+
+
+def rank(listed: ListedArticles, candidates: Candidates, k: int, config: RankingConfig, filters: Filters,
+         popularity: Popularity, anchor: Anchor | None, fields: RowFields,
+         languages: frozenset[str] = frozenset()) -> list[Recommendation]:
+    """Turn candidates into at most ``k`` explained recommendations (fewer when the candidates run out).
+
+    Args:
+        listed: the row space (build + live rows, what is hidden).
+        candidates: the rows considered and their relatedness.
+        k: list length.
+        config: blend weights and MMR.
+        filters: exclusions, section, age, language.
+        popularity: trending and freshness of every listed row.
+        anchor: the article the list is for (its story labels results "same story" / "background"); None for a
+            list without one (free text).
+        fields: the per-row string cache.
+        languages: the languages present in ``listed`` (skips a language mask that would keep every row).
+
+    Returns:
+        Recommendations, best first, never two copies of one piece and never a copy of an anchor.
+    """
+    keep = candidate_mask(listed, candidates.rows, filters, popularity.now_hours, languages)
+    index = np.flatnonzero(keep)
+    kept = candidates.rows[index]
+    scores = blend(candidates.relatedness[index], popularity.trending[kept], popularity.freshness[kept],
+                   candidates.same_story[index], config)
+    order = index[np.argsort(-scores, kind="stable")].tolist()
+    score_of = dict(zip(index.tolist(), scores.tolist()))
+    chosen, collapsed = _walk(order, candidates, k, config, score_of, listed)
+    results = []
+    for i in chosen:
+        row = int(candidates.rows[i])
+        table, local = listed.source(row)
+        relatedness = float(candidates.relatedness[i])
+        trend, fresh = float(popularity.trending[row]), float(popularity.freshness[row])
+        story = table.story(local)
+        relation, reasons, shared = explain(relatedness, trend, fresh, story, float(table.published_hours[local]),
+                                            anchor, table.row_tags(local))
+        article_id, title, section, url, published = fields.get(listed, row)
+        results.append(Recommendation(
+            article_id=article_id, title=title, score=score_of[i], relatedness=relatedness, trending=trend,
+            freshness=fresh, section=section, url=url, published_at=published,
+            duplicates=tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed.get(i, ())),
+            reasons=reasons, story_id=story, relation=relation, shared_tags=shared,
+            same_story=float(candidates.same_story[i])))
+    return results
+
+
+def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfig, score_of: dict[int, float],
+          listed: ListedArticles) -> tuple[list[int], dict[int, list[int]]]:
+    """Pick up to ``k`` candidates best first (by MMR when configured), skipping copies of an anchor and
+    collapsing copies of a chosen entry into it; copies further down the list collapse too."""
+    groups, anchor_copy = candidates.groups, candidates.anchor_copy
+    chosen: list[int] = []
+    collapsed: dict[int, list[int]] = {}
+    shown: dict[int, int] = {}  # copy group -> the chosen candidate showing it
+    use_mmr = config.mmr_lambda is not None and config.mmr_lambda < 1.0
+    vectors = listed.take("vectors", candidates.rows) if use_mmr else None
+    remaining = order
+    position = 0
+    while position < len(remaining) and len(chosen) < k:
+        if use_mmr and chosen:
+            rest = remaining[position:]
+            redundancy = (vectors[rest] @ vectors[chosen].T).max(axis=1)
+            relevance = np.fromiter((score_of[i] for i in rest), dtype=np.float64, count=len(rest))
+            mmr = config.mmr_lambda * relevance - (1 - config.mmr_lambda) * redundancy
+            pick = position + int(np.argmax(mmr))
+            remaining = remaining[:position] + [remaining[pick]] + remaining[position:pick] + remaining[pick + 1:]
+        i = remaining[position]
+        position += 1
+        if anchor_copy[i]:
+            continue
+        holder = shown.get(groups[i])
+        if holder is not None:
+            collapsed.setdefault(holder, []).append(i)
+            continue
+        chosen.append(i)
+        shown[groups[i]] = i
+    for i in remaining[position:]:
+        holder = shown.get(groups[i])
+        if holder is not None:
+            collapsed.setdefault(holder, []).append(i)
+    return chosen, collapsed

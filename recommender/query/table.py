@@ -1,0 +1,133 @@
+"""Per-row article data the ranker reads: one build's table, the live articles' table, and the two as one row space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from ..times import iso_hours
+
+
+def object_array(values: list) -> np.ndarray:
+    """A 1-D object array, element by element (equal-length tag tuples must not become a 2-D array)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ArticleTable:
+    """Per-row article data, aligned with index rows.
+
+    Attributes:
+        ids / titles / sections / urls: (n,) object str.
+        published_hours: (n,) float64 hours since the epoch, NaN when unknown.
+        vectors: (n, d) float32 unit vectors.
+        copy_groups: (n,) int64 copy group of each row (copies of one piece share it; ``recommender.stories``).
+        story_ids: (n,) object str, the story of each row (the id of its first article).
+        tags: (n,) object, tuples of tag / entity names.
+        languages: (n,) object language codes, "" when unknown.
+    """
+
+    ids: np.ndarray
+    titles: np.ndarray
+    sections: np.ndarray
+    urls: np.ndarray
+    published_hours: np.ndarray
+    vectors: np.ndarray
+    copy_groups: np.ndarray
+    story_ids: np.ndarray
+    tags: np.ndarray
+    languages: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls, dims: int) -> "ArticleTable":
+        """A table without rows."""
+        none = np.zeros(0, dtype=object)
+        return cls(none, none, none, none, np.zeros(0), np.zeros((0, dims), dtype=np.float32),
+                   np.zeros(0, dtype=np.int64), none, none, none)
+
+    def story(self, row: int) -> str | None:
+        """Story id of a row, None when unknown."""
+        story = self.story_ids[row]
+        return None if story is None or story == "" else str(story)
+
+    def row_tags(self, row: int) -> tuple[str, ...]:
+        """Tags / entities of a row."""
+        tags = self.tags[row]
+        return tuple(tags) if tags is not None else ()
+
+    def published_iso(self, row: int) -> str | None:
+        """ISO 8601 UTC of a row's publication time."""
+        return iso_hours(float(self.published_hours[row]))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An article a list is for (the article being read, or a more-like-this example).
+
+    Attributes:
+        row: its row in the listed row space (``ListedArticles``).
+        story / hours / tags: its story, publication time and tags (explanations, same-story boost).
+        group: its copy group (its copies are never listed beside it).
+        language: its language ("" unknown).
+    """
+
+    row: int
+    story: str | None
+    hours: float
+    tags: tuple[str, ...]
+    group: int
+    language: str
+    vector: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class ListedArticles:
+    """A build's rows and the live articles' rows as one row space (build rows 0..n-1, live rows n..n+m-1), with
+    what may not be listed.
+
+    Attributes:
+        build: the build's table.
+        live: the live articles (upserted since the build), their copy groups and stories assigned on arrival.
+        hidden: (n + m,) bool: rows never listed (taken down, or a build row replaced by a live edit).
+        live_row_of: article id -> live row (0-based within ``live``).
+        seq: the overlay snapshot these rows come from.
+    """
+
+    build: ArticleTable
+    live: ArticleTable
+    hidden: np.ndarray
+    live_row_of: Mapping[str, int] = field(default_factory=dict)
+    seq: object = 0
+
+    @property
+    def n_build(self) -> int:
+        """Rows of the build."""
+        return len(self.build)
+
+    def __len__(self) -> int:
+        return len(self.build) + len(self.live)
+
+    def take(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Column ``name`` (an ``ArticleTable`` field) at global ``rows``."""
+        base = getattr(self.build, name)
+        if not len(self.live):
+            return base[rows]
+        rows = np.asarray(rows, dtype=np.int64)
+        extra = getattr(self.live, name)
+        low = rows < self.n_build
+        out = np.empty((len(rows), *base.shape[1:]), dtype=base.dtype)
+        out[low] = base[rows[low]]
+        out[~low] = extra[rows[~low] - self.n_build]
+        return out
+
+    def source(self, row: int) -> tuple[ArticleTable, int]:
+        """(the table holding a global row, its row there)."""
+        return (self.build, row) if row < self.n_build else (self.live, row - self.n_build)

@@ -1,0 +1,149 @@
+"""FAISS vector index: exact and approximate behind one batch-first API (row = position in ids.npy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import IndexConfig
+from ..errors import IndexFormatError, InvalidQueryError
+
+
+def choose_factory(count: int, config: IndexConfig) -> str:
+    """The FAISS factory string for ``count`` vectors: exact below the threshold, HNSW above."""
+    if config.factory:
+        return config.factory
+    return "Flat" if count <= config.exact_max_count else f"HNSW{config.hnsw_m},Flat"
+
+
+class FaissIndex:
+    """Inner product search over L2-normalised vectors (cosine similarity).
+
+    Rows are positions in the vectors given to ``build``; mapping rows to article ids is the caller's job
+    (``ids.npy`` in a build), so the two id spaces never mix.
+    """
+
+    def __init__(self, index: object, factory: str, config: IndexConfig) -> None:
+        self.index = index
+        self.factory = factory
+        self.config = config
+        self._apply_search_params()
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, config: IndexConfig | None = None) -> "FaissIndex":
+        """Index ``vectors`` ((n, d) float32, unit length), training first where the index type needs it."""
+        import faiss
+
+        config = config or IndexConfig()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2:
+            raise ValueError(f"vectors must be a 2-D (n, d) array, got shape {vectors.shape}")
+        factory = choose_factory(len(vectors), config)
+        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        hnsw = _hnsw_of(index)
+        if hnsw is not None:
+            hnsw.efConstruction = config.ef_construction
+        if not index.is_trained:
+            index.train(vectors)
+        index.add(vectors)
+        return cls(index, factory, config)
+
+    @property
+    def count(self) -> int:
+        """Number of indexed vectors."""
+        return int(self.index.ntotal)
+
+    @property
+    def dims(self) -> int:
+        """Vector dimensionality."""
+        return int(self.index.d)
+
+    @property
+    def exact(self) -> bool:
+        """Whether search is exhaustive (an oracle) rather than approximate."""
+        return self.factory == "Flat"
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest rows of each query.
+
+        Args:
+            queries: (n, d) float32 unit vectors.
+            k: neighbours per query; capped at the index size.
+
+        Returns:
+            rows (n, k) int64 (-1 where fewer than k exist) and scores (n, k) float32 (cosine similarity).
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.dims:
+            raise InvalidQueryError(f"query vectors have {queries.shape[1]} dims, the index has {self.dims}")
+        if k < 1:
+            raise InvalidQueryError(f"k must be at least 1, got {k}")
+        k = min(k, max(self.count, 1))
+        scores, rows = self.index.search(queries, k)
+        return rows.astype(np.int64), scores.astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index to ``path`` (a build's ``layout.INDEX``)."""
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, factory: str, config: IndexConfig | None = None,
+             mmap: bool = True) -> "FaissIndex":
+        """Read an index file; memory-mapped where the index type allows it (``mmap``)."""
+        import faiss
+
+        path = Path(path)
+        if not path.exists():
+            raise IndexFormatError(f"{path} is missing; the build is incomplete, rebuild it")
+        try:
+            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise IndexFormatError(f"{path} is not a readable FAISS index ({exc}); rebuild it") from exc
+        return cls(index, factory, config or IndexConfig())
+
+    def _apply_search_params(self) -> None:
+        import faiss
+
+        hnsw = _hnsw_of(self.index)
+        if hnsw is not None:
+            hnsw.efSearch = self.config.ef_search
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None:
+            ivf.nprobe = self.config.nprobe
+
+
+def _hnsw_of(index: object):  # noqa: ANN202 - a faiss HNSW struct or None
+    import faiss
+
+    for candidate in (index, getattr(index, "base_index", None)):
+        if candidate is not None:
+            try:
+                return faiss.downcast_index(candidate).hnsw
+            except AttributeError:
+                continue
+    return None
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k by inner product in numpy: the oracle approximate indexes are checked against."""
+    scores = np.atleast_2d(queries) @ vectors.T
+    k = min(k, vectors.shape[0])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(top_scores, order, axis=1)
+
+
+def recall_at_k(approximate_rows: np.ndarray, exact_rows: np.ndarray) -> float:
+    """Mean share of the exact top-k rows that the approximate search also returned."""
+    hits = [len(set(a[a >= 0]) & set(e[e >= 0])) / max((e >= 0).sum(), 1)
+            for a, e in zip(approximate_rows, exact_rows)]
+    return float(np.mean(hits)) if hits else 0.0
