@@ -10,15 +10,18 @@ variant is a cache hit); a one-sentence article gets " (update v)" appended inst
 are the originals' (Reuters dates shifted by ``v`` days, so stories form as in a dated archive).
 
 Runs, in this process and on the same corpus:
-1. ``pipeline.build`` of all ``--articles`` with ``EmbedderConfig(precision=--precision)``, empty embedding
+1. ``recommender.build.build`` of all ``--articles`` with ``EmbedderConfig(precision=--precision)``, empty embedding
    cache, stage by stage (read, embed, index, neighbours, stories, write, verify, gates, publish);
 2. the torch fp32 embedder on a seeded ``--fp32-sample`` of the same embedded texts (a full fp32 build of 100k
    takes over an hour here), and the fast embedder on the same sample, for the speed ratio on equal texts.
 
-Prints a summary and writes benchmarks/out/build_100k.json. ``--incremental 1`` then rebuilds that full build (rolled
-back to first if an earlier incremental run was published over it) with 1% of the articles edited by a correction
-line new to every run (so they are embedded, not cache hits), gates on, and writes build_100k-incremental.json with
-the ratio to the full build and what the related stage reused.
+Prints a summary and writes benchmarks/out/build_100k.json. ``--incremental 1`` then rebuilds that full build
+(rolled back to first if an earlier incremental run was published over it) with 1% of the articles edited by a
+correction line new to every run (so they are embedded, not cache hits), gates on, and writes
+build_100k-incremental.json with the ratio to the full build and what the related stage reused.
+
+``--out-dir`` puts the builds, the embedding cache and the JSON elsewhere than benchmarks/out (a smoke run:
+``--articles 300 --fp32-sample 32 --out-dir /tmp/b100k``, then the same with ``--incremental 1``).
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
+from recommender.build import build  # noqa: E402
 from recommender.catalogue import embedding_texts  # noqa: E402
 from recommender.config import BuildConfig, EmbedderConfig  # noqa: E402
-from recommender.embedding import Embedder, make_embedder  # noqa: E402
-from recommender.build import build  # noqa: E402
+from recommender.embedding import make_embedder  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -101,19 +104,22 @@ def main() -> None:
     parser.add_argument("--incremental", type=float, default=None, metavar="PERCENT",
                         help="instead: rebuild the published 100k build with PERCENT of the articles edited "
                              "(a correction line prepended to the body), gates on, and compare with its full build")
+    parser.add_argument("--out-dir", default=str(OUT), help="where the builds, the embedding cache and the JSON go "
+                        "(default benchmarks/out; related_stage.py reads the cache from the same folder)")
     args = parser.parse_args()
     if args.incremental is not None:
         incremental(args)
         return
-    OUT.mkdir(exist_ok=True)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     frame = corpus(Path(args.data), args.articles)
-    root = OUT / "build-100k-indexes"
+    root = out / "build-100k-indexes"
     shutil.rmtree(root, ignore_errors=True)
     fast_config = EmbedderConfig(backend=args.backend, precision=args.precision)
     config = BuildConfig(embedder=fast_config)
     process = psutil.Process()
     started = time.perf_counter()
-    report = build(frame, root, config=config, cache_path=OUT / "build-100k-cache.sqlite",
+    report = build(frame, root, config=config, cache_path=out / "build-100k-cache.sqlite",
                    on_stage=lambda stage, seconds: print(f"  {stage}: {seconds:.1f} s", flush=True))
     wall = time.perf_counter() - started
     peak_rss_gib = process.memory_info().rss / 2**30
@@ -140,17 +146,18 @@ def main() -> None:
     }
     result["full_build_speedup_estimate"] = round(result["fp32_full_build_estimate_seconds"] / wall, 2)
     print(json.dumps(result, indent=2))
-    (OUT / "build_100k.json").write_text(json.dumps(result, indent=2))
+    (out / "build_100k.json").write_text(json.dumps(result, indent=2))
 
 
 def incremental(args: argparse.Namespace) -> None:
-    """``pipeline.rebuild`` of the published build with ``args.incremental`` % of its articles edited."""
+    """``recommender.build.rebuild`` of the published build with ``args.incremental`` % of its articles edited."""
     from recommender.build import rebuild
-
+    from recommender.storage.manifest import read_manifest
     from recommender.storage.versions import IndexStore
 
-    root = OUT / "build-100k-indexes"
-    full = json.loads((OUT / "build_100k.json").read_text())
+    out = Path(args.out_dir)
+    root = out / "build-100k-indexes"
+    full = json.loads((out / "build_100k.json").read_text())
     # Always against the same base: the full build, or --base (an earlier incremental run may have been published
     # over it, and only the newest keep_versions builds stay).
     store = IndexStore(root)
@@ -164,18 +171,17 @@ def incremental(args: argparse.Namespace) -> None:
     frame.loc[edited, "body"] = note + frame.loc[edited, "body"]
     config = BuildConfig(embedder=EmbedderConfig(backend=args.backend, precision=args.precision))
     started = time.perf_counter()
-    report = rebuild(frame, root, config=config, cache_path=OUT / "build-100k-cache.sqlite",
+    report = rebuild(frame, root, config=config, cache_path=out / "build-100k-cache.sqlite",
                      on_stage=lambda stage, seconds: print(f"  {stage}: {seconds:.1f} s", flush=True))
     wall = time.perf_counter() - started
-    from recommender.storage.manifest import read_manifest
-
+    assert report.path is not None  # published (a gate failure raises)
     result = {"base": base, "articles": report.articles, "edited": len(edited), "embedded": report.embedded,
               "reused": report.reused, "wall_seconds": round(wall, 1),
               "stages": {k: round(v, 2) for k, v in report.seconds.items()},
               "related": read_manifest(report.path, verify_files=False).source.get("related"),
               "full_build_wall_seconds": full["wall_seconds"], "speedup": round(full["wall_seconds"] / wall, 1)}
     print(json.dumps(result, indent=2))
-    (OUT / "build_100k-incremental.json").write_text(json.dumps(result, indent=2))
+    (out / "build_100k-incremental.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

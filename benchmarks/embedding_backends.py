@@ -3,7 +3,8 @@
 Usage: python benchmarks/embedding_backends.py [--data ../shared/data] [--repeats 3] [--batch-sizes 16 64 128]
        [--fidelity-bbc 2225] [--fidelity-reuters 1000]
 Backends and batch sizes are interleaved within each repeat (the machine is shared: compare medians of one run).
-Prints a table and writes benchmarks/out/embedding_backends.json.
+Prints a table and writes benchmarks/out/embedding_backends.json (or ``--out``). A smoke run: ``--repeats 1
+--batch-sizes 16 --titles 16 --leads 8 --fidelity-bbc 100 --fidelity-reuters 100 --out /tmp/embedding_backends.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from recommender.config import EmbedderConfig  # noqa: E402
-from recommender.embedding import EmbeddingCache, embed_cached, make_embedder  # noqa: E402
+from recommender.embedding import Embedder, EmbeddingCache, embed_cached, make_embedder  # noqa: E402
+from recommender.embedding.onnx_backend import OnnxEmbedder  # noqa: E402
 from recommender.evaluation.datasets import load_bbc  # noqa: E402
 from recommender.evaluation.fidelity import FidelityConfig, load_slice, measure, verdicts  # noqa: E402
 
@@ -41,6 +43,14 @@ def speed_texts(data: Path, titles: int, leads: int) -> dict[str, list[str]]:
     return {"titles": articles["title"].astype(str).tolist()[:titles], "title+lead": lead[:leads]}
 
 
+def set_batch_size(embedder: Embedder, size: int) -> None:
+    """Texts per forward pass of an embedder already loaded: the torch backend reads its config on every call, the
+    ONNX backend's encoder holds its own."""
+    embedder.config = dataclasses.replace(embedder.config, batch_size=size)
+    if isinstance(embedder, OnnxEmbedder):
+        embedder.encoder.batch_size = size
+
+
 def main() -> None:
     """Speed (interleaved repeats, medians) then fidelity against torch fp32 on BBC and Reuters."""
     parser = argparse.ArgumentParser()
@@ -53,6 +63,7 @@ def main() -> None:
     parser.add_argument("--fidelity-reuters", type=int, default=1000)
     parser.add_argument("--cache", default=str(REPO / ".cache" / "embeddings.sqlite"))
     parser.add_argument("--export-dir", default=str(REPO / ".cache" / "onnx"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "embedding_backends.json"))
     args = parser.parse_args()
     data = Path(args.data)
     embedders = {}
@@ -68,9 +79,7 @@ def main() -> None:
         for kind, batch in texts.items():
             for name, embedder in embedders.items():
                 for size in args.batch_sizes:
-                    embedder.config = dataclasses.replace(embedder.config, batch_size=size)
-                    if embedder._onnx is not None:
-                        embedder._onnx.batch_size = size
+                    set_batch_size(embedder, size)
                     started = time.perf_counter()
                     embedder.encode(batch)
                     samples.setdefault((kind, name, size), []).append(len(batch) / (time.perf_counter() - started))
@@ -103,9 +112,9 @@ def main() -> None:
                "text_counts": {k: len(v) for k, v in texts.items()},
                "fidelity": [r.to_dict(config) for r in fidelity], "verdicts": verdicts(fidelity, config),
                "gate": config.__dict__}
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "embedding_backends.json").write_text(json.dumps(results, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

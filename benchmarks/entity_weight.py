@@ -1,19 +1,21 @@
 """Entity weight of the hybrid relatedness, on the two catalogues here that carry entities.
 
-Usage: python benchmarks/entity_weight.py [--data ../shared/data] [--weights 0 0.25 0.5 1 2]
+Usage: python benchmarks/entity_weight.py [--data ../shared/data] [--weights 0 0.25 0.5 1 2] [--mind-articles N]
 
 For each ``RelatednessConfig.entity_weight`` the related table is computed exactly as a build computes it
-(``relatedness.fuse`` over 50 dense + 100 TF-IDF candidates, with ``entity_matrix`` of the catalogue's tags) and
-scored on:
+(``build.related_tables.related_tables``, the build's related stage, over the exact dense top-50 + the TF-IDF top-100
+candidates, with ``entity_matrix`` of the catalogue's tags) and scored on its first 10 entries:
 - MIND-small sample (2,000 news; tags = the Wikidata labels of title and abstract entities, as the catalogue reader
   makes them): precision@5 of the same *subcategory* (143 values), and co-reading recall@10 (585 articles);
 - the demo corpus (165 articles with team-written tags): precision@5 of the same story (its ground-truth key).
 Each figure is also given on the even / odd rows, so a gain can be checked on both halves. With ``--engine`` the
-same two catalogues are also built for real (``pipeline.build``) at entity_weight 0 and the default, and scored
-through ``Recommender.related(k=5)`` (filters, popularity blend, copy collapse; the demo with its views, at
+same two catalogues are also built for real (``recommender.build.build``) at entity_weight 0 and the default, and
+scored through ``Recommender.related(k=5)`` (filters, popularity blend, copy collapse; the demo with its views, at
 ``DEMO_EPOCH``).
 
-Prints a table and writes benchmarks/out/entity_weight.json.
+Prints a table and writes benchmarks/out/entity_weight.json (or ``--out``). A smoke run: ``--weights 0 0.5
+--mind-articles 300 --cache /tmp/embeddings.sqlite --out /tmp/entity_weight.json`` (the first 300 MIND news only:
+not the benchmark's figures).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,29 +35,50 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from recommender.catalogue import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
-from recommender.catalogue.demo import demo_files  # noqa: E402
-from recommender.config import BuildConfig, EmbedderConfig, RelatednessConfig  # noqa: E402
-from recommender.catalogue.demo import DEMO_EPOCH  # noqa: E402
-from recommender.query import Recommender  # noqa: E402
 from recommender.build import build  # noqa: E402
-from recommender.embedding import EmbeddingCache, embed_cached, make_embedder  # noqa: E402
+from recommender.build.related_tables import related_tables  # noqa: E402
+from recommender.build.toptable import TopTable  # noqa: E402
+from recommender.catalogue import embedding_texts, lexical_texts, read_catalogue  # noqa: E402
+from recommender.catalogue.demo import DEMO_EPOCH, demo_files  # noqa: E402
+from recommender.config import BuildConfig, EmbedderConfig, RelatednessConfig  # noqa: E402
+from recommender.embedding import Embedder, EmbeddingCache, embed_cached, make_embedder  # noqa: E402
 from recommender.evaluation.datasets import MIND_NEWS_COLUMNS, load_mind, partners  # noqa: E402
-from recommender.build.relatedness import entity_matrix, fuse, lexical_matrix, lexical_neighbours  # noqa: E402
+from recommender.query import Recommender  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DENSE = 50  # dense candidates per article: the build's neighbour_count
+LISTED = 10  # related entries scored per article
 
 
-def catalogue(path: Path, embedder: Embedder, cache: EmbeddingCache):
-    """Validated articles, their vectors, TF-IDF rows, entity rows and the dense / lexical candidates."""
+@dataclass(frozen=True)
+class Catalogue:
+    """Validated articles, their vectors and lexical texts, and the exact dense candidate table."""
+
+    articles: pd.DataFrame
+    vectors: np.ndarray
+    texts: list[str]
+    dense: TopTable
+
+
+def catalogue(path: Path, embedder: Embedder, cache: EmbeddingCache) -> Catalogue:
+    """The catalogue at ``path``, embedded through the cache, with each article's exact dense top-``DENSE`` (brute
+    force: these catalogues are small)."""
     articles = read_catalogue(path).articles
     vectors, _ = embed_cached(embedder, embedding_texts(articles, EmbedderConfig().max_chars), cache)
-    matrix = lexical_matrix(lexical_texts(articles))
     similarities = vectors @ vectors.T
     np.fill_diagonal(similarities, -np.inf)
-    dense = np.argsort(-similarities, axis=1, kind="stable")[:, :50]
-    lexical = lexical_neighbours(matrix, 100, query_terms=None)
-    return articles, vectors, matrix, entity_matrix(articles["tags"].tolist()), dense, lexical
+    rows = np.argsort(-similarities, axis=1, kind="stable")[:, :DENSE]
+    scores = np.take_along_axis(similarities, rows, axis=1)
+    return Catalogue(articles, vectors, lexical_texts(articles), TopTable.from_search(rows, scores, DENSE))
+
+
+def related_rows(data: Catalogue, relatedness: RelatednessConfig) -> np.ndarray:
+    """The first ``LISTED`` entries of each article's related table, as the build's related stage ranks them
+    (exact TF-IDF candidate search below ``exact_lexical_max_count`` articles, as a build of this size)."""
+    config = BuildConfig(relatedness=relatedness, neighbour_count=DENSE)
+    tables = related_tables(data.vectors, data.texts, data.dense, DENSE, config, {}, None,
+                            tags=data.articles["tags"].tolist())
+    return tables.related[0][:, :LISTED]
 
 
 def precision(rows: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int = 5) -> float:
@@ -91,28 +115,33 @@ def main() -> None:
     parser.add_argument("--cache", default=str(REPO / ".cache" / "embeddings.sqlite"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "entity_weight.json"))
     parser.add_argument("--engine", action="store_true", help="also score real builds through related()")
+    parser.add_argument("--mind-articles", type=int, default=None,
+                        help="only the first N MIND news (a smoke run; default all 2,000)")
     args = parser.parse_args()
     embedder, cache = make_embedder(), EmbeddingCache(args.cache)
     news_path = Path(args.data) / "mind-small-sample" / "news.tsv"
+    if args.mind_articles is not None:  # a smoke run: the first N lines of news.tsv, everywhere below
+        head = Path(tempfile.mkdtemp(prefix="entity-weight-")) / "news.tsv"
+        head.write_text("".join(news_path.read_text().splitlines(keepends=True)[: args.mind_articles]))
+        news_path = head
     mind = catalogue(news_path, embedder, cache)
     news = pd.read_csv(news_path, sep="\t", header=None, names=MIND_NEWS_COLUMNS, dtype=object,
                        keep_default_na=False, quoting=csv.QUOTE_NONE)
     subsection = news.set_index("id")["subsection"]
-    mind_ids = mind[0]["id"].to_numpy(dtype=object)
+    mind_ids = mind.articles["id"].to_numpy(dtype=object)
     mind_labels = subsection.loc[mind_ids].to_numpy(dtype=object)
     read_with = partners(load_mind(args.data).co_reading)
     articles_path, _ = demo_files()
     demo = catalogue(articles_path, embedder, cache)
     cache.close()
     stories = {r["id"]: r["story"] for r in map(json.loads, articles_path.read_text().splitlines())}
-    demo_labels = np.array([stories[i] for i in demo[0]["id"]], dtype=object)
+    demo_labels = np.array([stories[i] for i in demo.articles["id"]], dtype=object)
     results = []
     for weight in args.weights:
         config = dataclasses.replace(RelatednessConfig(), entity_weight=weight)
         row: dict[str, float] = {"entity_weight": weight}
-        for name, (articles, vectors, matrix, entities, dense, lexical), labels in (
-                ("mind", mind, mind_labels), ("demo", demo, demo_labels)):
-            rows, _ = fuse(vectors, matrix, dense, lexical, 10, config, entities)
+        for name, data, labels in (("mind", mind, mind_labels), ("demo", demo, demo_labels)):
+            rows = related_rows(data, config)
             even = np.arange(len(rows)) % 2 == 0
             for half, mask in (("all", np.ones(len(rows), dtype=bool)), ("even", even), ("odd", ~even)):
                 key = "subcategory_p5" if name == "mind" else "story_p5"
@@ -142,8 +171,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} cores",
                                "through_engine": through_engine,
-                               "mind_tagged_articles": int(mind[0]["tags"].map(len).gt(0).sum()),
-                               "demo_tagged_articles": int(demo[0]["tags"].map(len).gt(0).sum()),
+                               "mind_articles": len(mind.articles),
+                               "mind_tagged_articles": int(mind.articles["tags"].map(len).gt(0).sum()),
+                               "demo_tagged_articles": int(demo.articles["tags"].map(len).gt(0).sum()),
                                "results": results}, indent=2))
     print(f"wrote {out}")
 

@@ -4,8 +4,9 @@ Vectors: real all-MiniLM-L6-v2 (torch fp32) embeddings of the BBC News articles,
 (embedded on a cache miss), expanded by perturbation: each synthetic vector is a real one plus Gaussian noise,
 renormalised (mean cosine to its parent ~0.82), so the clusters of real news remain. Not real articles.
 
-Usage: python benchmarks/index_types.py [--sizes 100000] [--queries 500]
-Writes benchmarks/out/index_types.json.
+Usage: python benchmarks/index_types.py [--sizes 100000] [--queries 500] [--out FILE]
+Writes benchmarks/out/index_types.json (or ``--out``). A smoke run: ``--sizes 5000 --queries 20 --cache
+/tmp/embeddings.sqlite --out /tmp/index_types.json``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--cache", default=str(REPO / ".cache" / "embeddings.sqlite"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "index_types.json"))
     args = parser.parse_args()
     texts, _ = load_slice(args.data, "bbc", None)
     cache = EmbeddingCache(args.cache)
@@ -98,9 +100,9 @@ def main() -> None:
                   flush=True)
             del index
         results.setdefault("mean_cosine_to_real_parent", {})[count] = parent_cosine
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "index_types.json").write_text(json.dumps(results, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

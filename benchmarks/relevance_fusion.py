@@ -1,10 +1,10 @@
 """Relevance-signal fusion benchmark: which mix of dense, lexical, entity and neighbourhood signals ranks "related".
 
 Usage:
-    python benchmarks/relevance_fusion.py [--data DIR] [--seed 0] [--slice 2000] [--cost-articles 100000]
+    python benchmarks/relevance_fusion.py [--data DIR] [--seed 0] [--slice 2000] [--cost-articles 100000] [--out FILE]
 
 Signals (each a symmetric article-pair score that a build can compute for every article's candidate list):
-    cos        dense cosine of the engine's all-MiniLM-L6-v2 vectors (text = ``articles.embedding_text``,
+    cos        dense cosine of the engine's all-MiniLM-L6-v2 vectors (text = ``catalogue.embedding_text``,
                1,500 characters), read through the SQLite embedding cache .cache/embeddings.sqlite
     tfidf      TF-IDF cosine over title + abstract + body (``baselines.article_texts``)
     bm25       BM25 (bm25s, lucene idf) of b's terms against a's unique terms, divided by a's self-score,
@@ -17,13 +17,14 @@ Fusions: weighted sums of the raw (already [0, 1]) scores, tuned by grid search 
 fusion (RRF, k=60) of the per-signal rankings for lists. Related lists are ranked only among the candidates a
 build would generate: the union of the dense top-50 and the TF-IDF top-50 of each article.
 
-Tables are printed; everything is written to benchmarks/out/relevance_fusion.json.
+Tables are printed; everything is written to benchmarks/out/relevance_fusion.json (or ``--out``). A smoke run:
+``--slice 100 --cost-articles 2000 --no-sweep --no-views --out /tmp/relevance_fusion.json`` with
+``RECOMMENDER_TEST_CACHE`` pointing at a copy of the embedding cache.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -135,7 +136,7 @@ def load_all(data: Path, slice_size: int = 2000, seed: int = 0) -> dict[str, Cor
     sets["semeval"] = Corpus("semeval", list(articles["id"]), embedding_texts(articles, EmbedderConfig().max_chars),
                              article_texts(articles), pairs=pairs, segments=_segments(articles),
                              gold=-semeval.pairs["overall"].to_numpy(dtype=np.float64))
-    demo = pd.read_json(REPO / "recommender" / "demo_data" / "articles.jsonl", lines=True, dtype=False)
+    demo = pd.read_json(REPO / "recommender" / "catalogue" / "demo_data" / "articles.jsonl", lines=True, dtype=False)
     sets["demo"] = corpus_from("demo", demo.assign(story=demo["story"].astype(str)), "story")
     sets["reuters"] = corpus_from("reuters", load_reuters(data, limit=slice_size, seed=seed).articles, "section")
     sets["ag_news"] = corpus_from("ag_news", load_ag_news(data, limit=slice_size, seed=seed).articles, "section")
@@ -870,6 +871,7 @@ def main() -> None:
     parser.add_argument("--cost-articles", type=int, default=100_000, help="0 skips the cost measurement")
     parser.add_argument("--no-sweep", action="store_true", help="skip the TF-IDF / BM25 variant sweep")
     parser.add_argument("--no-views", action="store_true", help="skip the SemEval embedded-text comparison")
+    parser.add_argument("--out", default=str(OUT / "relevance_fusion.json"))
     args = parser.parse_args()
     data = Path(args.data)
     started = time.time()
@@ -979,9 +981,10 @@ def main() -> None:
             print(f"- {key}: {value * 1000:.3f} ms" if key.endswith("per_article") else f"- {key}: {value}")
     print(f"\nlist formula: {describe(list_w)}\npruned list formula: {describe(pruned)}\n"
           f"pair formula: {describe(pair_w)}\nwall {result['wall_s']:.0f} s")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "relevance_fusion.json").write_text(json.dumps(result, indent=2, default=float))
-    print(f"wrote {OUT / 'relevance_fusion.json'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ outside benchmarks/out/ (gitignored).
 Usage (needs ``apt-get install -y wrk``):
     python benchmarks/service_load.py [--articles 100000] [--duration 10] [--workers 2] [--connections 32]
 
-Writes benchmarks/out/service_load.json (or ``--out``) and prints one line per scenario.
+Writes benchmarks/out/service_load.json (or ``--out``; with the index, the server log and the wrk script, under
+``--out-dir``, default benchmarks/out) and prints one line per scenario. A smoke run: ``--articles 2000
+--seed-titles 200 --duration 2 --warmup 1 --workers 1 --connections 4 --reload-seconds 4 --publish-every 1
+--out-dir /tmp/service-load``.
 """
 
 from __future__ import annotations
@@ -46,14 +49,23 @@ end
 """
 
 
-def build_index(root: Path, articles: int, seed_titles: int) -> Path:
-    """Publish a synthetic ``articles``-row build under ``root`` (reused when one of that size exists)."""
-    from recommender.buildfiles import compute_neighbours, make_manifest, with_stories, write_build
+def build_index(root: Path, articles: int, seed_titles: int, cache_path: Path) -> Path:
+    """Publish a synthetic ``articles``-row build under ``root`` (reused when one of that size exists).
+
+    Written with the build's own writer (``storage.writer``): the related table is the dense neighbour table (the
+    build's related stage needs article texts; these articles have none), copy groups and stories are grouped
+    from it by ``stories.story_table`` as the build's stories stage does, and the manifest is written last.
+    """
+    from recommender.build.neighbours import compute_neighbours
     from recommender.config import BuildConfig
     from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
+    from recommender.stories import story_table
     from recommender.storage.index import FaissIndex
     from recommender.storage.manifest import read_manifest, write_manifest
+    from recommender.storage.reader import read_build
     from recommender.storage.versions import IndexStore, new_build_id
+    from recommender.storage.writer import make_manifest, write_build
+    from recommender.times import epoch_hours
 
     store = IndexStore(root)
     current = store.current()
@@ -61,7 +73,7 @@ def build_index(root: Path, articles: int, seed_titles: int) -> Path:
         return current
     titles = pd.read_csv(DATA / "ag-news-test" / "test.csv")["title"].astype(str).head(seed_titles).tolist()
     embedder = make_embedder()
-    cache = EmbeddingCache(REPO / ".cache" / "embeddings.sqlite")
+    cache = EmbeddingCache(cache_path)
     started = time.perf_counter()
     seeds, _ = embed_cached(embedder, titles, cache)
     cache.close()
@@ -84,14 +96,19 @@ def build_index(root: Path, articles: int, seed_titles: int) -> Path:
                           "count": rng.integers(1, 50, 50_000)})
     config = BuildConfig()
     index = FaissIndex.build(vectors, config.index)
-    neighbours = compute_neighbours(index, vectors, config.neighbour_count)
+    related = compute_neighbours(index, vectors, config.neighbour_count)
+    grouped = story_table(frame["id"].tolist(), frame["title"].tolist(), related[0], related[1],
+                          np.asarray(epoch_hours(frame["published_at"]), dtype=np.float64), config.ranking,
+                          config.stories)
+    frame = frame.assign(copy_group=grouped.copy_groups, story_id=grouped.story_ids.astype(str))
     build_id = new_build_id()
     stage = store.stage(build_id)
-    names = write_build(stage, with_stories(frame, neighbours, config), vectors, index, neighbours, views)
-    manifest = make_manifest(stage, build_id, names, embedder, index, config.neighbour_count,
+    names = write_build(stage, frame, vectors, index, related, views)
+    manifest = make_manifest(stage, build_id, names, embedder.identity, index, int(related[0].shape[1]),
                              {"synthetic": True, "seed_titles": len(seeds)},
                              {"total": time.perf_counter() - started}, config.to_dict())
     write_manifest(stage, manifest)
+    read_build(stage, verify=True)  # the reader's checks (every sha256, counts, order) before it is published
     return store.publish(stage, keep=2)
 
 
@@ -115,9 +132,9 @@ def republish(root: Path) -> str:
     return build_id
 
 
-def wrk(url: str, script: str, duration: float, connections: int, threads: int = 2) -> dict:
-    """One bounded wrk run; returns its RESULT line as a dict."""
-    path = OUT / "wrk-script.lua"
+def wrk(url: str, script: str, duration: float, connections: int, out: Path, threads: int = 2) -> dict:
+    """One bounded wrk run (its Lua script written under ``out``); returns its RESULT line as a dict."""
+    path = out / "wrk-script.lua"
     path.write_text(script + LUA_DONE)
     run = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(int(duration), 1)}s", "--timeout", "5s",
                           "-s", str(path), url], capture_output=True, text=True, timeout=duration + 60)
@@ -171,21 +188,26 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--server-env", nargs="*", default=[], metavar="RECOMMENDER_X=VALUE",
                         help="Extra service settings, e.g. RECOMMENDER_RESPONSE_CACHE_ENTRIES=0 (cache off).")
-    parser.add_argument("--out", default="service_load.json", help="JSON file name under benchmarks/out/.")
+    parser.add_argument("--out", default="service_load.json", help="JSON file name under --out-dir.")
+    parser.add_argument("--out-dir", default=str(OUT), help="where the index, the server log and the JSON go "
+                        "(default benchmarks/out)")
+    parser.add_argument("--cache", default=str(REPO / ".cache" / "embeddings.sqlite"),
+                        help="embedding cache of the seed headlines")
     parser.add_argument("--only", default="", help="Run only scenarios whose name contains this (no reload run).")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
-    OUT.mkdir(parents=True, exist_ok=True)
-    root = OUT / "service-index"
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = out / "service-index"
     started = time.perf_counter()
-    source = build_index(root, args.articles, args.seed_titles)
+    source = build_index(root, args.articles, args.seed_titles, Path(args.cache))
     print(f"index: {args.articles} articles at {source} ({time.perf_counter() - started:.0f}s)", flush=True)
     env = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1",
            **dict(item.split("=", 1) for item in args.server_env)}
     for stale in root.glob("*.sqlite*"):
         stale.unlink()
-    log = (OUT / "service-server.log").open("wb")
+    log = (out / "service-server.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
                                "--port", str(args.port), "--workers", str(args.workers), "--log-level", "warning",
                                "--reload-poll-seconds", "1"], env=env, stdout=log, stderr=log)
@@ -202,14 +224,14 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit(f"server not ready; see {OUT / 'service-server.log'}")
+                    sys.exit(f"server not ready; see {out / 'service-server.log'}")
                 time.sleep(1)
         for name, script in scenarios(args.articles).items():
             if args.only not in name:
                 continue
             if args.warmup:
-                wrk(base, script, args.warmup, args.connections)  # fills the per-article caches; not reported
-            result = wrk(base, script, args.duration, args.connections)
+                wrk(base, script, args.warmup, args.connections, out)  # fills the per-article caches; not reported
+            result = wrk(base, script, args.duration, args.connections, out)
             results["runs"][name] = result
             print(f"{name:34s} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p95 "
                   f"{result['p95_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  errors "
@@ -226,7 +248,7 @@ def main() -> None:
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
         reload_run = wrk(base, scenarios(args.articles)["related (uniform over all ids)"], args.reload_seconds,
-                         args.connections)
+                         args.connections, out)
         stop.set()
         thread.join()
         time.sleep(3 * args.workers)
@@ -241,8 +263,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=60)
         results["server_env"] = args.server_env
-        (OUT / args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT / args.out}")
+        (out / args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {out / args.out}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (range checks of the configs)."""
+    if not condition:
+        raise ValueError(message)
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,11 @@ class CatalogueConfig:
     column_map: Mapping[str, str] = field(default_factory=dict)
     max_text_chars: int = 100_000
     max_reject_ratio: float = 0.05
+
+    def __post_init__(self) -> None:
+        _require(self.max_text_chars >= 1, f"max_text_chars must be >= 1, got {self.max_text_chars}")
+        _require(_finite(self.max_reject_ratio) and 0 <= self.max_reject_ratio <= 1,
+                 f"max_reject_ratio must be in [0, 1], got {self.max_reject_ratio}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class EmbedderConfig:
                              f"choose one of {list(allowed[self.backend])}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        _require(self.max_chars >= 1, f"max_chars must be >= 1, got {self.max_chars}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,10 @@ class IndexConfig:
     ef_construction: int = 80
     nprobe: int = 32
 
+    def __post_init__(self) -> None:
+        for name in ("exact_max_count", "hnsw_m", "ef_search", "ef_construction", "nprobe"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class PopularityConfig:
@@ -103,6 +124,11 @@ class PopularityConfig:
     trending_half_life_hours: float = 6.0
     freshness_half_life_hours: float = 72.0
     window_hours: float = 72.0
+
+    def __post_init__(self) -> None:
+        for name in ("trending_half_life_hours", "freshness_half_life_hours", "window_hours"):
+            value = getattr(self, name)
+            _require(_finite(value) and value > 0, f"{name} must be a positive number of hours, got {value}")
 
 
 @dataclass(frozen=True)
@@ -141,6 +167,16 @@ class RankingConfig:
     def __post_init__(self) -> None:
         if self.related_languages not in ("same", "any"):
             raise ValueError(f"related_languages must be 'same' or 'any', got {self.related_languages!r}")
+        for name in ("weight_relatedness", "weight_trending", "weight_freshness", "weight_same_story",
+                     "negative_weight"):
+            value = getattr(self, name)
+            # A negative weight inverts the ranking: never what a site means.
+            _require(_finite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
+        _require(self.candidate_count >= 1, f"candidate_count must be >= 1, got {self.candidate_count}")
+        _require(_finite(self.duplicate_similarity, self.duplicate_title_jaccard),
+                 "duplicate_similarity and duplicate_title_jaccard must be finite numbers")
+        _require(self.mmr_lambda is None or (_finite(self.mmr_lambda) and 0 <= self.mmr_lambda <= 1),
+                 f"mmr_lambda must be in [0, 1] or unset, got {self.mmr_lambda}")
 
 
 @dataclass(frozen=True)
@@ -257,6 +293,13 @@ class GateConfig:
     allow_model_change: bool = False
     max_metric_drop: float = 0.02
 
+    def __post_init__(self) -> None:
+        for name in ("max_count_drop", "min_related_similarity", "max_few_related_share", "min_self_match_share",
+                     "max_probe_diff", "max_probe_diff_reduced", "max_metric_drop"):
+            _require(_finite(getattr(self, name)), f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in ("min_related", "self_check_sample", "cache_probe"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -276,6 +319,11 @@ class BuildConfig:
     neighbour_margin: int = 16
     keep_versions: int = 5
 
+    def __post_init__(self) -> None:
+        _require(self.neighbour_count >= 1, f"neighbour_count must be >= 1, got {self.neighbour_count}")
+        _require(self.neighbour_margin >= 0, f"neighbour_margin must be >= 0, got {self.neighbour_margin}")
+        _require(self.keep_versions >= 1, f"keep_versions must be >= 1, got {self.keep_versions}")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return dataclasses.asdict(self)
@@ -294,15 +342,21 @@ class BuildConfig:
             "gates": GateConfig,
         }
         kwargs: dict[str, Any] = {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"build settings must be a table of sections, got {type(data).__name__}")
         data = renamed_settings(data)
         for key, value in data.items():
             if key in parts:
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"[{key}] must be a table of settings, got {value!r}")
                 known = {f.name for f in dataclasses.fields(parts[key])}
                 unknown = set(value) - known
                 if unknown:
                     raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
-                kwargs[key] = parts[key](**value)
+                kwargs[key] = typed(parts[key], value, key)
             elif key in {"neighbour_count", "neighbour_margin", "keep_versions"}:
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"{key} must be an integer, got {value!r}")
                 kwargs[key] = value
             else:
                 raise ValueError(f"unknown build setting {key!r}")
@@ -324,6 +378,47 @@ class BuildConfig:
         if factory is not None:
             config = dataclasses.replace(config, index=dataclasses.replace(config.index, factory=factory))
         return config
+
+
+_ADAPTERS: dict[type, dict[str, Any]] = {}
+
+
+def typed(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    """``cls(**values)`` with every value checked against its annotated type (pydantic, strict: a string is not
+    a number, a float is not an integer), then the class's own range checks.
+
+    Raises:
+        ValueError: naming the section, the setting and what was wrong.
+    """
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    adapters = _ADAPTERS.get(cls)
+    if adapters is None:
+        hints = typing.get_type_hints(cls)
+        adapters = _ADAPTERS[cls] = {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)}
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = adapters[name].validate_python(value, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"[{section}] {name}: {first.get('msg')} (got {value!r})") from None
+    try:
+        return cls(**checked)
+    except ValueError as exc:
+        raise ValueError(f"[{section}] {exc}") from None
+
+
+def as_built(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's build settings with what builds from before a setting existed did in its place: the entity
+    term (``RelatednessConfig.entity_weight``) was 0 before it was introduced."""
+    stored = dict(stored) if isinstance(stored, Mapping) else stored
+    relatedness = stored.get("relatedness") if isinstance(stored, dict) else None
+    if isinstance(relatedness, Mapping) and "entity_weight" not in relatedness:
+        return {**stored, "relatedness": {**relatedness, "entity_weight": 0.0}}
+    return stored
 
 
 # Settings renamed for what they hold: old name -> (section, new name). Files and manifests written with the old

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from recommender.service.app import create_app
 from recommender.service.settings import ServiceSettings
+from recommender.storage.manifest import Manifest, write_manifest
 from recommender.storage.versions import IndexStore, new_build_id
 
 TOKEN = "test-write-token"
@@ -39,12 +40,19 @@ def publish_copy(root: Path, source: Path, damage: str | None = None) -> Path:
     build_id = new_build_id()
     target = store.builds / build_id
     shutil.copytree(source, target)
-    manifest_path = target / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    for file in target.iterdir():
+        file.chmod(0o644)  # published builds are read-only; this copy is edited below
+    manifest = json.loads((target / "manifest.json").read_text())
     manifest["build_id"] = build_id
     if damage == "model":
         manifest["embedder"]["fingerprint"] = "0" * 64
-    manifest_path.write_text(json.dumps(manifest))
+    for name in ("manifest.json", "manifest.sha256"):
+        (target / name).unlink(missing_ok=True)
+    # A consistent manifest (its digest rewritten): a legacy format-1 copy stays format 1, without a digest.
+    if manifest["format_version"] >= 2:
+        write_manifest(target, Manifest(**manifest))
+    else:
+        (target / "manifest.json").write_text(json.dumps(manifest))
     if damage == "checksum":
         with (target / "ids.npy").open("ab") as handle:
             handle.write(b"\0")

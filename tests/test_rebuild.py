@@ -20,6 +20,8 @@ from recommender.errors import GateFailedError
 from recommender.build import rebuild
 from recommender.storage.versions import IndexStore
 
+from .manifests import reseal
+
 pytestmark = pytest.mark.slow
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -134,10 +136,7 @@ def test_model_identity_probe_tolerates_reduced_precision_rounding_only():
 
 def test_model_change_against_current_needs_explicit_permission(root, demo_frame, embedder, cache_path):
     """A current build made by another model blocks the rebuild unless allow_model_change is set."""
-    manifest = IndexStore(root).current() / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["embedder"]["fingerprint"] = "0" * 64
-    manifest.write_text(json.dumps(data))
+    reseal(IndexStore(root).current(), lambda data: data["embedder"].update(fingerprint="0" * 64))
     frame = demo_frame.drop(columns=["story"])
     with pytest.raises(GateFailedError, match=r"differs from current.s .*\(fingerprint 000000000000"):
         rebuild(frame, root, embedder=embedder, cache_path=cache_path)
@@ -205,7 +204,10 @@ def test_rebuild_from_a_postgresql_table_and_query(tmp_path, demo_frame, embedde
 
 def test_diff_against_a_build_without_text_hashes(root, demo_frame, embedder, cache_path):
     """A current build from before the text-hash column is diffed by re-deriving its embedded texts."""
-    articles_file = IndexStore(root).current() / "articles.parquet"
+    current = IndexStore(root).current()
+    articles_file = current / "articles.parquet"
+    articles_file.chmod(0o644)
     pd.read_parquet(articles_file).drop(columns=["text_sha256"]).to_parquet(articles_file, index=False)
+    reseal(current, refreshed=("articles.parquet",), legacy=True)
     report = rebuild(demo_frame.drop(columns=["story"]), root, embedder=embedder, cache_path=cache_path)
     assert (report.diff.unchanged, report.reused, report.embedded) == (len(demo_frame), len(demo_frame), 0)

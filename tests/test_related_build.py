@@ -19,6 +19,7 @@ from recommender.build.related_tables import RelatedState
 from recommender.build.relatedness import entity_matrix
 from recommender.build.toptable import TopTable, update
 
+from .manifests import reseal
 from .relatedness_oracle import fused_oracle
 
 
@@ -181,10 +182,7 @@ def test_a_build_from_before_the_entity_term_is_read_as_built(tmp_path, demo_fra
     """A manifest written before ``entity_weight`` existed describes a three-signal table: it is read as weight 0,
     so loading with weight 0 keeps the precomputed table and the default (0.5) searches instead of claiming it."""
     report = build(demo_frame, tmp_path, config=_config(), embedder=embedder, cache_path=cache_path)
-    path = report.path / "manifest.json"
-    manifest = json.loads(path.read_text())
-    del manifest["build"]["config"]["relatedness"]["entity_weight"]
-    path.write_text(json.dumps(manifest))
+    reseal(report.path, lambda manifest: manifest["build"]["config"]["relatedness"].pop("entity_weight"), legacy=True)
     old = _config(entity_weight=0.0)
     assert Recommender.load(report.path, embedder=embedder, config=old).related_rows is not None
     assert Recommender.load(report.path, embedder=embedder).config.relatedness.entity_weight == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -47,15 +48,32 @@ def test_build_publishes_a_verified_version_behind_current(root, embedder):
     assert sorted(r.article_id for r in engine.related("s0", k=3)) == ["s1", "s2", "s3"]
 
 
+def rewrite(directory, data: dict) -> None:
+    """Replace a build's manifest with ``data`` and a matching digest (a consistent, deliberate edit)."""
+    raw = json.dumps(data).encode()
+    (directory / "manifest.json").write_bytes(raw)
+    (directory / "manifest.sha256").write_text(hashlib.sha256(raw).hexdigest())
+
+
+def manifest_of(directory) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "manifest.json").unlink(), "manifest.json is missing"),
+    (lambda d: (d / "manifest.sha256").unlink(), "manifest.sha256 is missing"),
     (lambda d: (d / "ids.npy").write_bytes(b"garbage"), "does not match its sha256"),
     (lambda d: (d / "vectors.faiss").unlink(), "listed in the manifest is missing"),
-    (lambda d: (d / "manifest.json").write_text(
-        json.dumps({**json.loads((d / "manifest.json").read_text()), "format_version": 99})), "format_version 99"),
+    (lambda d: rewrite(d, {**manifest_of(d), "format_version": 99}), "format_version 99"),
+    (lambda d: (d / "manifest.json").write_text((d / "manifest.json").read_text().replace('"weight_trending": 0.05',
+                                                                                        '"weight_trending": 5.0')),
+     "does not match its digest"),
+    (lambda d: rewrite(d, {**manifest_of(d), "files": {}}), "files does not list"),
+    (lambda d: rewrite(d, [manifest_of(d)]), "holds a JSON list"),
 ])
 def test_damaged_builds_are_refused_with_the_reason(root, damage, message):
-    """A missing manifest/file, a bad checksum or an unknown format version raise IndexFormatError."""
+    """A missing manifest, digest or file, a bad checksum, an edited manifest (its digest differs), an unknown
+    format version, a manifest listing no files, or one that is not an object raise IndexFormatError."""
     damage(IndexStore(root).current())
     with pytest.raises(IndexFormatError, match=message):
         Recommender.load(root)
@@ -63,10 +81,10 @@ def test_damaged_builds_are_refused_with_the_reason(root, damage, message):
 
 def test_index_refused_by_another_model(root, embedder):
     """An embedder whose identity differs from the manifest's model is refused at load."""
-    manifest_path = IndexStore(root).current() / "manifest.json"
-    data = json.loads(manifest_path.read_text())
+    current = IndexStore(root).current()
+    data = manifest_of(current)
     data["embedder"]["fingerprint"] = "f" * 64
-    manifest_path.write_text(json.dumps(data))
+    rewrite(current, data)
     with pytest.raises(ModelMismatchError, match="query-time embedder"):
         Recommender.load(root, embedder=embedder, verify=False)
 

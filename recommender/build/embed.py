@@ -9,6 +9,7 @@ import numpy as np
 
 from ..embedding.base import Embedder
 from ..embedding.cache import EmbeddingCache
+from ..errors import IndexFormatError
 from .current import Current
 from .executors import EmbedExecutor
 
@@ -23,6 +24,7 @@ class Embedded:
         cached: vectors read from the embedding cache.
         embedded: distinct texts embedded now.
         not_embedded: positions whose vectors were not embedded now (the model-identity gate probes some).
+        repaired: reused or cached vectors that were not finite unit vectors and were embedded again.
     """
 
     vectors: np.ndarray
@@ -30,6 +32,7 @@ class Embedded:
     cached: int
     embedded: int
     not_embedded: list[int]
+    repaired: int = 0
 
 
 def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: Current | None, embedder: Embedder,
@@ -39,7 +42,7 @@ def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: C
     identity = embedder.identity
     vectors = np.zeros((len(texts), identity.dims), dtype=np.float32)
     done = np.zeros(len(texts), dtype=bool)
-    if current is not None and current.identity == identity:
+    if current is not None and current.identity == identity and current.vectors is not None:
         for i, (article_id, key) in enumerate(zip(ids, keys)):
             if current.keys.get(article_id) == key:
                 vectors[i] = current.vectors[current.rows[article_id]]
@@ -63,4 +66,29 @@ def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: C
         by_key = {keys[i]: v for i, v in zip(unique, fresh)}
         for i in np.flatnonzero(~done):
             vectors[i] = by_key[keys[i]]
-    return Embedded(vectors, reused, cached, len(unique), [int(i) for i in np.flatnonzero(done)])
+    bad = np.flatnonzero(~unit_rows(vectors))
+    redone = 0
+    if len(bad):
+        # A reused or cached vector that is not a finite unit vector (a damaged file or cache entry) is embedded
+        # again; a freshly embedded one means the model itself is broken.
+        stale = [int(i) for i in bad if done[i]]
+        if len(stale) < len(bad):
+            first = next(int(i) for i in bad if not done[i])
+            raise IndexFormatError(f"the model embedded article {ids[first]!r} (row {first}) to a vector that is not "
+                                   f"a finite unit vector; check the model files and backend")
+        vectors[stale] = executor.embed([texts[i] for i in stale], embedder, progress=progress)
+        if cache is not None:
+            cache.put(identity.cache_tag, [keys[i] for i in stale], vectors[stale])
+        redone = len(stale)
+        if not unit_rows(vectors[stale]).all():
+            raise IndexFormatError("re-embedding damaged vectors gave vectors that are not finite unit vectors")
+        done[stale] = False
+    return Embedded(vectors, reused, cached, len(unique) + redone, [int(i) for i in np.flatnonzero(done)], redone)
+
+
+def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """(n,) bool: rows that are finite with a norm within ``tolerance`` of 1."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], vectors, 0.0), axis=1)
+    return finite & (np.abs(norms - 1.0) <= tolerance)

@@ -25,7 +25,7 @@ from ..catalogue.views import read_views
 from ..config import BuildConfig
 from ..embedding.base import Embedder
 from ..embedding.cache import EmbeddingCache, text_key
-from ..errors import RecommenderError
+from ..errors import IndexFormatError, RecommenderError
 from ..storage import layout
 from ..storage.index import FaissIndex
 from ..storage.manifest import write_manifest
@@ -34,7 +34,7 @@ from ..storage.versions import IndexStore, new_build_id
 from ..storage.writer import make_manifest, write_build
 from ..times import epoch_hours
 from .current import Current, load_current, previous_state
-from .embed import Embedded, embed_articles
+from .embed import Embedded, embed_articles, unit_rows
 from .executors import EmbedExecutor, LocalExecutor
 from .neighbours import compute_neighbours
 from .related_tables import Previous, RelatedTables, dense_table, related_tables
@@ -214,6 +214,10 @@ def verify_stage(run: BuildRun) -> None:
     assert run.stage is not None
     run.staged = read_build(run.stage, verify=True)
     run.embedder.identity.check_matches(run.staged.manifest.model)
+    bad = np.flatnonzero(~unit_rows(run.staged.vectors))
+    if len(bad):
+        raise IndexFormatError(f"staged build {run.build_id}: {len(bad)} vector(s) are not finite unit vectors "
+                               f"(first: article {run.ids[int(bad[0])]!r}); nothing published")
 
 
 def source_summary(run: BuildRun) -> dict[str, object]:
@@ -225,7 +229,9 @@ def source_summary(run: BuildRun) -> dict[str, object]:
             "view_rows_rejected": len(run.view_rejects), "rejects_file": str(run.rejects_path),
             "diff": run.diff.to_dict(), "embedded": embedded.embedded, "reused": embedded.reused,
             "cached": embedded.cached, "executor": run.executor.name,
-            "previous": run.current.path.name if run.current else None, "related": run.related.stats}
+            "previous": run.current.path.name if run.current else None, "related": run.related.stats,
+            "reuse_refused": list(run.current.refused) if run.current else [],
+            "vectors_repaired": embedded.repaired}
 
 
 STAGES: tuple[tuple[str, Callable[[BuildRun], None]], ...] = (

@@ -51,7 +51,9 @@ def report_of(run: BuildRun) -> BuildReport:
                        cached=run.embedded.cached, seconds=run.seconds, catalogue_summary=run.catalogue.summary(),
                        rejects_path=run.rejects_path, views=len(run.events), views_rejected=len(run.view_rejects),
                        reused=run.embedded.reused, diff=run.diff, executor=run.executor.name,
-                       previous=run.current.path.name if run.current else None)
+                       previous=run.current.path.name if run.current else None,
+                       reuse_refused=list(run.current.refused) if run.current else [],
+                       vectors_repaired=run.embedded.repaired)
 
 
 def rebuild(articles_source: str | Path | pd.DataFrame, indexes_root: str | Path, gates: bool = True,

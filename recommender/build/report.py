@@ -69,6 +69,8 @@ class BuildReport:
     executor: str = "local"
     stale_cleaned: int = 0
     lock_takeover: dict[str, Any] | None = None
+    reuse_refused: list[str] = field(default_factory=list)
+    vectors_repaired: int = 0
 
     @property
     def total_seconds(self) -> float:
@@ -91,7 +93,10 @@ class BuildReport:
         return (f"{outcome} {self.build_id}: {self.articles} articles ({d.new} new, {d.changed} changed, "
                 f"{d.unchanged} unchanged, {d.deleted} deleted, {self.rejected} rejected); {self.embedded} embedded "
                 f"({rate:.0f}/s, {self.executor}), {self.reused} reused, {self.cached} from cache, {self.views} view "
-                f"rows{gates}; {self.total_seconds:.1f}s ({stages})")
+                f"rows{gates}; {self.total_seconds:.1f}s ({stages})"
+                + (f"; NOT reused from current: {'; '.join(self.reuse_refused)}" if self.reuse_refused else "")
+                + (f"; {self.vectors_repaired} damaged cached/reused vectors embedded again"
+                   if self.vectors_repaired else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the final structured log line)."""
@@ -100,6 +105,7 @@ class BuildReport:
                 "embedded": self.embedded, "reused": self.reused, "cached": self.cached, "executor": self.executor,
                 "views": self.views, "views_rejected": self.views_rejected, "stale_cleaned": self.stale_cleaned,
                 "lock_takeover": self.lock_takeover, "gates": [g.to_dict() for g in self.gates],
+                "reuse_refused": self.reuse_refused, "vectors_repaired": self.vectors_repaired,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "rejects_path": str(self.rejects_path) if self.rejects_path else None}
 

@@ -125,11 +125,19 @@ def versions(indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", he
     def action() -> None:
         from ..storage.versions import IndexStore
 
+        from ..errors import IndexFormatError
+
         store = IndexStore(indexes)
-        current, rows = store.current(), []
+        rows: list[dict] = []
+        try:
+            current = store.current()
+        except IndexFormatError as exc:
+            current = None
+            typer.echo(f"warning: {exc}", err=True)
+        published = store.published()
         for path, manifest in store.versions():
             diff = manifest.source.get("diff", {}) if manifest else {}
-            rows.append({"build_id": path.name, "current": path == current,
+            rows.append({"build_id": path.name, "current": path == current, "published": path.name in published,
                          "created_at": manifest.created_at if manifest else None,
                          "articles": manifest.count if manifest else None, **diff,
                          "model": manifest.embedder.get("name") if manifest else None,
@@ -144,7 +152,7 @@ def versions(indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", he
             change = (f"+{r.get('new', 0)} ~{r.get('changed', 0)} -{r.get('deleted', 0)}" if "new" in r else "")
             typer.echo(f"{'*' if r['current'] else ' '} {r['build_id']:<26} {r['created_at'] or 'INCOMPLETE':<20} "
                        f"{r['articles'] if r['articles'] is not None else '-':>9} articles  {change:<18} "
-                       f"{r['factory'] or ''}")
+                       f"{r['factory'] or ''}{'' if r['published'] or not r['complete'] else '  (never published)'}")
     run(action)
 
 
@@ -156,11 +164,16 @@ def rollback(version: Optional[str] = typer.Argument(None, help="Build id (defau
         from ..build.lock import RebuildLock
         from ..storage.versions import IndexStore
 
+        from ..errors import IndexFormatError
+
         store = IndexStore(indexes)
-        before = store.current()
+        try:
+            before = store.current().name if store.current() else "nothing"
+        except IndexFormatError as exc:
+            before = f"broken: {exc}"
         with RebuildLock(indexes):  # a running rebuild would publish over the rollback
             target = store.rollback(version)
-        typer.echo(f"current -> {target.name} (was {before.name if before else 'nothing'})")
+        typer.echo(f"current -> {target.name} (was {before})")
     run(action)
 
 

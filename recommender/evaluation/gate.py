@@ -13,7 +13,7 @@ from ..embedding.base import Embedder
 from ..embedding.cache import EmbeddingCache, embed_cached
 from ..query.recommender import Recommender
 from ..storage.manifest import read_manifest
-from ..storage.reader import as_built
+from ..config import as_built
 from .datasets import load_semeval
 from .metrics import pearson
 

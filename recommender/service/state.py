@@ -20,7 +20,7 @@ from ..live.delta import DeltaStore
 from ..query.recommender import Recommender
 from ..storage.checks import self_match
 from ..storage.manifest import read_manifest
-from ..storage.reader import as_built
+from ..config import as_built
 from ..storage.versions import resolve_build_dir
 from .counters import ViewCounter, open_counter
 from .metrics import Metrics

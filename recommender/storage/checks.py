@@ -27,7 +27,8 @@ class GateResult:
 
 
 def self_match(index: Any, vectors: np.ndarray, config: GateConfig, seed: int = 0) -> GateResult:
-    """Each sampled article must find itself (or an identical vector) as its nearest neighbour."""
+    """Each sampled article must find itself (or an identical vector: a wire copy) as its nearest neighbour, at
+    rank 1 (being its own second neighbour means the index is broken)."""
     n = len(vectors)
     if n == 0:
         return GateResult("self_match", True, 1.0, config.min_self_match_share, "no articles")
@@ -37,7 +38,7 @@ def self_match(index: Any, vectors: np.ndarray, config: GateConfig, seed: int = 
     hits = 0
     for row, query, found in zip(sample, queries, rows):
         # An exact duplicate (a wire copy) may tie with the article itself; either is "itself".
-        hits += int(row in found or (found[0] >= 0 and np.allclose(vectors[found[0]], query, atol=1e-6)))
+        hits += int(found[0] == row or (found[0] >= 0 and np.allclose(vectors[found[0]], query, atol=1e-6)))
     share = hits / len(sample)
     passed = share >= config.min_self_match_share
     return GateResult("self_match", passed, share, config.min_self_match_share,

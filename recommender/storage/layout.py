@@ -3,8 +3,9 @@ share these names, and the names of older builds are mapped here so those builds
 
 from __future__ import annotations
 
-# manifest.json is written last: a directory with a manifest is a complete build.
+# manifest.json is written after the data files and its digest last: a directory with both is a complete build.
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"   # sha256 of manifest.json's bytes (builds of format 2 on)
 ARTICLES = "articles.parquet"      # one row per indexed article, in row order (columns below)
 IDS = "ids.npy"                    # (n,) str: article id of each row (row = FAISS id)
 VECTORS = "vectors.npy"            # (n, d) float32 unit vectors

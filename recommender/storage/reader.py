@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..config import BuildConfig, IndexConfig
+from ..config import BuildConfig, IndexConfig, as_built
 from ..errors import IndexFormatError
 from . import layout
 from .index import FaissIndex
@@ -44,15 +43,6 @@ class StoredBuild:
 
     def __len__(self) -> int:
         return len(self.articles)
-
-
-def as_built(stored: dict[str, Any]) -> dict[str, Any]:
-    """A manifest's build settings with what builds from before a setting existed did in its place: the entity
-    term (``RelatednessConfig.entity_weight``) was 0 before it was introduced."""
-    relatedness = stored.get("relatedness")
-    if isinstance(relatedness, dict) and "entity_weight" not in relatedness:
-        return {**stored, "relatedness": {**relatedness, "entity_weight": 0.0}}
-    return stored
 
 
 def data_file(directory: Path, name: str) -> Path:
