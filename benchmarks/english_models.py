@@ -31,12 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from recommender.build import build  # noqa: E402
 from recommender.config import BuildConfig, CatalogueConfig, EmbedderConfig  # noqa: E402
 from recommender.embedding import Embedder, make_embedder  # noqa: E402
-from recommender.query import Recommender  # noqa: E402
 from recommender.evaluation import semeval_pearson  # noqa: E402
 from recommender.evaluation.datasets import load_bbc  # noqa: E402
-from recommender.build import build  # noqa: E402
+from recommender.query import Recommender  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"minilm": EmbedderConfig(model="all-MiniLM-L6-v2"), "mpnet": EmbedderConfig(model="all-mpnet-base-v2"),

@@ -29,8 +29,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-
 from build_100k import OUT, corpus  # noqa: E402
+
 from recommender.build.neighbours import compute_neighbours  # noqa: E402
 from recommender.build.related_tables import related_tables  # noqa: E402
 from recommender.build.relatedness import LexicalModel, lexical_queries, lexical_search, top_terms  # noqa: E402

@@ -18,7 +18,7 @@ fusion (RRF, k=60) of the per-signal rankings for lists. Related lists are ranke
 build would generate: the union of the dense top-50 and the TF-IDF top-50 of each article.
 
 Tables are printed; everything is written to benchmarks/out/relevance_fusion.json (or ``--out``). A smoke run:
-``--slice 100 --cost-articles 2000 --no-sweep --no-views --out /tmp/relevance_fusion.json`` with
+``--slice 100 --cost-articles 20000 --no-sweep --no-views --out /tmp/relevance_fusion.json`` with
 ``RECOMMENDER_TEST_CACHE`` pointing at a copy of the embedding cache.
 """
 
@@ -772,6 +772,8 @@ def cost_at_scale(data: Path, target: int, queries: int = 300, seed: int = 0) ->
     articles = _catalogue(pd.concat(frames, ignore_index=True))
     texts, segments = article_texts(articles), _segments(articles)
     n = len(texts)
+    if target < n:  # the sampled queries are real rows, looked up in the ``target`` synthetic vectors
+        raise SystemExit(f"--cost-articles {target} is below the {n} real articles it tiles: use at least {n} (or 0)")
     out: dict[str, object] = {"real_articles": n, "target_articles": target}
     start = time.perf_counter()
     matrix = tfidf_matrix(texts, TFIDF)

@@ -59,12 +59,12 @@ def build_index(root: Path, articles: int, seed_titles: int, cache_path: Path) -
     from recommender.build.neighbours import compute_neighbours
     from recommender.config import BuildConfig
     from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
-    from recommender.stories import story_table
     from recommender.storage.index import FaissIndex
     from recommender.storage.manifest import read_manifest, write_manifest
     from recommender.storage.reader import read_build
     from recommender.storage.versions import IndexStore, new_build_id
     from recommender.storage.writer import make_manifest, write_build
+    from recommender.stories import story_table
     from recommender.times import epoch_hours
 
     store = IndexStore(root)
@@ -113,22 +113,26 @@ def build_index(root: Path, articles: int, seed_titles: int, cache_path: Path) -
 
 
 def republish(root: Path) -> str:
-    """Publish the current build again under a new id (hard links + a new manifest): a new version to load."""
+    """Publish the current build again under a new id (hard links + a new manifest): a new version to load.
+
+    Staged and published through the version store like a build (``IndexStore.stage`` / ``publish``), so the
+    copy is a published version (the store's log, gc of the oldest) with its own manifest and digest.
+    """
+    from dataclasses import replace
+
+    from recommender.storage import layout
+    from recommender.storage.manifest import read_manifest, write_manifest
     from recommender.storage.versions import IndexStore, new_build_id
 
     store = IndexStore(root)
     source = store.current()
     build_id = new_build_id()
-    target = store.builds / build_id
-    target.mkdir()
+    stage = store.stage(build_id)
     for path in source.iterdir():
-        if path.name != "manifest.json":
-            os.link(path, target / path.name)
-    manifest = json.loads((source / "manifest.json").read_text())
-    manifest["build_id"] = build_id
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    store.point_current(target)
-    store.gc(keep=3)
+        if path.name not in (layout.MANIFEST, layout.MANIFEST_DIGEST):
+            os.link(path, stage / path.name)
+    write_manifest(stage, replace(read_manifest(source, verify_files=False), build_id=build_id))
+    store.publish(stage, keep=3)
     return build_id
 
 
@@ -150,6 +154,10 @@ def wrk(url: str, script: str, duration: float, connections: int, out: Path, thr
 def scenarios(articles: int) -> dict[str, str]:
     """wrk Lua request generators per scenario."""
     rid = f'string.format("syn-%06d", math.random(0, {articles - 1}))'
+    # 1,000 hot ids spread over the catalogue: every 97th article (as measured at 100k); a smaller catalogue
+    # (a smoke run) gets a stride that stays inside it.
+    hot = min(1000, articles)
+    stride = 97 if (hot - 1) * 97 < articles else max((articles - 1) // max(hot - 1, 1), 1)
     post = 'wrk.format("POST", "{path}", {{["Content-Type"]="application/json"{auth}}}, {body})'
     auth = f', ["Authorization"]="Bearer {TOKEN}"'
     texts = ["stocks fall as oil prices rise", "team wins the championship final", "new vaccine trial results",
@@ -160,7 +168,8 @@ def scenarios(articles: int) -> dict[str, str]:
         "related (uniform over all ids)": f'request = function() return wrk.format("GET", "/v1/articles/" .. {rid} '
                                           f'.. "/related?k=10") end',
         "related (1,000 hot ids)": 'request = function() return wrk.format("GET", "/v1/articles/" .. '
-                                   'string.format("syn-%06d", math.random(0, 999) * 97) .. "/related?k=10") end',
+                                   f'string.format("syn-%06d", math.random(0, {hot - 1}) * {stride}) .. '
+                                   '"/related?k=10") end',
         "more-like-this (2 ids)": 'request = function() return ' + post.format(
             path="/v1/more-like-this", auth="",
             body=f'\'{{"k": 10, "ids": ["\' .. {rid} .. \'", "\' .. {rid} .. \'"]}}\'') + ' end',

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Make sure the services the tests talk to are installed and running: PostgreSQL (127.0.0.1:5432, database
-# `test`) and Redis (127.0.0.1:6379). Installs from Debian when missing, starts when down. Idempotent.
+# Make sure the services the tests talk to are installed and running: PostgreSQL (127.0.0.1:5432) and Redis
+# (127.0.0.1:6379). Installs from Debian when missing, starts when down, and creates the role and database the
+# tests use (RECOMMENDER_TEST_PG, default postgresql://recommender:recommender@127.0.0.1:5432/recommender_test)
+# through the local socket as the postgres OS user, so Debian's default authentication (peer on the socket,
+# scram-sha-256 on TCP) is enough: nothing is configured by hand. Idempotent; fails loudly.
 set -euo pipefail
+PG_ROLE=recommender
+PG_PASSWORD=recommender
+PG_DATABASE=recommender_test
 
 need_apt_update=1
 apt_install() {
@@ -25,10 +31,18 @@ fi
 
 for _ in $(seq 1 30); do
   if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 -q; then
-    # The tests use database `test`; create it when this is a fresh cluster.
-    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" 2>/dev/null | grep -q 1 \
-      || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null 2>&1 || true
-    echo "services: redis and postgresql are up"
+    as_postgres() { runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -q "$@"; }
+    if ! as_postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname='$PG_ROLE'" | grep -q 1; then
+      as_postgres -c "CREATE ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD'"
+    else
+      as_postgres -c "ALTER ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD'"
+    fi
+    if ! as_postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DATABASE'" | grep -q 1; then
+      as_postgres -c "CREATE DATABASE $PG_DATABASE OWNER $PG_ROLE"
+    fi
+    # Check the way the tests connect: TCP with the password.
+    PGPASSWORD=$PG_PASSWORD psql -X -h 127.0.0.1 -U $PG_ROLE -d $PG_DATABASE -tAc "SELECT 1" | grep -q 1
+    echo "services: redis and postgresql are up ($PG_ROLE@127.0.0.1/$PG_DATABASE)"
     exit 0
   fi
   sleep 1

@@ -23,6 +23,9 @@ CACHE = Path(os.environ.get("RECOMMENDER_TEST_CACHE", REPO / ".cache" / "embeddi
 # the corpus was written. Tests pass DEMO_NOW where they can; relative ages are the same on any day.
 DEMO_SHIFT = timedelta(hours=round((datetime.now(timezone.utc) - DEMO_EPOCH).total_seconds() / 3600))
 DEMO_NOW = (DEMO_EPOCH + DEMO_SHIFT).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The PostgreSQL database the tests use: scripts/services.sh creates this role and database (Debian's default
+# authentication: password over TCP).
+PG_URL = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://recommender:recommender@127.0.0.1:5432/recommender_test")
 # The service tests' `root` and `client` fixtures (a private copy of the demo build, a running app).
 pytest_plugins = ["tests.service_helpers"]
 
@@ -82,3 +85,23 @@ def bbc_engine(tmp_path_factory, embedder, cache_path):
     config = BuildConfig(catalogue=CatalogueConfig(column_map={"category": "section", "text": "body"}))
     build(data_path("bbc-news", "bbc_news.csv"), root, config=config, embedder=embedder, cache_path=cache_path)
     return Recommender.load(root, embedder=embedder)
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose connections use a fresh schema of their own (dropped afterwards): stores created
+    through it start empty and never see another test's tables."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -85,3 +90,29 @@ def client(root, embedder):
     """A running app (lifespan entered) over the private root; reloads happen when a test calls ``check_reload``."""
     with TestClient(create_app(make_settings(root), embedder=embedder)) as test_client:
         yield test_client
+
+
+def serve(root: Path, port: int, workers: int, *options: str, **env: str) -> subprocess.Popen:
+    """`recommender serve` in its own process (real uvicorn) over ``root/current``; stderr in ``server.log`` beside
+    the root. ``env``: extra RECOMMENDER_* settings."""
+    variables = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "RECOMMENDER_WARM_MODEL": "false",
+                 "RECOMMENDER_POPULARITY_REFRESH_SECONDS": "0.5", "HF_HUB_OFFLINE": "1", **env}
+    return subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
+                             "--port", str(port), "--workers", str(workers), "--reload-poll-seconds", "0.2",
+                             "--log-level", "warning", *options], env=variables, stdout=subprocess.DEVNULL,
+                            stderr=(root.parent / "server.log").open("ab"))  # a file: a full pipe would block it
+
+
+def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    """Wait until ``/readyz`` answers 200 (the server exiting first is a failure with its log)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server was not ready within {seconds}s")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.live.delta import DeltaStore
+from recommender.live import DeltaStore, LiveState, TakedownStore
 from recommender.query import Recommender
 from recommender.times import epoch_hours
 
@@ -25,17 +25,24 @@ def summary(results) -> list[tuple]:
 
 
 @pytest.fixture
-def store(demo_engine, tmp_path):
-    """An empty delta store."""
-    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    yield store
-    store.close()
+def state(demo_engine, tmp_path):
+    """An empty live state: delta and takedowns."""
+    state = LiveState(DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"]),
+                      TakedownStore(tmp_path / "takedowns.sqlite"))
+    yield state
+    state.close()
 
 
 @pytest.fixture
-def live(demo_engine, store):
-    """The demo build with the (empty) delta over it."""
-    return Recommender(demo_engine.stored, overlay=store)
+def store(state):
+    """The live state's delta."""
+    return state.delta
+
+
+@pytest.fixture
+def live(demo_engine, state):
+    """The demo build with the (empty) live state over it."""
+    return Recommender(demo_engine.stored, overlay=state)
 
 
 @pytest.mark.parametrize("k,section,max_age_hours", [(3, None, None), (10, None, None), (5, "world", None),
@@ -88,10 +95,10 @@ def test_a_delta_copy_of_an_article_joins_its_neighbours_lists(live, store, demo
     assert [r.article_id for r in live.related("live-1", k=3, now=NOW)]
 
 
-def test_takedowns_and_edits_hide_build_rows(live, store, demo_engine):
+def test_takedowns_and_edits_hide_build_rows(live, store, state, demo_engine):
     """A taken-down id leaves every list; an edited id is listed once, with its new vector."""
     first = live.related("demo-001", k=1, now=NOW)[0].article_id
-    store.delete(first)
+    state.takedowns.take_down(first, "test", "legal")
     assert first not in [r.article_id for r in live.related("demo-001", k=20, now=NOW)]
     assert first not in [r.article_id for r in live.popular(k=100, now=NOW)]
     assert not live.contains(first)
@@ -106,20 +113,24 @@ def test_takedowns_and_edits_hide_build_rows(live, store, demo_engine):
     assert shown.count("demo-001") == 1  # the live version only (here collapsed with its twin), never both
 
 
-def test_a_second_worker_sees_the_delta_after_sync(demo_engine, tmp_path):
-    """Two processes' stores on one file: an upsert by one is applied by the other's next sync."""
+def test_a_second_worker_sees_the_live_state_after_sync(demo_engine, tmp_path):
+    """Two processes' stores on one file: an upsert or takedown by one is applied by the other's next sync."""
     dims = demo_engine.manifest.index["dims"]
-    writer, reader = DeltaStore(tmp_path / "d.sqlite", dims), DeltaStore(tmp_path / "d.sqlite", dims)
+
+    def opened() -> LiveState:
+        return LiveState(DeltaStore(tmp_path / "d.sqlite", dims), TakedownStore(tmp_path / "t.sqlite"))
+
+    writer, reader = opened(), opened()
     vector = np.asarray(demo_engine.table.vectors[0])[None]
-    writer.upsert([_record("live-2", "Headline")], vector)
+    writer.delta.upsert([_record("live-2", "Headline")], vector)
     assert "live-2" not in reader.overlay.live_row_of
     assert reader.sync() and "live-2" in reader.overlay.live_row_of
-    writer.delete("demo-002")
-    writer.drop(["live-2"])
+    writer.takedowns.take_down("demo-002", "desk", "legal")
+    writer.delta.drop(["live-2"])
     reader.sync()
     assert reader.overlay.taken_down == frozenset({"demo-002"}) and len(reader.overlay.live) == 0
     with pytest.raises(ValueError, match="vectors"):
-        writer.upsert([_record("x", "t")], np.zeros((1, dims + 1), dtype=np.float32))
+        writer.delta.upsert([_record("x", "t")], np.zeros((1, dims + 1), dtype=np.float32))
     writer.close()
     reader.close()
 
@@ -128,8 +139,10 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
     """Upserts and takedowns landing from another thread mid-lookup never break a lookup (bounded run)."""
     import threading
 
-    store = DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"])
-    live = Recommender(demo_engine.stored, overlay=store)
+    state = LiveState(DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"]),
+                      TakedownStore(tmp_path / "takedowns.sqlite"))
+    store = state.delta
+    live = Recommender(demo_engine.stored, overlay=state)
     vectors = np.asarray(demo_engine.table.vectors)
     stop, errors = threading.Event(), []
 
@@ -139,7 +152,7 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
                 return
             store.upsert([_record(f"live-{n}", f"Live story {n}")], vectors[n % len(vectors)][None])
             if n % 7 == 0:
-                store.delete(f"live-{n}")
+                state.takedowns.take_down(f"live-{n}", "test", "bounded run")
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -154,7 +167,7 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
     finally:
         stop.set()
         thread.join(timeout=60)
-        store.close()
+        state.close()
     assert errors == []
 
 

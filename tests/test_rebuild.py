@@ -20,10 +20,10 @@ from recommender.errors import GateFailedError
 from recommender.build import rebuild
 from recommender.storage.versions import IndexStore
 
+from .conftest import PG_URL
 from .manifests import reseal
 
 pytestmark = pytest.mark.slow
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +11,7 @@ import pytest
 
 from recommender.storage.versions import IndexStore
 
-from .service_helpers import AUTH, TOKEN, free_port, publish_copy
+from .service_helpers import AUTH, free_port, publish_copy, serve, wait_ready
 
 # The real packaged model builds the demo index these tests serve.
 pytestmark = pytest.mark.slow
@@ -74,29 +71,6 @@ def test_delta_articles_in_the_new_build_leave_the_delta(client, root):
     assert client.get("/v1/articles/demo-020/related").status_code == 404
 
 
-def _serve(root, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "RECOMMENDER_WARM_MODEL": "false",
-           "RECOMMENDER_POPULARITY_REFRESH_SECONDS": "0.5", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
-                             "--port", str(port), "--workers", str(workers), "--reload-poll-seconds", "0.2",
-                             "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=(root.parent / "server.log").open("wb"))  # a file: a full pipe would block it
-
-
-def _wait_ready(base: str, process: subprocess.Popen, log, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"the server was not ready within {seconds}s")
-
-
 @pytest.mark.slow
 def test_reload_under_load_fails_no_request(root):
     """A real uvicorn (2 workers) keeps answering while `current` is swapped 4 times: zero failed requests."""
@@ -104,11 +78,11 @@ def test_reload_under_load_fails_no_request(root):
     base = f"http://127.0.0.1:{port}"
     source = root.parent / "source-build"
     shutil.copytree(IndexStore(root).current(), source)
-    process = _serve(root, port, workers=2)
+    process = serve(root, port, workers=2)
     stop = threading.Event()
     threads: list[threading.Thread] = []
     try:
-        _wait_ready(base, process, root.parent / "server.log")
+        wait_ready(base, process, root.parent / "server.log")
         outcomes: list[tuple[int, str]] = []
         failures: list[str] = []
         time_limit = time.monotonic() + 90

@@ -77,3 +77,30 @@ def print_results(results: list, as_json: bool, header: str) -> None:
 def source(value: Optional[str]) -> Any:
     """A catalogue or views argument: a database URL as it is, anything else a path."""
     return value if value is None or "://" in value else Path(value)
+
+
+def indexes_root(path: Path) -> Path:
+    """The indexes root of a ``--indexes`` argument (a root, its ``current``, or a build directory in it)."""
+    path = Path(path)
+    if path.name == "current" or (path.parent.name == "builds"):
+        return path.parent if path.name == "current" else path.parent.parent
+    return path
+
+
+def load_recommender(indexes: Path) -> Any:
+    """The build behind ``--indexes`` with the root's live state over it (the takedowns and live articles the
+    service serves: ``RECOMMENDER_TAKEDOWNS`` names a shared takedown database, as for the service), so the
+    command line lists what the service lists."""
+    import os
+
+    from ..live.state import DELTA_FILE, TAKEDOWNS_FILE, open_live_state
+    from ..query.recommender import Recommender
+    from ..storage.reader import read_build
+
+    stored = read_build(indexes)
+    root = indexes_root(indexes)
+    shared = os.environ.get("RECOMMENDER_TAKEDOWNS")
+    if shared or (root / TAKEDOWNS_FILE).exists() or (root / DELTA_FILE).exists():
+        live = open_live_state(root, stored.manifest.index["dims"], shared)
+        return Recommender(stored, overlay=live)
+    return Recommender(stored)

@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .common import AS_JSON, INDEXES, NOW, app, parse_now, print_results, run
+from .common import AS_JSON, INDEXES, NOW, app, load_recommender, parse_now, print_results, run
 
 
 @app.command()
@@ -28,9 +28,7 @@ def related(
     """Articles related to one or several articles, with score components (--json with several ids: an object
     of id -> list)."""
     def action() -> None:
-        from ..query.recommender import Recommender
-
-        engine = Recommender.load(indexes)
+        engine = load_recommender(indexes)
         lists = engine.related_many(article_ids, k=k, section=section, max_age_hours=max_age_hours,
                                     exclude_ids=exclude, now=parse_now(now), language=language)
         if as_json and len(article_ids) > 1:
@@ -84,9 +82,7 @@ def more_like_this(
 ) -> None:
     """Articles like several examples and/or free text, unlike the --not examples."""
     def action() -> None:
-        from ..query.recommender import Recommender
-
-        engine = Recommender.load(indexes)
+        engine = load_recommender(indexes)
         when = parse_now(now)
         if queries is not None:
             lists = [engine.more_like_this(**{"k": k, **query}, now=when) for query in read_queries(queries)]
@@ -115,9 +111,7 @@ def popular(
 ) -> None:
     """What readers read now: decayed page views."""
     def action() -> None:
-        from ..query.recommender import Recommender
-
-        engine = Recommender.load(indexes)
+        engine = load_recommender(indexes)
         results = engine.popular(k=k, section=section, window_hours=window_hours, now=parse_now(now),
                                  language=language)
         print_results(results, as_json, "popular")
@@ -140,7 +134,6 @@ def demo(
         from datetime import timezone
 
         from ..catalogue.demo import demo_catalogue
-        from ..query.recommender import Recommender
         from ..build.rebuild import build as run_build
 
         when = parse_now(now) or datetime.now(timezone.utc)
@@ -148,7 +141,7 @@ def demo(
         report = run_build(articles, indexes, views_source=views, progress=sys.stderr.isatty())
         typer.echo(report.catalogue_summary)
         typer.echo(report.summary())
-        engine = Recommender.load(indexes)
+        engine = load_recommender(indexes)
         print_results(engine.related(article_id, k=5, now=when), False,
                        f"\nrelated to {article_id}: {engine.article(article_id)['title']}")
         print_results(engine.more_like_this(text="train drivers strike over pay", k=5, now=when), False,

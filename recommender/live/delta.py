@@ -1,9 +1,10 @@
-"""The live delta: articles upserted or taken down between nightly builds, shared by every worker via SQLite.
+"""The live delta: articles upserted between nightly builds, shared by every worker via SQLite.
 
 Each change gets a sequence number; a worker applies the rows whose ``seq`` is above the last one it saw, so
 an upsert made by one worker is searchable in the others after their next poll. A row is ``live`` (an upserted
-article with its vector), ``deleted`` (a takedown: hidden everywhere) or ``dropped`` (a newer build contains it,
-so the delta no longer needs it).
+article with its vector) or ``dropped`` (a newer build contains it, so the delta no longer needs it).
+Takedowns are not part of the delta (``takedowns.py``): rows of state ``deleted``, written by older versions,
+are read as ``legacy_deleted`` and moved to the takedown store by ``state.LiveState``.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class DeltaStore:
                          "state TEXT NOT NULL, article TEXT, vector BLOB)")
         self._db.execute("CREATE INDEX IF NOT EXISTS delta_seq ON delta (seq)")
         self._records: dict[str, tuple[dict, np.ndarray]] = {}
-        self._deleted: set[str] = set()
+        self.legacy_deleted: set[str] = set()  # takedowns written into the delta by older versions
         self._seq = 0
         self.overlay = Overlay.empty(dims)
+        self.sync()  # before the first request: a worker never serves without the delta others wrote
 
     def _write(self, rows: Iterable[tuple[str, str, str | None, bytes | None]]) -> None:
         with self._lock:
@@ -77,10 +79,6 @@ class DeltaStore:
         self._write((a["id"], LIVE, json.dumps(a), np.asarray(v, dtype=np.float32).tobytes())
                     for a, v in zip(articles, vectors))
 
-    def delete(self, article_id: str) -> None:
-        """Take an article down (hidden from every list until a build without it is loaded)."""
-        self._write([(article_id, DELETED, None, None)])
-
     def drop(self, article_ids: Iterable[str]) -> None:
         """Forget delta entries (a newer build holds these articles)."""
         self._write([(a, DROPPED, None, None) for a in article_ids])
@@ -94,14 +92,14 @@ class DeltaStore:
                 return False
             for article_id, seq, state, article, vector in rows:
                 self._records.pop(article_id, None)
-                self._deleted.discard(article_id)
+                self.legacy_deleted.discard(article_id)
                 if state == LIVE:
                     self._records[article_id] = (json.loads(article), np.frombuffer(vector, dtype=np.float32))
                 elif state == DELETED:
-                    self._deleted.add(article_id)
+                    self.legacy_deleted.add(article_id)
                 self._seq = max(self._seq, seq)
             records = list(self._records.values())
-            self.overlay = Overlay(_table(records, self.dims), frozenset(self._deleted),
+            self.overlay = Overlay(_table(records, self.dims), frozenset(),
                                    {r["id"]: i for i, (r, _) in enumerate(records)}, self._seq)
             return True
 

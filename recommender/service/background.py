@@ -33,7 +33,7 @@ def _refresh_popularity(state: ServiceState) -> None:
 def background_tasks(state: ServiceState) -> list[Callable[[], Awaitable[None]]]:
     """The loops to run for the app's lifetime, as configured."""
     settings = state.settings
-    loops = [lambda: _every(settings.delta_poll_seconds, state.delta.sync, "delta sync")]
+    loops = [lambda: _every(settings.delta_poll_seconds, state.live.sync, "live state sync")]
     if settings.reload_poll_seconds > 0 and state.pointer is not None:
         loops.append(lambda: _every(settings.reload_poll_seconds, state.check_reload, "reload"))
     if settings.popularity_refresh_seconds > 0:

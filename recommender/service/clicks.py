@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import UnknownArticleError
 from .counters import CountedEvent
 from .errors import ApiError
+from .metrics import route_template
 from .schemas import ErrorResponse
 
 WIDGETS = ("related", "more-like-this", "popular")
@@ -112,8 +113,7 @@ class ImpressionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_status)
-        route = getattr(scope.get("route"), "path", None)
-        if status == 200 and widget in WIDGETS and route in LIST_ROUTES:
+        if status == 200 and widget in WIDGETS and route_template(scope) in LIST_ROUTES:
             self.metrics.impressions.labels(widget).inc()
 
 

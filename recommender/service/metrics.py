@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Awaitable, Callable
 
@@ -44,6 +45,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_CONVERTER = re.compile(r":\w+}")
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route that handled a request, without path converters (``{article_id:path}`` is
+    ``{article_id}``): the label metrics and the impression counter use; None before routing."""
+    path = getattr(scope.get("route"), "path", None)
+    return _CONVERTER.sub("}", path) if path else None
+
+
 class MetricsMiddleware:
     """Counts and times every request by its route template (``/v1/articles/{article_id}/related``)."""
 
@@ -67,8 +78,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope) or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
-CACHED_PATHS = re.compile(r"^/v1/(?:articles/[^/]+/related|popular)$")
+CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 
 
 class ResponseCache:
@@ -48,7 +48,7 @@ class ResponseCache:
         if service is None:
             await self.app(scope, receive, send)
             return
-        generation = (service.served.path, service.served.loaded_at, service.delta.overlay.seq)
+        generation = (service.served.path, service.served.loaded_at, service.live.overlay.seq)
         if generation != self.generation:
             self.entries.clear()
             self.generation = generation

@@ -151,7 +151,7 @@ def read_article(build_dir: Path, article_id: str) -> dict[str, Any] | None:
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
-@demo_router.get("/demo/articles/{article_id}", response_class=HTMLResponse)
+@demo_router.get("/demo/articles/{article_id:path}", response_class=HTMLResponse)
 def demo_article(request: Request, article_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> Response:
     """An article of the loaded index laid out as a news page, with the three widget panels (a thread-pool
     route: it reads the article's body from the build's Parquet file)."""

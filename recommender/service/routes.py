@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..query.results import Recommendation
 from .counters import CountedEvent
 from .errors import ApiError, unauthorized
-from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, ListResponse, MoreLikeThisRequest,
-                      Ready, UpsertRequest, UpsertResponse)
+from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, LiftResponse, ListResponse,
+                      MoreLikeThisRequest, Ready, TakedownsResponse, UpsertRequest, UpsertResponse)
 from .state import ServiceState
 from .writes import upsert_articles
 
@@ -78,7 +78,7 @@ async def readyz(state: State) -> Ready:
     """The loaded index: version, article count, model; and a refused newer version, if any."""
     served, engine = state.served, state.served.recommender
     refused = state.refused
-    overlay = state.delta.overlay
+    overlay = state.live.overlay
     return Ready(ready=True, build_id=engine.manifest.build_id, articles=len(engine),
                  model=engine.manifest.model.name, created_at=engine.manifest.created_at,
                  loaded_at=served.loaded_at.isoformat(), delta_articles=len(overlay.live),
@@ -94,7 +94,7 @@ async def metrics(state: State) -> Response:
     return Response(state.metrics.export(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/v1/articles/{article_id}/related", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+@router.get("/v1/articles/{article_id:path}/related", response_model=ListResponse, responses=ERRORS, tags=["lists"])
 async def related(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], k: int = K,
                   section: str | None = SECTION,
                   max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
@@ -105,7 +105,7 @@ async def related(state: State, article_id: Annotated[str, Path(min_length=1, ma
     return render(recommender.manifest.build_id, results, explain)
 
 
-@router.get("/v1/articles/{article_id}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
+@router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
 async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)],
                 k: int = Query(20, ge=1, le=100, description="At most this many pieces (nearest in time)."),
                 explain: bool = EXPLAIN) -> Response:
@@ -149,16 +149,44 @@ def upsert(state: State, body: UpsertRequest) -> UpsertResponse:
     return UpsertResponse(upserted=ids, delta_size=len(state.delta.overlay.live))
 
 
-@router.delete("/v1/articles/{article_id}", response_model=DeleteResponse, responses=ERRORS, tags=["writes"],
+ACTOR = Query("api", min_length=1, max_length=200, description="Who acts (recorded in the audit log).")
+REASON = Query("", max_length=1000, description="Why (recorded in the audit log).")
+
+
+@router.delete("/v1/articles/{article_id:path}", response_model=DeleteResponse, responses=ERRORS, tags=["writes"],
                dependencies=[Writer])
-def take_down(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)]) -> DeleteResponse:
-    """Take an article out of every list at once."""
+def take_down(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], actor: str = ACTOR,
+              reason: str = REASON) -> DeleteResponse:
+    """Take an article out of every list at once, on every build loaded now or later, until the takedown is lifted
+    (``DELETE /v1/takedowns/{article_id}``)."""
     from ..errors import UnknownArticleError
 
     if not state.served.recommender.contains(article_id):
         raise UnknownArticleError(article_id)
-    state.delta.delete(article_id)
+    state.takedowns.take_down(article_id, actor, reason)
+    state.live.sync()
     return DeleteResponse(deleted=article_id, delta_size=len(state.delta.overlay.live))
+
+
+@router.get("/v1/takedowns", response_model=TakedownsResponse, responses=ERRORS, tags=["writes"],
+            dependencies=[Writer])
+def takedowns(state: State) -> TakedownsResponse:
+    """Every active takedown (who, when, why) and the newest entries of the audit log."""
+    state.takedowns.sync()
+    return TakedownsResponse(takedowns=[t.to_dict() for t in state.takedowns.active()],
+                             log=state.takedowns.history(200))
+
+
+@router.delete("/v1/takedowns/{article_id:path}", response_model=LiftResponse, responses=ERRORS, tags=["writes"],
+               dependencies=[Writer])
+def lift(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], actor: str = ACTOR,
+         reason: str = REASON) -> LiftResponse:
+    """Lift a takedown: the article is listed again wherever a build or the delta holds it."""
+    if not state.takedowns.lift(article_id, actor, reason):
+        raise ApiError(404, "not_taken_down", f"article {article_id!r} is not taken down; GET /v1/takedowns "
+                       f"lists the takedowns")
+    state.live.sync()
+    return LiftResponse(lifted=article_id)
 
 
 @router.post("/v1/events", response_model=EventsResponse, responses=ERRORS, tags=["writes"], dependencies=[Writer])

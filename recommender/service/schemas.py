@@ -109,6 +109,19 @@ class DeleteResponse(BaseModel):
     delta_size: int
 
 
+class TakedownsResponse(BaseModel):
+    """The active takedowns and the newest audit-log entries (newest first)."""
+
+    takedowns: list[dict[str, str]]
+    log: list[dict[str, object]]
+
+
+class LiftResponse(BaseModel):
+    """A lifted takedown."""
+
+    lifted: str
+
+
 class Event(BaseModel):
     """``count`` page views (or widget clicks) of an article; ``timestamp`` defaults to now."""
 

@@ -20,6 +20,8 @@ class ServiceSettings(BaseSettings):
             disables writes (401).
         cors_origins: origins allowed to call the API from a browser (the widget's site).
         delta_path: the live delta's SQLite file (default ``live-delta.sqlite`` in the indexes root).
+        takedowns: where takedowns are kept: a SQLite file (default ``takedowns.sqlite`` in the indexes root) or a
+            ``postgresql://`` URL shared by replicas.
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
         delta_poll_seconds: how often a worker picks up delta changes made by other workers.
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
@@ -39,6 +41,7 @@ class ServiceSettings(BaseSettings):
     write_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
     delta_path: Path | None = None
+    takedowns: str | None = None
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     max_text_chars: int = Field(default=5_000, ge=1)
     max_events_per_batch: int = Field(default=1_000, ge=1)

@@ -16,7 +16,7 @@ from ..config import BuildConfig
 from ..embedding.base import Embedder
 from ..embedding.factory import make_embedder
 from ..errors import IndexFormatError
-from ..live.delta import DeltaStore
+from ..live.state import open_live_state
 from ..query.recommender import Recommender
 from ..storage.checks import self_match
 from ..storage.manifest import read_manifest
@@ -64,7 +64,9 @@ class ServiceState:
         self.embed_lock = threading.Lock()
         self.counter: ViewCounter = open_counter(settings.views, self.root, settings.view_bucket_seconds,
                                                  settings.view_retention_hours)
-        self.delta = DeltaStore(settings.delta_path or self.root / "live-delta.sqlite", manifest.index["dims"])
+        # Opened (and read) before the first build is loaded: no request is served without the takedowns.
+        self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta_path)
+        self.delta, self.takedowns = self.live.delta, self.live.takedowns
         self.refused: tuple[Path, str] | None = None
         self.served: Served = self.load(first)
         self._publish_metrics()
@@ -74,18 +76,16 @@ class ServiceState:
         settings = self.settings
         # Popularity is refreshed by the service (a background loop, or after each event when the interval is 0),
         # so a request never recomputes it.
-        recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.delta,
+        recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.live,
                                        views=self.counter, clock=self.clock, popularity_max_age_seconds=math.inf,
                                        candidate_cache_size=settings.candidate_cache_size,
                                        embed_lock=self.embed_lock)
         check = self_match(recommender.index, recommender.table.vectors, recommender.config.gates)
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")
-        overlay = self.delta.overlay
-        stale = [a for a in overlay.live_row_of if a in recommender.row_of]
-        stale += [a for a in overlay.taken_down if a not in recommender.row_of]
+        stale = [a for a in self.delta.overlay.live_row_of if a in recommender.row_of]
         if stale:
-            # The new build holds these articles (or no longer holds the taken-down ones): the delta lets go.
+            # The new build holds these articles: the delta lets go (takedowns stay: they are not delta rows).
             self.delta.drop(stale)
         recommender.refresh_popularity()
         return Served(recommender, path, datetime.now(timezone.utc))
@@ -139,9 +139,9 @@ class ServiceState:
         created = datetime.fromisoformat(engine.manifest.created_at.replace("Z", "+00:00"))
         self.metrics.index_age.set((datetime.now(timezone.utc) - created).total_seconds())
         self.metrics.delta_articles.set(len(self.delta.overlay.live))
-        self.metrics.taken_down.set(len(self.delta.overlay.taken_down))
+        self.metrics.taken_down.set(len(self.takedowns.ids))
 
     def close(self) -> None:
         """Close the stores."""
         self.counter.close()
-        self.delta.close()
+        self.live.close()

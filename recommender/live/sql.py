@@ -1,0 +1,63 @@
+"""The live stores' database: SQLite next to the indexes (one node) or PostgreSQL (several replicas), through
+SQLAlchemy Core, and the change token every worker polls to know when to re-read a store."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from ..errors import RecommenderError
+
+
+class StoreUnavailableError(RecommenderError):
+    """A live store (SQLite file, PostgreSQL) cannot be read or written now; the service answers 503."""
+
+
+def database_url(location: str | Path) -> str:
+    """A SQLAlchemy URL for a store location: a ``postgresql://`` URL (psycopg 3), a ``sqlite:///`` URL, or a
+    file path (SQLite)."""
+    text = str(location)
+    if text.startswith("postgresql://"):
+        return "postgresql+psycopg://" + text[len("postgresql://"):]
+    if "://" in text:
+        return text
+    Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{text}"
+
+
+def make_engine(location: str | Path) -> sa.Engine:
+    """An engine for a live store; SQLite files are opened in WAL mode with a 30 s busy timeout (several worker
+    processes share them)."""
+    url = database_url(location)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                  poolclass=sa.pool.NullPool)
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(connection: Any, _record: Any) -> None:
+            from ..sqlitedb import enable_wal
+
+            enable_wal(connection, 30.0)
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+
+
+def change_token(connection: sa.Connection, log: sa.Table) -> tuple[int, int]:
+    """(rows, highest id) of a store's change log: it changes with every committed change, including one that
+    committed after a later id was seen (PostgreSQL assigns ids before commit)."""
+    count, top = connection.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(log.c.id), 0))).one()
+    return int(count), int(top)
+
+
+@contextlib.contextmanager
+def written(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
+    """A transaction whose database errors become ``StoreUnavailableError`` naming ``what`` (a 503, not a 500)."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreUnavailableError(f"{what} cannot be written now: {exc}") from exc
