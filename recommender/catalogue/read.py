@@ -12,7 +12,7 @@ import pandas as pd
 from ..config import CatalogueConfig
 from ..errors import InvalidCatalogueError
 from .schema import MIND_COLUMNS, Catalogue, reject_record
-from .validate import validate
+from .validate import NonFinite, validate
 
 def read_catalogue(source: str | Path | pd.DataFrame, config: CatalogueConfig | None = None) -> Catalogue:
     """Read and validate a catalogue.
@@ -79,9 +79,7 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".csv", ".csv.gz"):
-            frame = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
-                                encoding_errors="surrogateescape")
-            return frame, []
+            return _read_csv(path)
         if suffix in (".jsonl", ".ndjson", ".json"):
             return _read_jsonl(path)
         if suffix == ".parquet":
@@ -98,6 +96,45 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     )
 
 
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """A CSV file record by record: a malformed record (bad quoting, a field count other than the header's) is
+    rejected with its record and line number; the others are read."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows, rejects = [], []
+    with opener(path, "rt", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.reader(handle, strict=True)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            return pd.DataFrame(), []
+        except csv.Error as exc:
+            raise InvalidCatalogueError(f"cannot read the header of {path}: {exc}") from exc
+        record = 0
+        while True:
+            line = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                record += 1
+                rejects.append(reject_record(record, None, "", f"malformed CSV at line {line}: {exc}"))
+                continue
+            if not fields:
+                continue
+            record += 1
+            if len(fields) != len(header):
+                rejects.append(reject_record(record, fields[0] if fields else None, "",
+                                             f"malformed CSV at line {line}: {len(fields)} fields, the header has "
+                                             f"{len(header)}"))
+                continue
+            rows.append({**dict(zip(header, fields)), "__record": record})
+    frame = pd.DataFrame(rows, columns=[*header, "__record"], dtype=object)
+    return frame, rejects
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     rows, rejects = [], []
     with path.open("rb") as handle:
@@ -105,7 +142,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = json.loads(raw.decode("utf-8"), parse_constant=NonFinite)
             except UnicodeDecodeError as exc:
                 rejects.append(reject_record(number, None, "", f"non-UTF-8 bytes: byte {exc.start} of the line; re-encode as UTF-8"))
                 continue
@@ -117,7 +154,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
                 continue
             row["__record"] = number
             rows.append(row)
-    return pd.DataFrame(rows), rejects
+    return pd.DataFrame(rows, dtype=object), rejects
 
 
 def mind_entity_labels(*cells: str) -> list[str]:

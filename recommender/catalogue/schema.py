@@ -30,7 +30,8 @@ class Catalogue:
         rejects: ``record`` (1-based position in the source), ``id``, ``field``, ``reason``.
         truncated_ids: ids whose text was longer than ``max_text_chars`` and was cut.
         ignored_columns: source columns that map to no schema field.
-        records_in: records read from the source.
+        records_in: records read from the source (accepted + rejected, always).
+        repaired: values whose control characters were removed.
     """
 
     articles: pd.DataFrame
@@ -38,6 +39,7 @@ class Catalogue:
     truncated_ids: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     records_in: int = 0
+    repaired: int = 0
 
     def summary(self) -> str:
         """One line for a terminal or a log."""
@@ -47,6 +49,8 @@ class Catalogue:
             parts[-1] += " (" + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + ")"
         if self.truncated_ids:
             parts.append(f"{len(self.truncated_ids)} truncated")
+        if self.repaired:
+            parts.append(f"{self.repaired} value(s) with control characters removed")
         if self.ignored_columns:
             parts.append("ignored columns: " + ", ".join(self.ignored_columns))
         return "; ".join(parts)

@@ -16,7 +16,7 @@ from ..embedding.base import Embedder
 from .background import background_tasks
 from .clicks import install_clicks
 from .errors import install_error_handlers
-from .limits import BodyLimitMiddleware
+from .limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .microcache import ResponseCache
 from .pages import install_pages
@@ -73,6 +73,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     # Inside the metrics middleware, so cache hits are counted and timed under their route like any request.
     if settings.response_cache_entries:
         app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,

@@ -26,7 +26,7 @@ from ..errors import UnknownArticleError
 from .counters import CountedEvent
 from .errors import ApiError
 from .metrics import route_template
-from .schemas import ErrorResponse
+from .schemas import ErrorResponse, Text
 
 WIDGETS = ("related", "more-like-this", "popular")
 LIST_ROUTES = frozenset({"/v1/articles/{article_id}/related", "/v1/more-like-this", "/v1/popular"})
@@ -41,9 +41,9 @@ class ClickEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    article_id: str = Field(min_length=1, max_length=200)
+    article_id: Text = Field(min_length=1, max_length=200)
     widget: Literal["related", "more-like-this", "popular"]
-    source_id: str | None = Field(default=None, min_length=1, max_length=200)
+    source_id: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class RateLimiter:

@@ -1,4 +1,5 @@
-"""Body size limit as ASGI middleware: a larger body gets 413 before any of it is parsed."""
+"""Request size limits as ASGI middleware: headers over a total size get 431, a larger body 413 before any of it
+is parsed."""
 
 from __future__ import annotations
 
@@ -19,12 +20,34 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes; send smaller batches")
 
 
-async def _reply_413(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"code": "payload_too_large", "message": f"the request body is larger than "
-                                 f"{limit} bytes; send smaller batches"}}).encode()
-    await send({"type": "http.response.start", "status": 413,
+async def _reply(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _reply_413(send: Send, limit: int) -> None:
+    await _reply(send, 413, "payload_too_large", f"the request body is larger than {limit} bytes; send smaller "
+                 f"batches")
+
+
+class HeaderLimitMiddleware:
+    """Refuse a request whose headers total more than ``max_bytes`` (431): the API's requests carry a few hundred
+    bytes of headers; megabytes of them are an attack on the worker's memory."""
+
+    def __init__(self, app: Callable, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+            if size > self.max_bytes:
+                await _reply(send, 431, "headers_too_large", f"the request headers total {size} bytes; the limit "
+                             f"is {self.max_bytes}")
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: str) -> str:
+    """Refuse text that cannot be encoded as UTF-8 (a lone surrogate such as a ``\\ud800`` JSON escape): a 422
+    naming the field, not a 500 from the tokenizer, the JSON encoder or a store."""
+    if _SURROGATE.search(value):
+        raise ValueError("text that cannot be encoded as UTF-8 (a lone surrogate such as \\ud800); send valid "
+                         "Unicode")
+    return value
+
+
+# Every text field of a request.
+Text = Annotated[str, AfterValidator(encodable)]
 ArticleId = Field(min_length=1, max_length=200)
 
 
@@ -52,14 +67,14 @@ class MoreLikeThisRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] = Field(default_factory=list, max_length=50)
-    text: str | None = None
-    negative_ids: list[str] = Field(default_factory=list, max_length=50)
-    exclude_ids: list[str] = Field(default_factory=list, max_length=500)
+    ids: list[Text] = Field(default_factory=list, max_length=50)
+    text: Text | None = None
+    negative_ids: list[Text] = Field(default_factory=list, max_length=50)
+    exclude_ids: list[Text] = Field(default_factory=list, max_length=500)
     k: int = Field(default=10, ge=1, le=100)
-    section: str | None = Field(default=None, max_length=200)
+    section: Text | None = Field(default=None, max_length=200)
     max_age_hours: float | None = Field(default=None, gt=0, le=1e6)
-    language: str | None = Field(default=None, min_length=1, max_length=20)
+    language: Text | None = Field(default=None, min_length=1, max_length=20)
     explain: bool = False
 
 
@@ -68,15 +83,15 @@ class ArticleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = ArticleId
-    title: str = Field(min_length=1, max_length=1_000)
-    abstract: str = ""
-    body: str = ""
-    url: str = ""
-    section: str = ""
+    id: Text = ArticleId
+    title: Text = Field(min_length=1, max_length=1_000)
+    abstract: Text = ""
+    body: Text = ""
+    url: Text = ""
+    section: Text = ""
     published_at: datetime | None = None
-    language: str = ""
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    language: Text = ""
+    tags: list[Text] = Field(default_factory=list, max_length=100)
 
     @field_validator("published_at")
     @classmethod
@@ -127,7 +142,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    article_id: str = ArticleId
+    article_id: Text = ArticleId
     type: Literal["view", "click"] = "view"
     timestamp: datetime | None = None
     count: int = Field(default=1, ge=1, le=1_000_000)

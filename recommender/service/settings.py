@@ -43,6 +43,7 @@ class ServiceSettings(BaseSettings):
     delta_path: Path | None = None
     takedowns: str | None = None
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    max_header_bytes: int = Field(default=16_384, ge=1_024)
     max_text_chars: int = Field(default=5_000, ge=1)
     max_events_per_batch: int = Field(default=1_000, ge=1)
     max_articles_per_batch: int = Field(default=100, ge=1)
