@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/recommender demo
 	@echo "demo article page: http://127.0.0.1:8000/demo/articles/demo-001"
-	$(VENV)/bin/recommender serve --index indexes/current --host 127.0.0.1 --port 8000
+	$(VENV)/bin/recommender serve --index indexes/current --host 127.0.0.1 --port 8000 --demo-pages
 
 services:
 	bash scripts/services.sh

@@ -29,7 +29,7 @@ def make_settings(root: Path, **overrides: object) -> ServiceSettings:
     """Deterministic settings: no background reload polling, popularity refreshed on every change."""
     values: dict[str, object] = dict(index=root / "current", write_token=TOKEN, reload_poll_seconds=0,
                                      popularity_refresh_seconds=0, list_cache_seconds=0, warm_model=False,
-                                     cors_origins=[ORIGIN])
+                                     cors_origins=[ORIGIN], demo_pages=True)
     values.update(overrides)
     return ServiceSettings(**values)
 
@@ -92,14 +92,17 @@ def client(root, embedder):
         yield test_client
 
 
-def serve(root: Path, port: int, workers: int, *options: str, **env: str) -> subprocess.Popen:
+def serve(root: Path, port: int, workers: int, *options: str, defaults: bool = False,
+          **env: str) -> subprocess.Popen:
     """`recommender serve` in its own process (real uvicorn) over ``root/current``; stderr in ``server.log`` beside
-    the root. ``env``: extra RECOMMENDER_* settings."""
-    variables = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "RECOMMENDER_WARM_MODEL": "false",
-                 "RECOMMENDER_POPULARITY_REFRESH_SECONDS": "0.5", "HF_HUB_OFFLINE": "1", **env}
+    the root. ``env``: extra RECOMMENDER_* settings. Quick polling for the tests unless ``defaults``: then every
+    setting is the shipped default but the write token."""
+    quick = {} if defaults else {"RECOMMENDER_WARM_MODEL": "false", "RECOMMENDER_POPULARITY_REFRESH_SECONDS": "0.5"}
+    variables = {**os.environ, "RECOMMENDER_WRITE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", **quick, **env}
+    polling = [] if defaults else ["--reload-poll-seconds", "0.2"]
     return subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
-                             "--port", str(port), "--workers", str(workers), "--reload-poll-seconds", "0.2",
-                             "--log-level", "warning", *options], env=variables, stdout=subprocess.DEVNULL,
+                             "--port", str(port), "--workers", str(workers), *polling, "--log-level", "warning",
+                             *options], env=variables, stdout=subprocess.DEVNULL,
                             stderr=(root.parent / "server.log").open("ab"))  # a file: a full pipe would block it
 
 

@@ -25,7 +25,8 @@ from playwright.sync_api import sync_playwright
 
 from recommender.catalogue.demo import demo_files
 from recommender.service.app import create_app
-from recommender.service.clicks import MAX_CLICK_BYTES, RateLimiter
+from recommender.service.clicks import MAX_CLICK_BYTES
+from recommender.service.ratelimit import MemoryRateLimiter as RateLimiter
 from recommender.service.settings import ServiceSettings
 from tests.conftest import DEMO_NOW
 
@@ -73,8 +74,9 @@ class Server:
 def settings_for(demo_root: Path, tmp: Path, **overrides) -> ServiceSettings:
     """The demo build (read-only) with private counters and delta; no reload polling; popularity on every event."""
     values = dict(index=demo_root / "current", views=f"sqlite:///{tmp / 'views.sqlite'}",
-                  delta_path=tmp / "live-delta.sqlite", write_token=TOKEN, reload_poll_seconds=0,
-                  popularity_refresh_seconds=0, warm_model=False, click_burst=1_000)
+                  delta_path=tmp / "live-delta.sqlite", takedowns=str(tmp / "takedowns.sqlite"), write_token=TOKEN,
+                  reload_poll_seconds=0, popularity_refresh_seconds=0, warm_model=False, click_burst=1_000,
+                  demo_pages=True)
     values.update(overrides)
     return ServiceSettings(**values)
 
@@ -246,6 +248,48 @@ def test_click_is_counted_and_reaches_popular(service, page):
     assert page.read()[0] == target
 
 
+def metric_value(base: str, name: str, **labels: str) -> float:
+    """One sample of the service's /metrics (0 when absent)."""
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_impressions_are_counted_exactly_with_the_response_cache_on(service, page, host):
+    """Every related list the widget receives counts one impression, also when the response cache answers it (it
+    once answered before the counter ran), on the service's own page and on the host site; a request that is not
+    the widget's fetch (a script, an <img> from elsewhere) counts none."""
+    served: list[int] = []
+    page.page.on("response", lambda r: served.append(r.status) if "/related?" in r.url and "widget=related" in r.url
+                 else None)
+    before = metric_value(service.url, "recommender_widget_impressions_total", widget="related")
+    for _ in range(3):  # the same article: the second and third lists come from the response cache
+        page.open(f"{service.url}/demo/articles/demo-001")
+    page.open(host_page(host, "impressions.html", service.url, '<div data-recommender="related" '
+                                                           'data-article-id="demo-001" data-k="4"></div>'))
+    for _ in range(5):
+        assert httpx.get(f"{service.url}/v1/articles/demo-001/related", params={"widget": "related"}).status_code \
+            == 200
+    httpx.get(f"{service.url}/v1/articles/demo-001/related", params={"widget": "related"},
+              headers={"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+    after = metric_value(service.url, "recommender_widget_impressions_total", widget="related")
+    assert served and set(served) == {200} and len(served) == 4
+    assert after - before == len(served)
+
+
+def test_clicks_from_other_sites_are_refused(service, host):
+    """With a CORS allow-list, the public click route takes clicks from the service's own pages and the allowed
+    site only."""
+    click = {"article_id": "demo-002", "widget": "related"}
+    refused = httpx.post(f"{service.url}/v1/events/click", json=click, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
+    assert httpx.post(f"{service.url}/v1/events/click", json=click, headers={"Origin": host[0]}).status_code == 204
+    assert httpx.post(f"{service.url}/v1/events/click", json=click,
+                      headers={"Sec-Fetch-Site": "same-origin"}).status_code == 204
+
+
 def test_read_articles_are_left_out(service, page, stories):
     """An article opened in this browser is not listed on the next page, though the API ranks it there; the
     history is capped at 50 ids, newest first."""
@@ -318,19 +362,22 @@ def test_page_intact_when_the_api_stops_or_hangs(demo_root, embedder, host, page
     assert all(m.startswith("error: Failed to load resource: net::ERR_CONNECTION_REFUSED") for m in page.console)
 
 
-def test_click_route_validates_and_limits(demo_root, embedder, tmp_path, service):
+def test_click_route_validates_and_limits(demo_root, embedder, tmp_path, service, host):
     """POST /v1/events/click: sendBeacon's text/plain accepted without a token; unknown ids, other widget names,
     extra fields and large bodies refused; the per-address bucket answers 429 with Retry-After."""
     url = f"{service.url}/v1/events/click"
     good = {"article_id": "demo-002", "widget": "popular", "source_id": "demo-001"}
-    assert httpx.post(url, content=json.dumps(good), headers={"Content-Type": "text/plain"}).status_code == 204
-    assert httpx.post(url, json={**good, "article_id": "nope"}).json()["error"]["code"] == "unknown_article"
-    assert httpx.post(url, json={**good, "source_id": "nope"}).status_code == 404
-    assert httpx.post(url, json={**good, "widget": "sidebar"}).status_code == 422
-    assert httpx.post(url, json={**good, "count": 1000}).status_code == 422
-    assert httpx.post(url, content=b"not json").status_code == 422
+    site = {"Origin": host[0]}  # the service's allow-list holds the host site
+    assert httpx.post(url, content=json.dumps(good), headers={"Content-Type": "text/plain", **site}).status_code \
+        == 204
+    assert httpx.post(url, json={**good, "article_id": "nope"}, headers=site).json()["error"]["code"] == \
+        "unknown_article"
+    assert httpx.post(url, json={**good, "source_id": "nope"}, headers=site).status_code == 404
+    assert httpx.post(url, json={**good, "widget": "sidebar"}, headers=site).status_code == 422
+    assert httpx.post(url, json={**good, "count": 1000}, headers=site).status_code == 422
+    assert httpx.post(url, content=b"not json", headers=site).status_code == 422
     big = {**good, "source_id": "x" * MAX_CLICK_BYTES}
-    assert httpx.post(url, json=big).status_code == 413
+    assert httpx.post(url, json=big, headers=site).status_code == 413
     assert 'recommender_widget_clicks_refused_total{reason="unknown_article"} 2.0' in httpx.get(
         f"{service.url}/metrics").text
     app = create_app(settings_for(demo_root, tmp_path, click_burst=2, click_rate_per_minute=1), embedder=embedder)

@@ -23,6 +23,8 @@ def serve(
     cors_origin: List[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
     reload_poll_seconds: float = typer.Option(2.0, help="How often `current` is checked for a new version."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    demo_pages: bool = typer.Option(False, "--demo-pages", help="Serve /demo/articles/{id}: each article laid out "
+                                    "as a page with the widget (whole bodies: for a demo, not a public API)."),
 ) -> None:
     """Serve the HTTP API (related, more-like-this, popular, live upserts and events). Writes need
     RECOMMENDER_WRITE_TOKEN in the environment."""
@@ -36,6 +38,7 @@ def serve(
         resolve_build_dir(index)  # fail here, with the fix, rather than in every worker
         # Workers are separate processes that build their settings from the environment (pydantic-settings).
         os.environ.update({"RECOMMENDER_INDEX": str(index), "RECOMMENDER_VIEWS": views,
+                           "RECOMMENDER_DEMO_PAGES": "true" if demo_pages else "false",
                            "RECOMMENDER_CORS_ORIGINS": json.dumps(cors_origin),
                            "RECOMMENDER_RELOAD_POLL_SECONDS": str(reload_poll_seconds)})
         uvicorn.run("recommender.service.app:create_app", factory=True, host=host, port=port, workers=workers,

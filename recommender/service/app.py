@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from ..version import __version__
 from ..embedding.base import Embedder
 from .background import background_tasks
-from .clicks import install_clicks
+from .clicks import install_clicks, install_impressions
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
@@ -67,16 +67,19 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
-    install_clicks(app, settings.click_rate_per_minute, settings.click_burst)
+    install_clicks(app, settings.cors_origins)
     install_pages(app, settings.demo_pages)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
-    # Inside the metrics middleware, so cache hits are counted and timed under their route like any request.
+    # Inside the impression counter and the metrics middleware, so cache hits are counted (impressions exactly)
+    # and timed under their route like any request.
     if settings.response_cache_entries:
         app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,
-                           max_entries=settings.response_cache_entries, vary_origin=bool(settings.cors_origins))
+                           max_entries=settings.response_cache_entries, max_bytes=settings.response_cache_bytes,
+                           vary_origin=bool(settings.cors_origins))
+    install_impressions(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

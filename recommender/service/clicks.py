@@ -1,18 +1,21 @@
-"""Widget clicks: a public click-event route (validated, per-IP rate-limited, size-limited) and widget metrics.
+"""Widget clicks and impressions: a public click-event route (validated, rate-limited, size-limited, Origin-
+checked) and the widget metrics.
 
 A page cannot hold the write token, so clicks do not go through ``POST /v1/events``. ``POST /v1/events/click``
 takes one click at a time with no token; what an anonymous caller can do with it is bounded: one event per
 request, only for an article the index lists, at ``click_rate_per_minute`` per client address (burst
-``click_burst``). A click counts as a ``click`` and, with ``click_counts_as_view``, as a page view of the
-article (the reader lands on it), so it reaches ``popular`` like any other view.
+``click_burst``; the buckets live in the view counters' store, shared by the workers of a node or, with Redis,
+by every replica), and, when the service has a CORS allow-list, only from those origins. A click counts as a
+``click`` and, with ``click_counts_as_view``, as a page view of the article, so it reaches ``popular``.
+
+An impression is a list answered 200 to the widget's own request: ``?widget=<kind>`` on a list route, fetched
+by a browser in CORS mode (``Sec-Fetch-Mode: cors``) from an allowed origin (or from the service's own pages
+when there is no allow-list). It is counted outside the response cache, so cached answers count too.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Literal
 from urllib.parse import parse_qs
@@ -26,6 +29,7 @@ from ..errors import UnknownArticleError
 from .counters import CountedEvent
 from .errors import ApiError
 from .metrics import route_template
+from .ratelimit import RateLimiter, shared_rate_limiter
 from .schemas import ErrorResponse, Text
 
 WIDGETS = ("related", "more-like-this", "popular")
@@ -46,38 +50,6 @@ class ClickEvent(BaseModel):
     source_id: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
-class RateLimiter:
-    """Token buckets per key: ``burst`` tokens, refilled at ``per_minute / 60`` a second.
-
-    At most ``max_keys`` buckets are kept (the least recently seen go first), so a flood of addresses costs
-    bounded memory; a forgotten address starts again with a full bucket.
-    """
-
-    def __init__(self, per_minute: float, burst: int, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute <= 0 or burst < 1 or max_keys < 1:
-            raise ValueError(f"per_minute must be > 0, burst >= 1 and max_keys >= 1, got {per_minute}, {burst}, "
-                             f"{max_keys}")
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_keys = max_keys
-        self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> float:
-        """Take one token for ``key``; returns 0.0 when allowed, else the seconds until a token is due."""
-        now = self.clock()
-        with self._lock:
-            tokens, last = self._buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
-            self._buckets[key] = (tokens - 1.0 if wait == 0.0 else tokens, now)
-            if len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        return wait
-
-
 class WidgetMetrics:
     """Per-widget counters in the app's registry: click-through is ``clicks / impressions`` per widget."""
 
@@ -93,9 +65,10 @@ class WidgetMetrics:
 class ImpressionMiddleware:
     """Counts a list answered 200 to a request marked ``?widget=<kind>`` (what ``widget.js`` sends)."""
 
-    def __init__(self, app: Callable, metrics: WidgetMetrics) -> None:
+    def __init__(self, app: Callable, metrics: WidgetMetrics, origins: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.metrics = metrics
+        self.origins = origins
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
                        send: Callable[[dict], Awaitable[None]]) -> None:
@@ -113,8 +86,33 @@ class ImpressionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_status)
-        if status == 200 and widget in WIDGETS and route_template(scope) in LIST_ROUTES:
+        if status == 200 and widget in WIDGETS and route_template(scope) in LIST_ROUTES and \
+                widget_request(scope, self.origins):
             self.metrics.impressions.labels(widget).inc()
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def widget_request(scope: dict[str, Any], origins: frozenset[str]) -> bool:
+    """Whether a list request is the widget's own fetch: a browser in CORS mode, from the service's own pages or
+    an allowed origin. An ``<img>``, a link or a page of another site is not."""
+    if _header(scope, b"sec-fetch-mode") != "cors":
+        return False
+    return _header(scope, b"sec-fetch-site") == "same-origin" or _header(scope, b"origin") in origins
+
+
+def allowed_click(request: Request, origins: frozenset[str]) -> bool:
+    """Whether a click may be counted: with an allow-list, only from the service's own pages or those origins;
+    without, from anywhere but a page of another site (``Sec-Fetch-Site: cross-site``)."""
+    site = request.headers.get("sec-fetch-site")
+    if origins:
+        return site == "same-origin" or request.headers.get("origin") in origins
+    return site != "cross-site"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -146,7 +144,12 @@ async def click(request: Request) -> Response:
     """One widget click, public (no token): the clicked article gets a click (and a view); rate-limited per client."""
     state = request.app.state.service
     settings = state.settings
-    wait = request.app.state.click_limiter.take(request.client.host if request.client else "unknown")
+    if not allowed_click(request, request.app.state.click_origins):
+        raise _refuse(request, "origin", ApiError(
+            403, "origin_not_allowed", f"clicks are counted only from the site's pages (origin "
+            f"{request.headers.get('origin')!r} is not in the allow-list)"))
+    address = request.client.host if request.client else "unknown"
+    wait = await run_in_threadpool(_limiter(request).take, address)
     if wait:
         raise _refuse(request, "rate_limited", ApiError(
             429, "rate_limited", f"too many click events from this address; retry in {math.ceil(wait)} s",
@@ -178,10 +181,25 @@ async def click(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def install_clicks(app: FastAPI, per_minute: float, burst: int) -> None:
-    """Add the click route, its rate limiter and the widget metrics (in the app's registry) to ``app``."""
-    metrics = WidgetMetrics(app.state.metrics.registry)
-    app.state.widget_metrics = metrics
-    app.state.click_limiter = RateLimiter(per_minute, burst)
+def _limiter(request: Request) -> RateLimiter:
+    """The click rate limiter, made on first use with the service's counter store (shared buckets)."""
+    app_state = request.app.state
+    if getattr(app_state, "click_limiter", None) is None:
+        settings = app_state.settings
+        app_state.click_limiter = shared_rate_limiter(app_state.service.counter, settings.click_rate_per_minute,
+                                                      settings.click_burst)
+    return app_state.click_limiter
+
+
+def install_clicks(app: FastAPI, origins: list[str]) -> None:
+    """Add the click route and the widget metrics (in the app's registry) to ``app``; ``install_impressions``
+    adds the impression counter (it must wrap the response cache)."""
+    app.state.widget_metrics = WidgetMetrics(app.state.metrics.registry)
+    app.state.click_origins = frozenset(origins)
+    app.state.click_limiter = None
     app.include_router(router)
-    app.add_middleware(ImpressionMiddleware, metrics=metrics)
+
+
+def install_impressions(app: FastAPI, origins: list[str]) -> None:
+    """Count impressions of the widget's lists; added after (so around) the response cache."""
+    app.add_middleware(ImpressionMiddleware, metrics=app.state.widget_metrics, origins=frozenset(origins))

@@ -66,6 +66,22 @@ def install_error_handlers(app: FastAPI) -> None:
         where = "; ".join(f"{'.'.join(str(p) for p in d['location'])}: {d['message']}" for d in details[:5])
         return error_response(422, "invalid_request", f"the request is invalid: {where}", details=details)
 
+    from ..live.sql import StoreUnavailableError
+    from .degraded import store_errors
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        return error_response(503, "store_unavailable", f"{exc}; nothing was written: retry later",
+                              {"Retry-After": "5"})
+
+    for error in store_errors():
+        @app.exception_handler(error)
+        async def store_down(request: Request, exc: Exception) -> JSONResponse:
+            log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(503, "store_unavailable", f"a store this request needs is unavailable "
+                                  f"({type(exc).__name__}: {exc}); nothing was written: retry later",
+                                  {"Retry-After": "5"})
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")

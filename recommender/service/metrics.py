@@ -36,6 +36,9 @@ class Metrics:
         self.event_batches_rejected = Counter("recommender_event_batches_rejected", "Event batches refused whole",
                                               registry=r)
         self.reloads = Counter("recommender_index_reloads", "Reload attempts by outcome", ["outcome"], registry=r)
+        self.degraded = Gauge("recommender_degraded", "1 while a store is unreachable and the service degrades "
+                              "(views: lists use the last live views read; writes answer 503)", ["component"],
+                              registry=r)
         self.reload_refused = Gauge("recommender_index_reload_refused",
                                     "1 while the newest published build was refused (the old one serves)",
                                     ["build_id"], registry=r)

@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..query.results import Recommendation
 from .counters import CountedEvent
+from .degraded import DEGRADED_HEADER
 from .errors import ApiError, unauthorized
 from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, LiftResponse, ListResponse,
                       MoreLikeThisRequest, Ready, TakedownsResponse, UpsertRequest, UpsertResponse)
@@ -55,16 +56,18 @@ def require_writer(request: Request,
 Writer = Depends(require_writer)
 
 
-def render(build_id: str, results: Sequence[Recommendation], explain: bool) -> Response:
+def render(build_id: str, results: Sequence[Recommendation], explain: bool, degraded: bool = False) -> Response:
     """A list response, serialised directly (the hot path skips response-model validation; repeated GETs of
-    the same list are answered by the response cache, ``microcache.py``)."""
+    the same list are answered by the response cache, ``microcache.py``); flagged when live views are stale."""
     items = []
     for result in results:
         item = result.to_dict()
         if not explain:
             del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
         items.append(item)
-    return Response(orjson.dumps({"build_id": build_id, "items": items}), media_type="application/json")
+    headers = {DEGRADED_HEADER: "views"} if degraded else None
+    return Response(orjson.dumps({"build_id": build_id, "items": items}), media_type="application/json",
+                    headers=headers)
 
 
 @router.get("/healthz", tags=["ops"])
@@ -83,7 +86,8 @@ async def readyz(state: State) -> Ready:
                  model=engine.manifest.model.name, created_at=engine.manifest.created_at,
                  loaded_at=served.loaded_at.isoformat(), delta_articles=len(overlay.live),
                  taken_down=len(overlay.taken_down),
-                 refused_build=refused[0].name if refused else None, refused_reason=refused[1] if refused else None)
+                 refused_build=refused[0].name if refused else None, refused_reason=refused[1] if refused else None,
+                 degraded=["views"] if state.views.degraded else [], current_problem=state.pointer_problem)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response,
@@ -102,7 +106,7 @@ async def related(state: State, article_id: Annotated[str, Path(min_length=1, ma
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     recommender = state.served.recommender
     results = recommender.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
-    return render(recommender.manifest.build_id, results, explain)
+    return render(recommender.manifest.build_id, results, explain, state.views.degraded)
 
 
 @router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -111,7 +115,7 @@ async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_
                 explain: bool = EXPLAIN) -> Response:
     """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
     recommender = state.served.recommender
-    return render(recommender.manifest.build_id, recommender.story(article_id, k=k), explain)
+    return render(recommender.manifest.build_id, recommender.story(article_id, k=k), explain, state.views.degraded)
 
 
 @router.post("/v1/more-like-this", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -125,7 +129,7 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
     results = recommender.more_like_this(ids=body.ids, text=text, negative_ids=body.negative_ids,
                                          exclude_ids=body.exclude_ids, k=body.k, section=body.section,
                                          max_age_hours=body.max_age_hours, language=body.language)
-    return render(recommender.manifest.build_id, results, body.explain)
+    return render(recommender.manifest.build_id, results, body.explain, state.views.degraded)
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -135,7 +139,7 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     recommender = state.served.recommender
     results = recommender.popular(k=k, section=section, window_hours=window_hours, language=language)
-    return render(recommender.manifest.build_id, results, explain)
+    return render(recommender.manifest.build_id, results, explain, state.views.degraded)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],

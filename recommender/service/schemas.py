@@ -176,6 +176,10 @@ class Ready(BaseModel):
     taken_down: int
     refused_build: str | None = None
     refused_reason: str | None = None
+    degraded: list[str] = Field(default_factory=list, description="Stores unreachable now (views: lists use the "
+                                "last live views read, writes answer 503).")
+    current_problem: str | None = Field(None, description="What is wrong with the `current` pointer (dangling, a "
+                                        "loop), while the last good build keeps serving.")
 
 
 class ErrorBody(BaseModel):

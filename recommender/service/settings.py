@@ -27,11 +27,13 @@ class ServiceSettings(BaseSettings):
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
         list_cache_seconds: a ranked list is served again for up to this long after its popularity snapshot
             (takedowns and upserts invalidate at once); with the refresh, the blend lags views by at most the sum.
-        response_cache_entries: rendered list responses kept for ``list_cache_seconds`` and sent again to repeated
-            requests without routing or ranking (``microcache.py``); 0 turns that cache off.
+        response_cache_entries / response_cache_bytes: bounds of the rendered list responses kept for
+            ``list_cache_seconds`` and sent again to repeated requests without routing or ranking
+            (``microcache.py``); 0 entries turns that cache off.
         click_rate_per_minute, click_burst: rate limit of ``POST /v1/events/click`` per client address.
         click_counts_as_view: a widget click also counts as a page view of the clicked article.
-        demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget).
+        demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget; it shows whole bodies,
+            so it is off by default).
     """
 
     model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore")
@@ -52,6 +54,7 @@ class ServiceSettings(BaseSettings):
     popularity_refresh_seconds: float = Field(default=1.0, ge=0)
     list_cache_seconds: float = Field(default=5.0, ge=0)
     response_cache_entries: int = Field(default=20_000, ge=0)
+    response_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     view_bucket_seconds: int = Field(default=600, ge=1)
     view_retention_hours: float = Field(default=72.0, gt=0)
     max_future_event_seconds: float = Field(default=300.0, ge=0)
@@ -63,4 +66,6 @@ class ServiceSettings(BaseSettings):
     click_burst: int = Field(default=20, ge=1)
     # A followed recommendation is also a page view of its article (off when the site sends its own views).
     click_counts_as_view: bool = True
-    demo_pages: bool = True  # /demo/articles/{id}: articles of the index laid out with the widget
+    # /demo/articles/{id}: articles of the index laid out with the widget, full bodies included: off unless asked
+    # for (`recommender serve --demo-pages`, on in `make demo`).
+    demo_pages: bool = False

@@ -21,8 +21,9 @@ from ..query.recommender import Recommender
 from ..storage.checks import self_match
 from ..storage.manifest import read_manifest
 from ..config import as_built
-from ..storage.versions import resolve_build_dir
+from ..storage.versions import resolve_build_dir, resolve_link
 from .counters import ViewCounter, open_counter
+from .degraded import GuardedViews
 from .metrics import Metrics
 from .settings import ServiceSettings
 
@@ -64,10 +65,12 @@ class ServiceState:
         self.embed_lock = threading.Lock()
         self.counter: ViewCounter = open_counter(settings.views, self.root, settings.view_bucket_seconds,
                                                  settings.view_retention_hours)
+        self.views = GuardedViews(self.counter, metrics)
         # Opened (and read) before the first build is loaded: no request is served without the takedowns.
         self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta_path)
         self.delta, self.takedowns = self.live.delta, self.live.takedowns
         self.refused: tuple[Path, str] | None = None
+        self.pointer_problem: str | None = None
         self.served: Served = self.load(first)
         self._publish_metrics()
 
@@ -77,7 +80,7 @@ class ServiceState:
         # Popularity is refreshed by the service (a background loop, or after each event when the interval is 0),
         # so a request never recomputes it.
         recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.live,
-                                       views=self.counter, clock=self.clock, popularity_max_age_seconds=math.inf,
+                                       views=self.views, clock=self.clock, popularity_max_age_seconds=math.inf,
                                        candidate_cache_size=settings.candidate_cache_size,
                                        embed_lock=self.embed_lock)
         check = self_match(recommender.index, recommender.table.vectors, recommender.config.gates)
@@ -99,8 +102,15 @@ class ServiceState:
         if self.pointer is None:
             return False
         try:
-            target = self.pointer.resolve(strict=True)
-        except OSError:
+            target = resolve_link(self.pointer)
+        except IndexFormatError as exc:
+            if self.pointer_problem != str(exc):  # logged once per problem, not every poll
+                log.error("not reloading: %s", exc)
+                self.metrics.reloads.labels("pointer_broken").inc()
+            self.pointer_problem = str(exc)
+            return False
+        self.pointer_problem = None
+        if target is None:
             return False
         if target == self.served.path or (self.refused is not None and self.refused[0] == target):
             return False

@@ -94,7 +94,6 @@ class IndexStore:
         if before_swap is not None:
             before_swap(final)
         self.point_current(final)
-        self._record("publish", final.name)
         self.gc(keep)
         return final
 
@@ -184,18 +183,19 @@ class IndexStore:
                 raise IndexFormatError(f"build {version} was never published (a rebuild stopped before making it "
                                        f"current); rollback goes only to builds that were served")
         read_manifest(target, verify_files=True)
-        self.point_current(target)
-        self._record("rollback", target.name)
+        self.point_current(target, event="rollback")
         return target
 
-    def point_current(self, build: Path) -> None:
-        """Atomically make ``current`` point at ``build`` (relative symlink, replaced by rename)."""
+    def point_current(self, build: Path, event: str = "publish") -> None:
+        """Atomically make ``current`` point at ``build`` (relative symlink, replaced by rename), then record it
+        in the publish log (``event``: "publish" or "rollback"): a build made current was served."""
         temp = self.root / f"current.tmp-{os.getpid()}"
         if temp.is_symlink() or temp.exists():
             temp.unlink()
         os.symlink(os.path.relpath(Path(build).resolve(), self.root), temp)
         os.replace(temp, self.current_link)
         fsync_path(self.root)
+        self._record(event, Path(build).name)
 
     def current(self) -> Path | None:
         """The resolved directory of the published build, or None before the first publish.
