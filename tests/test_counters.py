@@ -51,11 +51,27 @@ def test_views_and_clicks_are_counted_apart(counter):
     assert counter.decayed_views(NOW, 6, 72, kind="click") == pytest.approx({"a": 7.0})
 
 
-def test_a_failing_batch_counts_nothing(counter):
-    """A batch that fails half way is rolled back whole (never half-applied)."""
+def test_a_batch_failing_inside_the_store_counts_nothing(counter):
+    """A batch whose write fails in the store itself, after its first events were written, is rolled back whole
+    (never half-applied). The failure is made inside the database: a SQLite trigger refusing one article, a Redis
+    bucket key of the batch holding a string. (This test once failed the batch on the client, before any write.)"""
     counter.add([CountedEvent("a", NOW, 1)])
-    with pytest.raises(Exception):
-        counter.add([CountedEvent("a", NOW, 5), CountedEvent(None, NOW, 1)])  # type: ignore[arg-type]
+    later = NOW + timedelta(seconds=BUCKET)  # another bucket, written after the first event's
+    if isinstance(counter, SQLiteViewCounter):
+        import sqlite3
+
+        with sqlite3.connect(counter.path) as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON counts WHEN NEW.article_id = 'poison' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        batch = [CountedEvent("a", NOW, 5), CountedEvent("b", later, 2), CountedEvent("poison", later, 1)]
+    else:
+        poison = f"{counter.prefix}:view:{int(later.timestamp()) // BUCKET}"
+        counter.client.set(poison, "not a hash")
+        batch = [CountedEvent("a", NOW, 5), CountedEvent("b", later, 2)]
+    with pytest.raises(Exception, match="refused by the test|WRONGTYPE"):
+        counter.add(batch)
+    if not isinstance(counter, SQLiteViewCounter):
+        counter.client.delete(poison)
     assert counter.totals() == {"a": 1}
 
 

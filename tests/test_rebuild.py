@@ -154,12 +154,18 @@ def test_metric_gate_blocks_a_worse_build(root, demo_frame, embedder, cache_path
         return float(np.mean([story[a] == story[engine.table.ids[t]] for a, t in zip(engine.table.ids, top)]))
 
     frame = demo_frame.drop(columns=["story"])
-    ok = rebuild(frame, root, embedder=embedder, cache_path=cache_path, metric=same_story_at_1, metric_name="s@1")
-    assert ok.published and ok.gates[-1].name == "metric:s@1" and ok.gates[-1].value == pytest.approx(0.0)
     # Texts moved to the wrong ids: every text is still cached, but the related lists no longer match the stories.
     text_columns = ["title", "abstract", "body"]
     shuffled = frame.copy()
     shuffled[text_columns] = frame[text_columns].sample(frac=1.0, random_state=1).to_numpy()
+    # A worse build is published first (the gate allowed to drop), then the good catalogue rebuilds over it: the
+    # gate's value is the drop from current, -(improvement), computed here independently of the gate.
+    worse = rebuild(shuffled, root, embedder=embedder, cache_path=cache_path, metric=same_story_at_1,
+                    metric_name="s@1", config=_gates(max_metric_drop=1.0))
+    ok = rebuild(frame, root, embedder=embedder, cache_path=cache_path, metric=same_story_at_1, metric_name="s@1")
+    drop = same_story_at_1(worse.path) - same_story_at_1(ok.path)
+    assert drop < -0.3  # a real improvement, not two identical builds
+    assert ok.published and ok.gates[-1].name == "metric:s@1" and ok.gates[-1].value == pytest.approx(drop)
     with pytest.raises(GateFailedError, match=r"metric:s@1: FAILED: s@1 0\.\d+ vs 0\.\d+ in current"):
         rebuild(shuffled, root, embedder=embedder, cache_path=cache_path, metric=same_story_at_1, metric_name="s@1")
 

@@ -104,11 +104,22 @@ def test_semeval_metric_gate_is_wired(tmp_path, cache_path, monkeypatch):
     from .conftest import DATA
 
     monkeypatch.setenv("RECOMMENDER_DATA", str(DATA))
+    from recommender.evaluation import semeval_pearson
+    from recommender.embedding import make_embedder
+
     root = tmp_path / "idx"
     first = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval")
-    second = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval")
-    assert first.exit_code == second.exit_code == EXIT_PUBLISHED, first.output + second.output
-    gate = [g for g in json.loads(second.stderr.splitlines()[-1])["gates"] if g["name"] == "metric:semeval"][0]
-    assert gate["passed"] and gate["value"] == 0.0 and gate["message"].startswith("ok: semeval 0.")
+    assert first.exit_code == EXIT_PUBLISHED, first.output
+    gate = [g for g in json.loads(first.stderr.splitlines()[-1])["gates"] if g["name"] == "metric:semeval"][0]
+    # The gate's number is the evaluation package's Pearson for this model (computed here independently).
+    expected = semeval_pearson(make_embedder(), DATA, cache_path=cache_path)
+    assert gate["passed"] and gate["value"] == pytest.approx(expected, abs=1e-9) and expected > 0.8
+    # It compares with current: a rebuild that must improve by 0.01 (it cannot: same model) fails, exit 3.
+    strict = tmp_path / "improve.toml"
+    strict.write_text("[gates]\nmax_metric_drop = -0.01\n")
+    second = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval", "--config",
+                      str(strict))
+    assert second.exit_code == EXIT_GATE_FAILED, second.output
+    assert f"semeval {expected:.4f} vs {expected:.4f} in current" in second.stderr
     unknown = _rebuild("--indexes", str(root), "--metric-gate", "ndcg")
     assert unknown.exit_code == EXIT_INVALID_INPUT and "--metric-gate 'ndcg' is unknown" in unknown.stderr

@@ -34,10 +34,19 @@ def rss_bytes(pid: int) -> int:
 
 
 def worker_pids(parent: int) -> list[int]:
-    """The uvicorn worker processes under a `recommender serve` (itself, with one worker)."""
+    """The uvicorn worker processes under a `recommender serve` supervisor (not multiprocessing's resource
+    tracker), oldest first."""
     children = Path(f"/proc/{parent}/task/{parent}/children")
     found = [int(p) for p in children.read_text().split()] if children.exists() else []
-    return found or [parent]
+    workers = []
+    for pid in found:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"resource_tracker" not in command:
+            workers.append(pid)
+    return sorted(workers) or [parent]
 
 
 @pytest.fixture

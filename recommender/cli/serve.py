@@ -41,6 +41,11 @@ def serve(
                            "RECOMMENDER_DEMO_PAGES": "true" if demo_pages else "false",
                            "RECOMMENDER_CORS_ORIGINS": json.dumps(cors_origin),
                            "RECOMMENDER_RELOAD_POLL_SECONDS": str(reload_poll_seconds)})
-        uvicorn.run("recommender.service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+        from uvicorn.supervisors import Multiprocess
+
+        # Always under uvicorn's supervisor, one worker included: a worker that dies (a signal, an out-of-memory
+        # kill) is started again instead of taking the service down.
+        config = uvicorn.Config("recommender.service.app:create_app", factory=True, host=host, port=port,
+                                workers=workers, log_level=log_level, access_log=False)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     run(action)

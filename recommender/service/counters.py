@@ -124,6 +124,25 @@ class SQLiteViewCounter:
             self._db.close()
 
 
+# KEYS: the bucket hashes; ARGV: n, n expiry times, then (key position, article id, count) triples.
+_REDIS_ADD = """
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not counts: nothing counted')
+  end
+end
+local n = tonumber(ARGV[1])
+for i = n + 2, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], tonumber(ARGV[i + 2]))
+end
+for i = 1, n do
+  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[i + 1]))
+end
+return #KEYS
+"""
+
+
 class RedisViewCounter:
     """Counters in Redis: one hash per (kind, bucket), ``HINCRBY`` per event, each key expiring after retention.
 
@@ -140,6 +159,7 @@ class RedisViewCounter:
         except ImportError as exc:
             raise ImportError("the Redis view counter needs the redis package: pip install redis") from exc
         self.client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+        self._add_script = self.client.register_script(_REDIS_ADD)
         self.bucket_seconds = bucket_seconds
         self.retention_hours = retention_hours
         self.prefix = prefix
@@ -149,17 +169,20 @@ class RedisViewCounter:
 
     def add(self, events: Sequence[CountedEvent]) -> int:  # noqa: D102 - documented on ViewCounter
         retention = int(self.retention_hours * 3600)
-        pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: the batch lands whole or not at all
-        expiry: dict[str, int] = {}
+        keys: dict[str, int] = {}  # key -> its position in KEYS
+        expiry: list[int] = []
+        increments: list[object] = []
         for event in events:
             bucket = int(event.timestamp.timestamp()) // self.bucket_seconds
             key = self._key(event.kind, bucket)
-            pipe.hincrby(key, event.article_id, event.count)
-            # A bucket lives until its end plus the retention (a bucket already past that is deleted at once).
-            expiry[key] = (bucket + 1) * self.bucket_seconds + retention
-        for key, when in expiry.items():
-            pipe.expireat(key, when)
-        pipe.execute()
+            if key not in keys:
+                keys[key] = len(keys) + 1
+                # A bucket lives until its end plus the retention (a bucket already past that is deleted at once).
+                expiry.append((bucket + 1) * self.bucket_seconds + retention)
+            increments += [keys[key], event.article_id, int(event.count)]
+        # One script: Redis runs it atomically, and it checks every key before writing any, so a batch lands whole
+        # or not at all (MULTI/EXEC applies the commands before a failing one).
+        self._add_script(keys=list(keys), args=[len(keys), *expiry, *increments])
         return len(events)
 
     def _buckets(self, now: datetime, window_hours: float) -> list[int]:

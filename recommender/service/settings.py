@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
             (``microcache.py``); 0 entries turns that cache off.
         click_rate_per_minute, click_burst: rate limit of ``POST /v1/events/click`` per client address.
         click_counts_as_view: a widget click also counts as a page view of the clicked article.
+        mmap_builds: memory-map a build's arrays and index instead of reading them into each worker (saves memory
+            for a large archive; then no build file may ever be edited in place, or workers die of SIGBUS: published
+            files are read-only, and the supervisor restarts a worker that dies).
         demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget; it shows whole bodies,
             so it is off by default).
     """
@@ -60,6 +63,7 @@ class ServiceSettings(BaseSettings):
     max_future_event_seconds: float = Field(default=300.0, ge=0)
     candidate_cache_size: int = Field(default=20_000, ge=0)
     faiss_threads: int = Field(default=1, ge=1)
+    mmap_builds: bool = False
     warm_model: bool = True
     # The widget's public click route (no token): a token bucket per client address.
     click_rate_per_minute: float = Field(default=30.0, gt=0)

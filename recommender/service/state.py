@@ -80,6 +80,7 @@ class ServiceState:
         # Popularity is refreshed by the service (a background loop, or after each event when the interval is 0),
         # so a request never recomputes it.
         recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.live,
+                                       mmap=settings.mmap_builds,
                                        views=self.views, clock=self.clock, popularity_max_age_seconds=math.inf,
                                        candidate_cache_size=settings.candidate_cache_size,
                                        embed_lock=self.embed_lock)
