@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RECOMMENDER_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-fast services browser clean evaluate
+.PHONY: setup demo test test-fast lint services browser clean evaluate
 
 setup: $(VENV)/.installed
 
@@ -36,14 +36,19 @@ services:
 browser:
 	bash scripts/browser.sh
 
-test: setup services browser
+# Lint and types first (seconds), then the whole suite.
+lint: setup
+	$(VENV)/bin/ruff check recommender tests benchmarks
+	$(VENV)/bin/mypy
+
+test: setup services browser lint
 	$(VENV)/bin/pytest -v
 
 # Every task x method on the shared datasets, with sweeps; table in docs/evaluation.md (about 20 min on 2 cores cold).
 evaluate: setup
 	$(VENV)/bin/recommender evaluate --cache .cache/embeddings.sqlite --out evaluation-results --sweep
 
-# Unit tests only (no real model, no shared data): the quick local loop.
+# Only the tests that need neither the real model, the shared data, a browser nor a service: the quick local loop.
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow" -q
 

@@ -136,7 +136,8 @@ def main() -> None:
     fp32_rate = rates["torch-fp32"]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version(),
-        "build_id": report.build_id, "articles": report.articles, "embedded": report.embedded, "embedder": f"{args.backend}-{args.precision}",
+        "build_id": report.build_id, "articles": report.articles, "embedded": report.embedded,
+        "embedder": f"{args.backend}-{args.precision}",
         "wall_seconds": round(wall, 1), "stages": {k: round(v, 2) for k, v in report.seconds.items()},
         "articles_per_second": round(report.articles / wall, 1), "peak_rss_gib_after_build": round(peak_rss_gib, 2),
         "sample_texts": len(sample), "sample_texts_per_second": {k: round(v, 1) for k, v in rates.items()},

@@ -89,7 +89,8 @@ def run_build(args: argparse.Namespace) -> dict:
         "note": "NOT measured: linear extrapolation of this run's embedding rate; index/neighbour costs at 100k "
                 "come from the `neighbours` run",
         "embed_seconds": round(100_000 / embed_rate, 0), "embed_rate_per_second": round(embed_rate, 1),
-        "incremental_embed_seconds_1pct": round(1_000 / embed_rate, 0), "non_embed_seconds_at_this_size": round(other, 2)}
+        "incremental_embed_seconds_1pct": round(1_000 / embed_rate, 0),
+        "non_embed_seconds_at_this_size": round(other, 2)}
     print(f"full build of {full.articles} articles: {full_wall:.1f}s ({_stages(full.seconds)})")
     print(f"incremental, {incremental.diff.changed} changed: {incremental_wall:.1f}s "
           f"({_stages(incremental.seconds)}); {result['speedup']}x faster, {incremental.embedded} embedded")

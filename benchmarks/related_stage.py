@@ -89,10 +89,12 @@ def main() -> None:
     pruned, pruned_seconds = timed(candidate_search, small, 50, relatedness.lexical_query_terms)
     recall = float(np.mean([len(set(p[p >= 0].tolist()) & set(e[e >= 0].tolist())) / max((e >= 0).sum(), 1)
                             for p, e in zip(pruned, exact)]))
-    result["slice"] = {"exact_search_seconds": round(exact_seconds, 1), "pruned_search_seconds": round(pruned_seconds, 1),
+    result["slice"] = {"exact_search_seconds": round(exact_seconds, 1),
+                       "pruned_search_seconds": round(pruned_seconds, 1),
                        "speedup": round(exact_seconds / pruned_seconds, 1), "pruned_recall_at_50": round(recall, 4)}
     print(f"{args.exact_articles} articles: exact TF-IDF top-50 {exact_seconds:.1f} s, pruned (25 terms) "
-          f"{pruned_seconds:.1f} s ({exact_seconds / pruned_seconds:.1f}x), recall@50 of exact {recall:.4f}", flush=True)
+          f"{pruned_seconds:.1f} s ({exact_seconds / pruned_seconds:.1f}x), recall@50 of exact {recall:.4f}",
+          flush=True)
 
     (_, matrix), fit_seconds = timed(LexicalModel.fit, texts)
     depth = relatedness.lexical_candidates + config.neighbour_margin
@@ -111,7 +113,8 @@ def main() -> None:
                       "pruned_search_seconds": round(search_seconds, 1),
                       "fuse_seconds": round(max(stage_seconds - fit_seconds - search_seconds, 0.0), 1),
                       "related_stage_seconds": round(stage_seconds, 1),
-                      "hnsw_index_seconds": round(index_seconds, 1), "dense_neighbours_seconds": round(dense_seconds, 1),
+                      "hnsw_index_seconds": round(index_seconds, 1),
+                      "dense_neighbours_seconds": round(dense_seconds, 1),
                       "lexical_query_mode": query_mode, "lexical_search_depth": depth, "dense_depth": dense_depth,
                       "related_stats": tables.stats}
     print(json.dumps(result, indent=2))

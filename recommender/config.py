@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -195,7 +192,7 @@ class RelatednessConfig:
             article's this many strongest terms (None: always all terms).
         exact_lexical_max_count: up to this many articles the TF-IDF candidate search uses every term: an exact
             all-pairs search, quadratic in the catalogue (BBC News p@5 0.9574 exact, 0.9500 with 25 query terms;
-            at 100k articles 25 terms made the search ~4x faster: benchmarks/RESULTS.md).
+            on a 20k-article slice 25 terms made the search 3.1x faster: benchmarks/RESULTS.md).
         lexical_refit_fraction: an incremental rebuild reuses the previous build's TF-IDF vocabulary and idf
             (``related_build.py``) until more than this share of the articles it was fitted on has changed
             (new, edited or deleted); then the model is refitted and every TF-IDF score recomputed.
@@ -329,7 +326,7 @@ class BuildConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BuildConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
         parts = {
             "catalogue": CatalogueConfig,
@@ -341,6 +338,8 @@ class BuildConfig:
             "relatedness": RelatednessConfig,
             "gates": GateConfig,
         }
+        from .config_files import renamed_settings, typed
+
         kwargs: dict[str, Any] = {}
         if not isinstance(data, Mapping):
             raise ValueError(f"build settings must be a table of sections, got {type(data).__name__}")
@@ -363,89 +362,17 @@ class BuildConfig:
         return cls(**kwargs)
 
     def with_overrides(self, column_map: Mapping[str, str] | None = None, max_reject_ratio: float | None = None,
-                       model: str | None = None, factory: str | None = None) -> "BuildConfig":
+                       model: str | None = None, factory: str | None = None) -> BuildConfig:
         """A copy with the options a command line commonly sets."""
         config = self
         if column_map is not None or max_reject_ratio is not None:
-            catalogue = dataclasses.replace(
-                config.catalogue,
-                **({"column_map": dict(column_map)} if column_map is not None else {}),
-                **({"max_reject_ratio": max_reject_ratio} if max_reject_ratio is not None else {}),
-            )
+            changes: dict[str, Any] = {"column_map": dict(column_map)} if column_map is not None else {}
+            if max_reject_ratio is not None:
+                changes["max_reject_ratio"] = max_reject_ratio
+            catalogue = dataclasses.replace(config.catalogue, **changes)
             config = dataclasses.replace(config, catalogue=catalogue)
         if model is not None:
             config = dataclasses.replace(config, embedder=dataclasses.replace(config.embedder, model=model))
         if factory is not None:
             config = dataclasses.replace(config, index=dataclasses.replace(config.index, factory=factory))
         return config
-
-
-_ADAPTERS: dict[type, dict[str, Any]] = {}
-
-
-def typed(cls: type, values: Mapping[str, Any], section: str) -> Any:
-    """``cls(**values)`` with every value checked against its annotated type (pydantic, strict: a string is not
-    a number, a float is not an integer), then the class's own range checks.
-
-    Raises:
-        ValueError: naming the section, the setting and what was wrong.
-    """
-    import typing
-
-    from pydantic import TypeAdapter, ValidationError
-
-    adapters = _ADAPTERS.get(cls)
-    if adapters is None:
-        hints = typing.get_type_hints(cls)
-        adapters = _ADAPTERS[cls] = {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)}
-    checked = {}
-    for name, value in values.items():
-        try:
-            checked[name] = adapters[name].validate_python(value, strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"[{section}] {name}: {first.get('msg')} (got {value!r})") from None
-    try:
-        return cls(**checked)
-    except ValueError as exc:
-        raise ValueError(f"[{section}] {exc}") from None
-
-
-def as_built(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A manifest's build settings with what builds from before a setting existed did in its place: the entity
-    term (``RelatednessConfig.entity_weight``) was 0 before it was introduced."""
-    stored = dict(stored) if isinstance(stored, Mapping) else stored
-    relatedness = stored.get("relatedness") if isinstance(stored, dict) else None
-    if isinstance(relatedness, Mapping) and "entity_weight" not in relatedness:
-        return {**stored, "relatedness": {**relatedness, "entity_weight": 0.0}}
-    return stored
-
-
-# Settings renamed for what they hold: old name -> (section, new name). Files and manifests written with the old
-# names still load.
-RENAMED = {"weight_similarity": ("ranking", "weight_relatedness")}
-
-
-def renamed_settings(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` with renamed settings under their current names (a setting given under both names: the new wins)."""
-    out = dict(data)
-    for old, (section, new) in RENAMED.items():
-        part = out.get(section)
-        if isinstance(part, Mapping) and old in part:
-            part = dict(part)
-            value = part.pop(old)
-            part.setdefault(new, value)
-            out[section] = part
-    return out
-
-
-def load_build_config(path: str | Path) -> BuildConfig:
-    """Read build settings from a TOML or JSON file with the sections of ``BuildConfig``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-    else:
-        data = tomllib.loads(path.read_text())
-    return BuildConfig.from_dict(data)

@@ -14,7 +14,7 @@ def file_sha256(path: Path) -> str:
 
 
 def fsync_path(path: Path) -> None:
-    """fsync a file or a directory."""
+    """Fsync a file or a directory."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

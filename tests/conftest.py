@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta, timezone, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,26 @@ CACHE = Path(os.environ.get("RECOMMENDER_TEST_CACHE", REPO / ".cache" / "embeddi
 # that DEMO_NOW, the suite's reference time, is the clock at start (as `recommender demo` shifts it): the service
 # and widget tests read the wall clock, whose 72 h popularity window would hold no demo views a few days after
 # the corpus was written. Tests pass DEMO_NOW where they can; relative ages are the same on any day.
-DEMO_SHIFT = timedelta(hours=round((datetime.now(timezone.utc) - DEMO_EPOCH).total_seconds() / 3600))
+DEMO_SHIFT = timedelta(hours=round((datetime.now(UTC) - DEMO_EPOCH).total_seconds() / 3600))
 DEMO_NOW = (DEMO_EPOCH + DEMO_SHIFT).strftime("%Y-%m-%dT%H:%M:%SZ")
 # The PostgreSQL database the tests use: scripts/services.sh creates this role and database (Debian's default
 # authentication: password over TCP).
 PG_URL = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://recommender:recommender@127.0.0.1:5432/recommender_test")
 # The service tests' `root` and `client` fixtures (a private copy of the demo build, a running app).
 pytest_plugins = ["tests.service_helpers"]
+
+
+# Fixtures that need the real model, the shared data or a service: a test using any of them, directly or through
+# another fixture, is marked slow (`make test-fast` leaves it out). Tests that reach a service without a fixture
+# are marked in their module.
+NEEDS_THE_REAL_THING = {"embedder", "cache_path", "demo_root", "demo_engine", "bbc_engine", "pg_url"}
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Mark every test that needs the model, the data or a service as slow."""
+    for item in items:
+        if NEEDS_THE_REAL_THING & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def data_path(*parts: str) -> Path:
@@ -57,8 +70,8 @@ def cache_path() -> Path:
 def demo_root(tmp_path_factory, embedder, cache_path) -> Path:
     """An indexes root with the demo corpus, shifted so DEMO_EPOCH plays DEMO_NOW, built and published (read-only
     for tests)."""
-    from recommender.catalogue.demo import demo_catalogue
     from recommender.build import build
+    from recommender.catalogue.demo import demo_catalogue
 
     root = tmp_path_factory.mktemp("demo-indexes")
     articles, views = demo_catalogue(DEMO_EPOCH + DEMO_SHIFT)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.embedding.batching import encode_length_sorted, length_sorted_batches
 from recommender.config import EmbedderConfig
 from recommender.embedding import EmbeddingCache, embed_cached, make_embedder
+from recommender.embedding.batching import encode_length_sorted, length_sorted_batches
 from recommender.errors import ModelMismatchError, RecommenderError
 from recommender.evaluation.fidelity import FidelityConfig, load_slice, may_be_default, measure, verdicts
 
@@ -59,6 +59,7 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions():
     assert bf16_supported("flags\t: avx512f avx512_bf16 amx_tile\n")
 
 
+@pytest.mark.slow  # resolves the packaged model
 def test_fp16_is_for_a_cuda_gpu_only():
     """fp16 on the CPU (or on a machine whose torch sees no GPU) is refused with the alternatives named."""
     from recommender.embedding.torch_backend import require_fp16
@@ -187,10 +188,10 @@ def test_fidelity_gate_on_bbc_and_reuters_slices(embedder, bf16, onnx_int8, cach
 @pytest.mark.slow
 def test_a_build_records_its_backend_and_the_service_side_loads_the_same_one(tmp_path, onnx_int8, embedder):
     """A demo build with the int8 backend: manifest says onnx-int8, free text uses int8, fp32 is refused."""
+    from recommender.build import build
     from recommender.catalogue.demo import demo_files
     from recommender.config import BuildConfig
     from recommender.query import Recommender
-    from recommender.build import build
 
     config = BuildConfig(embedder=EmbedderConfig(backend="onnx", precision="int8", export_dir=str(EXPORT_DIR)))
     articles, _ = demo_files()

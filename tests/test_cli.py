@@ -9,8 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app
 from recommender.catalogue.demo import demo_files
+from recommender.cli import app
 
 runner = CliRunner()
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from recommender.service.counters import CountedEvent, RedisViewCounter, SQLiteViewCounter, open_counter
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = os.environ.get("RECOMMENDER_TEST_REDIS", "redis://127.0.0.1:6379/15")
 BUCKET = 600
-NOW = datetime(2026, 11, 27, 12, 5, 0, tzinfo=timezone.utc)  # 12:00-12:10 bucket, middle 12:05
+NOW = datetime(2026, 11, 27, 12, 5, 0, tzinfo=UTC)  # 12:00-12:10 bucket, middle 12:05
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.slow)])
 def counter(request, tmp_path):
     """A fresh counter store of each kind (Redis keys under a unique prefix, deleted afterwards)."""
     if request.param == "sqlite":
@@ -87,9 +88,10 @@ def test_two_handles_on_one_store_see_each_others_counts(counter, tmp_path):
     other.close()
 
 
+@pytest.mark.slow  # Redis
 def test_buckets_past_retention_expire(tmp_path):
     """Buckets older than the retention are gone: deleted in SQLite, expired by Redis itself."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old, recent = now - timedelta(hours=5), now - timedelta(minutes=5)
     prefix = f"test:{uuid.uuid4().hex}"
     stores = [SQLiteViewCounter(tmp_path / "v.sqlite", BUCKET, retention_hours=2),

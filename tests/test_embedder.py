@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from recommender.embedding import models as embedder_module
 from recommender.config import EmbedderConfig
 from recommender.embedding import EmbeddingCache, embed_cached, make_embedder, resolve_model
+from recommender.embedding import models as embedder_module
 from recommender.errors import ModelIntegrityError, ModelMismatchError, RecommenderError
 
 pytestmark = pytest.mark.slow

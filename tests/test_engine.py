@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.catalogue.demo import demo_files
-from recommender.catalogue.demo import DEMO_EPOCH
+from recommender.catalogue.demo import DEMO_EPOCH, demo_files
 from recommender.errors import InvalidQueryError, UnknownArticleError
 from tests.conftest import DEMO_NOW
 
@@ -128,7 +127,7 @@ def test_demo_catalogue_moves_the_corpus_to_now():
     from recommender.catalogue.demo import DEMO_EPOCH, demo_catalogue
 
     as_written, views_written = demo_catalogue(DEMO_EPOCH)
-    later = datetime(2027, 3, 1, 9, 0, tzinfo=timezone.utc)
+    later = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
     moved, views_moved = demo_catalogue(later)
     shift = pd.Timestamp(later) - pd.Timestamp(DEMO_EPOCH)
     assert (moved["published_at"] - as_written["published_at"] == shift).all()

@@ -9,6 +9,8 @@ from recommender.evaluation import datasets
 
 from .conftest import DATA, data_path
 
+pytestmark = pytest.mark.slow  # the shared datasets
+
 
 def test_semeval_keeps_original_pairs_per_language():
     """Original ids only by default (796 rows, 161 en-en); augmentations only on request; scores 1-4."""

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recommender.build import build
+from recommender.build.executors import LocalExecutor, RayConfig, RayExecutor, make_executor
 from recommender.catalogue import embedding_texts, read_catalogue
 from recommender.catalogue.demo import demo_files
 from recommender.query import Recommender
-from recommender.build.executors import LocalExecutor, RayConfig, RayExecutor, make_executor
-from recommender.build import build
 
 pytestmark = pytest.mark.slow
 

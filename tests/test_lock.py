@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from recommender.errors import RebuildLockedError
 from recommender.build.lock import RebuildLock, pid_alive
+from recommender.errors import RebuildLockedError
 
 
 def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path):

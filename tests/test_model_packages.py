@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from recommender.embedding import split_models as model_packages
 from recommender.config import EmbedderConfig
 from recommender.embedding import make_embedder, resolve_model
+from recommender.embedding import split_models as model_packages
 from recommender.errors import ModelIntegrityError
 from recommender.evaluation import semeval_pearson
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recommender.build import build
 from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, EmbedderConfig, RankingConfig
 from recommender.embedding import Embedder, make_embedder
 from recommender.query import Recommender
-from recommender.build import build
 
 from .conftest import data_path
 

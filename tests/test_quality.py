@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.query import Recommender
 from recommender.build import build
+from recommender.query import Recommender
 
 from .conftest import data_path
 

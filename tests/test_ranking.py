@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def run(filters: Filters, config: RankingConfig | None = None, k: int = 5, trend
     listed = ListedArticles(t, ArticleTable.empty(4), np.zeros(6, dtype=bool))
     anchor = Anchor(0, t.story(0), 100.0, (), int(t.copy_groups[0]), "", t.vectors[0])
     trending = np.zeros(6) if trending is None else np.asarray(trending, dtype=np.float64)
-    popularity = Popularity(datetime(1970, 1, 5, 5, tzinfo=timezone.utc), 101.0, trending, np.zeros(6),
+    popularity = Popularity(datetime(1970, 1, 5, 5, tzinfo=UTC), 101.0, trending, np.zeros(6),
                             np.zeros(6), 0)
     candidates = Candidates.of(listed, np.arange(6), t.vectors @ t.vectors[0], [anchor])
     return rank(listed, candidates, k, config, filters, popularity, anchor, RowFields())

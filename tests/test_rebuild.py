@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recommender.build import rebuild
 from recommender.catalogue import embedding_texts, read_catalogue
 from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, GateConfig
 from recommender.embedding import EmbeddingCache, text_key
-from recommender.query import Recommender
 from recommender.errors import GateFailedError
-from recommender.build import rebuild
+from recommender.query import Recommender
 from recommender.storage.versions import IndexStore
 
 from .conftest import PG_URL
@@ -110,8 +110,8 @@ def test_model_identity_gate_catches_a_foreign_cache_and_model(tmp_path, demo_fr
 def test_model_identity_probe_tolerates_reduced_precision_rounding_only():
     """bf16 vectors move ~1e-3 with their batch: tolerated for a bf16 identity, not for fp32; a foreign model's
     vectors (differences of tenths) fail both."""
-    from recommender.embedding import ModelIdentity
     from recommender.build.gates import model_identity
+    from recommender.embedding import ModelIdentity
 
     rng = np.random.default_rng(0)
     stored = rng.normal(size=(8, 16)).astype(np.float32)

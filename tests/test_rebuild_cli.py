@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app
-from recommender.catalogue.demo import demo_files
 from recommender.build import rebuild
+from recommender.catalogue.demo import demo_files
+from recommender.cli import app
 from recommender.cli.runlog import EXIT_GATE_FAILED, EXIT_INVALID_INPUT, EXIT_PUBLISHED
 from recommender.storage.versions import IndexStore
 
@@ -22,7 +23,8 @@ def _rebuild(*args: str):
 
 
 def test_rebuild_exit_codes_and_structured_log(tmp_path, cache_path):
-    """0 publishes with JSON stage lines and a summary; bad input exits 2; a failed gate exits 3; dry run publishes nothing."""
+    """0 publishes with JSON stage lines and a summary; bad input exits 2; a failed gate exits 3; a dry run
+    publishes nothing."""
     root = tmp_path / "idx"
     ok = _rebuild("--indexes", str(root), "--cache", str(cache_path))
     assert ok.exit_code == EXIT_PUBLISHED, ok.output
@@ -90,11 +92,11 @@ def test_versions_rollback_and_gc(tmp_path, embedder, cache_path):
 
 def test_build_ids_sort_by_creation_time_within_a_second():
     """Builds made in the same second keep their order (gc keeps the newest; it once kept a random one)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from recommender.storage.versions import new_build_id
 
-    stamps = [datetime(2026, 11, 27, 2, 0, 0, micro, tzinfo=timezone.utc) for micro in (5, 40, 999_999)]
+    stamps = [datetime(2026, 11, 27, 2, 0, 0, micro, tzinfo=UTC) for micro in (5, 40, 999_999)]
     ids = [new_build_id(s) for s in stamps]
     assert sorted(ids) == ids and ids[0].startswith("20261127T020000Z-000005")
 
@@ -104,8 +106,8 @@ def test_semeval_metric_gate_is_wired(tmp_path, cache_path, monkeypatch):
     from .conftest import DATA
 
     monkeypatch.setenv("RECOMMENDER_DATA", str(DATA))
-    from recommender.evaluation import semeval_pearson
     from recommender.embedding import make_embedder
+    from recommender.evaluation import semeval_pearson
 
     root = tmp_path / "idx"
     first = _rebuild("--indexes", str(root), "--cache", str(cache_path), "--metric-gate", "semeval")

@@ -11,12 +11,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from recommender.cli import app
-from recommender.catalogue.demo import demo_files
-from recommender.query import Recommender
-from recommender.errors import RebuildLockedError
 from recommender.build import rebuild
+from recommender.catalogue.demo import demo_files
+from recommender.cli import app
 from recommender.cli.runlog import EXIT_LOCKED
+from recommender.errors import RebuildLockedError
+from recommender.query import Recommender
 from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow

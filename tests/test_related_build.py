@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recommender.build import build
+from recommender.build.related_tables import RelatedState
+from recommender.build.relatedness import entity_matrix
+from recommender.build.toptable import TopTable, update
 from recommender.catalogue import lexical_texts
 from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, IndexConfig, RelatednessConfig
 from recommender.query import Recommender
 from recommender.storage.layout import RELATED_ROWS, RELATED_SCORES, VECTORS
 from recommender.storage.manifest import read_manifest
-from recommender.build import build
-from recommender.build.related_tables import RelatedState
-from recommender.build.relatedness import entity_matrix
-from recommender.build.toptable import TopTable, update
 
 from .manifests import reseal
 from .relatedness_oracle import fused_oracle
@@ -64,8 +64,8 @@ def test_top_table_update_is_exact_with_deletions_edits_and_a_thin_margin():
         entry_map[survivors[edited]] = -1
         full = new_vectors @ new_vectors.T
         table, searched = update(table, new_to_old, entry_map, fresh,
-                                 lambda rows: full[np.ix_(rows, np.flatnonzero(fresh))],
-                                 lambda rows: tuple(a[rows] for a in _exact_top(full, depth)), needed)
+                                 lambda rows, full=full, fresh=fresh: full[np.ix_(rows, np.flatnonzero(fresh))],
+                                 lambda rows, full=full: tuple(a[rows] for a in _exact_top(full, depth)), needed)
         want_rows, want_scores = _exact_top(full, needed)
         np.testing.assert_allclose(table.scores[:, :needed], want_scores, atol=1e-5)
         assert (table.rows[:, :needed] == want_rows).mean() > 0.999  # equal scores aside
@@ -100,8 +100,8 @@ def test_top_table_floor_covers_fresh_articles_left_out_of_the_merge():
             entry_map[survivors[edited]] = -1
             full = new_vectors @ new_vectors.T
             table, _ = update(table, new_to_old, entry_map, fresh,
-                              lambda rows: full[np.ix_(rows, np.flatnonzero(fresh))],
-                              lambda rows: tuple(a[rows] for a in _exact_top(full, depth)), needed)
+                              lambda rows, full=full, fresh=fresh: full[np.ix_(rows, np.flatnonzero(fresh))],
+                              lambda rows, full=full: tuple(a[rows] for a in _exact_top(full, depth)), needed)
             np.testing.assert_allclose(table.scores[:, :needed], _exact_top(full, needed)[1], atol=1e-5,
                                        err_msg=f"seed {seed}")
             vectors = new_vectors

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from recommender.catalogue import lexical_texts
-from recommender.catalogue.demo import demo_files
-from recommender.config import BuildConfig, RelatednessConfig
 from recommender.build.related_tables import related_tables
 from recommender.build.relatedness import LexicalModel, entity_matrix, lexical_search, top_terms
 from recommender.build.toptable import TopTable
-
-import pandas as pd
+from recommender.catalogue import lexical_texts
+from recommender.catalogue.demo import demo_files
+from recommender.config import BuildConfig, RelatednessConfig
 
 from .relatedness_oracle import fused_oracle
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.query import Recommender
-from recommender.errors import IndexFormatError, ModelMismatchError
-from recommender.storage.manifest import read_manifest
 from recommender.build import build
+from recommender.errors import IndexFormatError, ModelMismatchError
+from recommender.query import Recommender
+from recommender.storage.manifest import read_manifest
 from recommender.storage.versions import IndexStore
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import pytest
 from recommender.catalogue.demo import demo_files
 from recommender.config import RankingConfig, StoryConfig
 from recommender.live.delta import DeltaStore
-from recommender.times import epoch_hours
 from recommender.query import Recommender
 from recommender.stories import StoryTable, assign, copy_groups, stories
+from recommender.times import epoch_hours
 
 from .conftest import DEMO_NOW
 

@@ -57,7 +57,7 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         deadline = time.monotonic() + 60
         while not self.server.started:
@@ -145,7 +145,7 @@ class Page:
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
 
-    def open(self, url: str) -> "Page":
+    def open(self, url: str) -> Page:
         """Load a page and wait until every widget container has settled (ready, fallback or empty)."""
         self.page.goto(url)
         self.page.wait_for_function(SETTLED)

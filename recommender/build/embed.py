@@ -50,13 +50,13 @@ def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: C
     reused = int(done.sum())
     if cache is not None:
         found = cache.get(identity.cache_tag, [keys[i] for i in np.flatnonzero(~done)], identity.dims)
-        for i in np.flatnonzero(~done):
+        for i in np.flatnonzero(~done).tolist():
             if keys[i] in found:
                 vectors[i] = found[keys[i]]
                 done[i] = True
     cached = int(done.sum()) - reused
     first: dict[str, int] = {}
-    for i in np.flatnonzero(~done):
+    for i in np.flatnonzero(~done).tolist():
         first.setdefault(keys[i], int(i))
     unique = list(first.values())
     if unique:
@@ -64,7 +64,7 @@ def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: C
         if cache is not None:
             cache.put(identity.cache_tag, [keys[i] for i in unique], fresh)
         by_key = {keys[i]: v for i, v in zip(unique, fresh)}
-        for i in np.flatnonzero(~done):
+        for i in np.flatnonzero(~done).tolist():
             vectors[i] = by_key[keys[i]]
     bad = np.flatnonzero(~unit_rows(vectors))
     redone = 0
@@ -73,8 +73,8 @@ def embed_articles(texts: list[str], keys: list[str], ids: list[str], current: C
         # again; a freshly embedded one means the model itself is broken.
         stale = [int(i) for i in bad if done[i]]
         if len(stale) < len(bad):
-            first = next(int(i) for i in bad if not done[i])
-            raise IndexFormatError(f"the model embedded article {ids[first]!r} (row {first}) to a vector that is not "
+            row = next(int(i) for i in bad if not done[i])
+            raise IndexFormatError(f"the model embedded article {ids[row]!r} (row {row}) to a vector that is not "
                                    f"a finite unit vector; check the model files and backend")
         vectors[stale] = executor.embed([texts[i] for i in stale], embedder, progress=progress)
         if cache is not None:

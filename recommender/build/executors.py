@@ -67,7 +67,7 @@ class _EmbedActor:
         config = EmbedderConfig(**{**embedder_config, "device": device})
         self.embedder = make_embedder(config)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray | list[np.ndarray]]:
         vectors = self.embedder.encode([str(t) for t in batch["text"]])
         return {"position": batch["position"], "vector": list(vectors)}
 
@@ -102,7 +102,8 @@ class RayExecutor:
         ray = self._init()
         embedder_config = getattr(embedder, "config", None)
         if not isinstance(embedder_config, EmbedderConfig):
-            raise TypeError("the Ray executor needs an embedder with an EmbedderConfig (its config is sent to the actors)")
+            raise TypeError("the Ray executor needs an embedder with an EmbedderConfig (its config is sent to the "
+                            "actors)")
         config = self.config
         work = Path(config.work_dir) if config.work_dir else Path(tempfile.mkdtemp(prefix="recommender-ray-"))
         work.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class RebuildLock:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def acquire(self) -> "RebuildLock":
+    def acquire(self) -> RebuildLock:
         """Take the lock or raise ``RebuildLockedError`` naming the running holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -69,7 +69,7 @@ class RebuildLock:
             self.stale_holder = {**previous, "alive": pid_alive(int(previous["pid"]))
                                  if previous.get("host") == socket.gethostname() else None}
         record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                  "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         os.fsync(fd)
@@ -87,7 +87,7 @@ class RebuildLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RebuildLock":
+    def __enter__(self) -> RebuildLock:
         return self.acquire()
 
     def __exit__(self, *_: object) -> None:

@@ -38,8 +38,8 @@ from .embed import Embedded, embed_articles, unit_rows
 from .executors import EmbedExecutor, LocalExecutor
 from .neighbours import compute_neighbours
 from .related_tables import Previous, RelatedTables, dense_table, related_tables
-from .toptable import TopTable
 from .report import CatalogueDiff
+from .toptable import TopTable
 
 CACHE_FILE = "embedding-cache.sqlite"
 # Points where ``checkpoint`` is called: the start of each stage, "write" once the data files are staged but
@@ -132,6 +132,7 @@ def read_stage(run: BuildRun) -> None:
         if failed is not None:
             failed.write_rejects(run.rejects_path)
         raise
+    assert run.rejects_path is not None  # set by BuildRun.__post_init__
     catalogue.write_rejects(run.rejects_path)
     if catalogue.articles.empty:
         raise RecommenderError("the catalogue has no valid articles; nothing to index")

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,13 +38,22 @@ import scipy.sparse as sp
 from ..config import BuildConfig, RelatednessConfig
 from ..pairs import pair_cosines, pair_dots
 from ..storage.layout import RELATED_STATE
-from .relatedness import (LexicalModel, candidate_matrix, entity_matrix, lexical_queries, lexical_search,
-                          member_matrix, pair_entities, ranked)
+from .relatedness import (
+    LexicalModel,
+    candidate_matrix,
+    entity_matrix,
+    lexical_queries,
+    lexical_search,
+    member_matrix,
+    pair_entities,
+    ranked,
+)
 from .toptable import TopTable, update
 
 STATE_FILE = RELATED_STATE
 STATE_VERSION = 1
 Search = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,9 @@ class RelatedState:
 
     def save(self, directory: Path) -> str:
         """Write ``STATE_FILE`` into ``directory``; returns its name."""
-        arrays: dict[str, np.ndarray] = {"meta": np.asarray(json.dumps(self.meta)), "dense_rows": self.dense.rows,
-                                         "dense_scores": self.dense.scores, "dense_floor": self.dense.floor}
+        # Any: a dict[str, ndarray] spread into np.savez is checked against its allow_pickle: bool keyword too
+        arrays: dict[str, Any] = {"meta": np.asarray(json.dumps(self.meta)), "dense_rows": self.dense.rows,
+                                  "dense_scores": self.dense.scores, "dense_floor": self.dense.floor}
         if self.lexical is not None and self.model is not None and self.matrix is not None:
             arrays.update(lexical_rows=self.lexical.rows, lexical_scores_table=self.lexical.scores,
                           lexical_floor=self.lexical.floor, terms=self.model.terms, idf=self.model.idf,
@@ -77,7 +87,7 @@ class RelatedState:
         return STATE_FILE
 
     @classmethod
-    def load(cls, directory: Path) -> "RelatedState | None":
+    def load(cls, directory: Path) -> RelatedState | None:
         """The state stored in a build, or None when it has none (builds from before it) or another version."""
         path = directory / STATE_FILE
         if not path.exists():
@@ -115,7 +125,7 @@ class Previous:
 
     @classmethod
     def match(cls, state: RelatedState, old_ids: Sequence[str], old_keys: Sequence[str], ids: Sequence[str],
-              keys: Sequence[str]) -> "Previous":
+              keys: Sequence[str]) -> Previous:
         """Map a previous build (``old_ids`` with text keys ``old_keys``) onto this one's ``ids`` and ``keys``
         (a key: the embedded and the lexical text's hashes joined)."""
         old_rows = {a: r for r, a in enumerate(old_ids)}
@@ -130,7 +140,7 @@ class Previous:
 
     @property
     def entry_map(self) -> np.ndarray:
-        """old row -> new row, -1 for deleted and fresh articles (their old scores are void)."""
+        """Old row -> new row, -1 for deleted and fresh articles (their old scores are void)."""
         mapped = self.old_to_new.copy()
         alive = mapped >= 0
         mapped[np.flatnonzero(alive)[self.fresh[mapped[alive]]]] = -1
@@ -182,7 +192,7 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
         tags: each article's tags / entities (the entity signal); None or all empty leaves it out.
     """
     settings = config.relatedness
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     meta = {**meta, "version": STATE_VERSION}
     n = len(vectors)
     if not settings.enabled or n < 2:
@@ -194,14 +204,15 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     query_mode = _query_mode(n, settings)
     meta["lexical_query_mode"] = query_mode
     # (states written before the mode was recorded used the same rule on their own article count)
-    refit = (old is None
+    refit = (old is None or previous is None
              or old.meta.get("lexical_query_mode", _query_mode(len(old.dense.rows), settings)) != query_mode
              or _refit_due(old.meta, int(fresh.sum()) + previous.deleted, settings, now))
     if refit:
         model, matrix = LexicalModel.fit(texts)
         meta.update(lexical_fitted_at=now.isoformat(), lexical_articles_at_fit=n, lexical_changed_since_fit=0)
     else:
-        model, matrix = old.model, _updated_matrix(old, previous, texts)
+        old, previous = _stored(old, "previous related state"), _stored(previous, "previous row mapping")
+        model, matrix = _stored(old.model, "TF-IDF model"), _updated_matrix(old, previous, texts)
         meta.update({key: old.meta[key] for key in ("lexical_fitted_at", "lexical_articles_at_fit")},
                     lexical_changed_since_fit=old.meta["lexical_changed_since_fit"] + int(fresh.sum())
                     + previous.deleted)
@@ -216,9 +227,10 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     if refit:
         lexical, searched = TopTable.from_search(*search(np.arange(n)), depth), n
     else:
+        old, previous = _stored(old, "previous related state"), _stored(previous, "previous row mapping")
         fresh_columns = matrix[np.flatnonzero(fresh)].T.tocsr()
-        lexical, searched = update(old.lexical, previous.new_to_old, previous.entry_map, fresh,
-                                   lambda rows: (queries[rows] @ fresh_columns).toarray(), search,
+        lexical, searched = update(_stored(old.lexical, "lexical table"), previous.new_to_old, previous.entry_map,
+                                   fresh, lambda rows: (queries[rows] @ fresh_columns).toarray(), search,
                                    settings.lexical_candidates, positive_only=True)
     stats["lexical_rows_searched"] = searched
     candidates = candidate_matrix(dense.head(k)[0], lexical.head(settings.lexical_candidates)[0])
@@ -238,6 +250,14 @@ def _query_mode(count: int, settings: RelatednessConfig) -> str:
     return "exact" if count <= settings.exact_lexical_max_count or not settings.lexical_query_terms else "pruned"
 
 
+def _stored(value: _T | None, what: str) -> _T:
+    """``value``, a part of the previous build's state that reusing its lexical part needs (a state with a TF-IDF
+    model has them all)."""
+    if value is None:
+        raise ValueError(f"the previous build's related state has no {what}")
+    return value
+
+
 def _refit_due(meta: dict[str, Any], changed: int, settings: RelatednessConfig, now: datetime) -> bool:
     fitted_at = datetime.fromisoformat(meta["lexical_fitted_at"])
     age_days = (now - fitted_at).total_seconds() / 86_400
@@ -249,10 +269,11 @@ def _refit_due(meta: dict[str, Any], changed: int, settings: RelatednessConfig, 
 def _updated_matrix(old: RelatedState, previous: Previous, texts: Sequence[str]) -> sp.csr_matrix:
     """This build's TF-IDF rows: the old rows of unchanged articles, the fresh ones transformed by the old model."""
     fresh_rows = np.flatnonzero(previous.fresh)
-    transformed = old.model.transform([texts[i] for i in fresh_rows.tolist()])
-    stacked = sp.vstack([old.matrix, transformed], format="csr")
+    transformed = _stored(old.model, "TF-IDF model").transform([texts[i] for i in fresh_rows.tolist()])
+    old_matrix = _stored(old.matrix, "TF-IDF matrix")
+    stacked = sp.vstack([old_matrix, transformed], format="csr")
     source = previous.new_to_old.copy()
-    source[fresh_rows] = old.matrix.shape[0] + np.arange(len(fresh_rows))
+    source[fresh_rows] = old_matrix.shape[0] + np.arange(len(fresh_rows))
     return stacked[source]
 
 
@@ -271,12 +292,14 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
     found = np.zeros(pairs, dtype=bool)
     member_changed = np.ones(n, dtype=bool)
     if old is not None:
-        old_pairs = np.nonzero(old.candidates >= 0)  # the old build's pairs, in the order of its flat arrays
+        previous = _stored(previous, "previous row mapping")
+        old_candidates = _stored(old.candidates, "candidates")
+        old_pairs = np.nonzero(old_candidates >= 0)  # the old build's pairs, in the order of its flat arrays
         position, found = _old_pairs(old, old_pairs, previous, rows, targets)
         unchanged = found & ~previous.fresh[rows] & ~previous.fresh[targets]
-        cos_flat[unchanged] = old.cosines[old_pairs][position[unchanged]]
+        cos_flat[unchanged] = _stored(old.cosines, "cosines")[old_pairs][position[unchanged]]
         if not refit:
-            lex_flat[unchanged] = old.lexical_scores[old_pairs][position[unchanged]]
+            lex_flat[unchanged] = _stored(old.lexical_scores, "lexical scores")[old_pairs][position[unchanged]]
     else:
         unchanged = found
     lex_reused = unchanged if not refit else np.zeros(pairs, dtype=bool)
@@ -290,13 +313,14 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
         # A row can have another neighbour set only if its candidates or one of their scores changed.
         suspect = np.zeros(n, dtype=bool)
         suspect[rows[~unchanged | ~lex_reused]] = True
-        old_counts = (old.candidates >= 0).sum(axis=1)
+        previous = _stored(previous, "previous row mapping")
+        old_counts = (old_candidates >= 0).sum(axis=1)
         mapped = previous.new_to_old >= 0
         suspect[~mapped] = True
         suspect[mapped] |= old_counts[previous.new_to_old[mapped]] != (candidates[mapped] >= 0).sum(axis=1)
         member_changed = _changed_members(members, old, previous, settings.snn_size, np.flatnonzero(suspect))
         keep = found & ~member_changed[rows] & ~member_changed[targets]
-        shared_flat[keep] = old.shared[old_pairs][position[keep]]
+        shared_flat[keep] = _stored(old.shared, "shared-neighbour counts")[old_pairs][position[keep]]
     else:
         keep = np.zeros(pairs, dtype=bool)
     shared_flat[~keep] = np.rint(pair_dots(members, rows[~keep], targets[~keep])).astype(np.uint16)
@@ -308,14 +332,14 @@ def _pair_values(vectors: np.ndarray, matrix: sp.csr_matrix, candidates: np.ndar
     return cosines, lexical, shared, stats
 
 
-def _old_pairs(old: RelatedState, old_pairs: tuple[np.ndarray, np.ndarray], previous: Previous, rows: np.ndarray,
+def _old_pairs(old: RelatedState, old_pairs: tuple[np.ndarray, ...], previous: Previous, rows: np.ndarray,
                targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each (row, target) pair: its position among the old build's non-padding pairs (``old_pairs``), and
     whether it is there."""
     n = len(previous.fresh)
     old_rows, old_cols = old_pairs
     a = previous.old_to_new[old_rows]
-    b = previous.old_to_new[old.candidates[old_rows, old_cols].astype(np.int64)]
+    b = previous.old_to_new[_stored(old.candidates, "candidates")[old_rows, old_cols].astype(np.int64)]
     alive = np.flatnonzero((a >= 0) & (b >= 0))
     keys = a[alive] * n + b[alive]
     if len(keys) and bool(np.all(keys[1:] > keys[:-1])):  # the usual night: row order kept, no sort needed
@@ -339,8 +363,9 @@ def _changed_members(members: sp.csr_matrix, old: RelatedState, previous: Previo
     changed[new_rows] = True
     rows = suspects[previous.new_to_old[suspects] >= 0]
     source = previous.new_to_old[rows]
-    before = member_matrix(old.candidates[source], old.cosines[source], old.lexical_scores[source], size,
-                           own=source).tocoo()
+    candidates = _stored(old.candidates, "candidates")
+    cosines, lexical_scores = _stored(old.cosines, "cosines"), _stored(old.lexical_scores, "lexical scores")
+    before = member_matrix(candidates[source], cosines[source], lexical_scores[source], size, own=source).tocoo()
     a, b = rows[before.row], previous.old_to_new[before.col]
     changed[a[b < 0]] = True  # a member was deleted
     keep = b >= 0

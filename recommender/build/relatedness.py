@@ -46,7 +46,7 @@ class LexicalModel:
     idf: np.ndarray    # (V,) float64
 
     @classmethod
-    def fit(cls, texts: Sequence[str]) -> tuple["LexicalModel", sp.csr_matrix]:
+    def fit(cls, texts: Sequence[str]) -> tuple[LexicalModel, sp.csr_matrix]:
         """The model of ``texts`` and their L2-normalised TF-IDF rows (float32)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -136,8 +136,10 @@ def lexical_search(queries: sp.csr_matrix, transposed: sp.csr_matrix, rows: np.n
 def lexical_queries(matrix: sp.csr_matrix, config: RelatednessConfig) -> sp.csr_matrix:
     """The query rows of the TF-IDF candidate search: every term up to ``exact_lexical_max_count`` articles,
     else each row's ``lexical_query_terms`` strongest."""
-    exact = matrix.shape[0] <= config.exact_lexical_max_count or not config.lexical_query_terms
-    return matrix if exact else top_terms(matrix, config.lexical_query_terms)
+    terms = config.lexical_query_terms
+    if matrix.shape[0] <= config.exact_lexical_max_count or not terms:
+        return matrix
+    return top_terms(matrix, terms)
 
 
 

@@ -21,7 +21,7 @@ class CatalogueDiff:
     deleted: int = 0
 
     @classmethod
-    def compare(cls, ids: np.ndarray, keys: list[str], current: dict[str, str] | None) -> "CatalogueDiff":
+    def compare(cls, ids: np.ndarray, keys: list[str], current: dict[str, str] | None) -> CatalogueDiff:
         """Counts for articles ``ids`` with text hashes ``keys`` against ``current`` (id -> text hash)."""
         if current is None:
             return cls(new=len(ids))
@@ -100,7 +100,8 @@ class BuildReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the final structured log line)."""
-        return {"event": "rebuild", "build_id": self.build_id, "path": str(self.path) if self.path else None, "published": self.published,
+        return {"event": "rebuild", "build_id": self.build_id, "path": str(self.path) if self.path else None,
+                "published": self.published,
                 "previous": self.previous, "articles": self.articles, "rejected": self.rejected, **self.diff.to_dict(),
                 "embedded": self.embedded, "reused": self.reused, "cached": self.cached, "executor": self.executor,
                 "views": self.views, "views_rejected": self.views_rejected, "stale_cleaned": self.stale_cleaned,

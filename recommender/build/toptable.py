@@ -39,7 +39,7 @@ class TopTable:
         return int(self.rows.shape[1])
 
     @classmethod
-    def from_search(cls, rows: np.ndarray, scores: np.ndarray, depth: int) -> "TopTable":
+    def from_search(cls, rows: np.ndarray, scores: np.ndarray, depth: int) -> TopTable:
         """A table from a search of ``depth`` results per row (-1 padded): a full row's floor is its last score."""
         rows = np.asarray(rows, dtype=np.int32)[:, :depth]
         scores = np.asarray(scores, dtype=np.float32)[:, :depth]

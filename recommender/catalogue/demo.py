@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +12,7 @@ from .views import read_views
 
 DEMO_DIR = Path(__file__).parent / "demo_data"
 # The corpus was written as of this moment: its newest article and page views are from the day before.
-DEMO_EPOCH = datetime(2026, 11, 27, tzinfo=timezone.utc)
+DEMO_EPOCH = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def demo_files() -> tuple[Path, Path]:
@@ -27,7 +27,7 @@ def demo_catalogue(now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFr
     ``now=None`` uses the clock; ``now=DEMO_EPOCH`` returns the corpus unshifted.
     """
     articles_file, views_file = demo_files()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     shift = pd.Timedelta(hours=round((now - DEMO_EPOCH).total_seconds() / 3600))
     articles = read_catalogue(articles_file).articles
     for column in ("published_at", "updated_at"):

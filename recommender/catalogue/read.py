@@ -14,6 +14,7 @@ from ..errors import InvalidCatalogueError
 from .schema import MIND_COLUMNS, Catalogue, reject_record
 from .validate import NonFinite, validate
 
+
 def read_catalogue(source: str | Path | pd.DataFrame, config: CatalogueConfig | None = None) -> Catalogue:
     """Read and validate a catalogue.
 
@@ -144,7 +145,8 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
             try:
                 row = json.loads(raw.decode("utf-8"), parse_constant=NonFinite)
             except UnicodeDecodeError as exc:
-                rejects.append(reject_record(number, None, "", f"non-UTF-8 bytes: byte {exc.start} of the line; re-encode as UTF-8"))
+                rejects.append(reject_record(number, None, "", f"non-UTF-8 bytes: byte {exc.start} of the line; "
+                                                               f"re-encode as UTF-8"))
                 continue
             except json.JSONDecodeError as exc:
                 rejects.append(reject_record(number, None, "", f"invalid JSON: {exc.msg} at column {exc.colno}"))

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-FIELDS = ("id", "title", "abstract", "body", "url", "section", "published_at", "updated_at", "language", "tags", "views")
+FIELDS = ("id", "title", "abstract", "body", "url", "section", "published_at", "updated_at", "language", "tags",
+          "views")
 TEXT_FIELDS = ("title", "abstract", "body")
 STRING_FIELDS = ("id", "title", "abstract", "body", "url", "section", "language")
 DATE_FIELDS = ("published_at", "updated_at")
@@ -64,5 +65,6 @@ class Catalogue:
 
 
 def reject_record(record: int, article_id: Any, field_name: str, reason: str) -> dict[str, Any]:
+    """One row of the rejects file."""
     return {"record": int(record), "id": "" if article_id is None else str(article_id), "field": field_name,
             "reason": reason}

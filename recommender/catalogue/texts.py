@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+
 def embedding_text(title: str, abstract: str, body: str, max_chars: int) -> str:
     """The one text embedded per article: title, then abstract (standfirst), then the start of the body.
 

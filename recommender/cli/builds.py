@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from .common import AS_JSON, INDEXES, app, build_config, column_map, run, source
 
+if TYPE_CHECKING:
+    from ..build.report import BuildReport
+
 
 @app.command()
 def build(
     catalogue: Path = typer.Argument(..., help="Articles: .csv, .jsonl, .parquet or MIND news.tsv."),
-    views: Optional[Path] = typer.Option(None, "--views", help="Page views (article_id,timestamp,count)."),
+    views: Path | None = typer.Option(None, "--views", help="Page views (article_id,timestamp,count)."),
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root."),
-    column: List[str] = typer.Option([], "--column", help="Map a source column: SOURCE=FIELD (repeatable)."),
-    max_reject_ratio: Optional[float] = typer.Option(None, help="Fail when more than this share is rejected."),
-    model: Optional[str] = typer.Option(None, help="sentence-transformers model name or local path."),
-    factory: Optional[str] = typer.Option(None, help="FAISS factory string (default: by size)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Build settings (TOML or JSON)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
+    column: list[str] = typer.Option([], "--column", help="Map a source column: SOURCE=FIELD (repeatable)."),
+    max_reject_ratio: float | None = typer.Option(None, help="Fail when more than this share is rejected."),
+    model: str | None = typer.Option(None, help="sentence-transformers model name or local path."),
+    factory: str | None = typer.Option(None, help="FAISS factory string (default: by size)."),
+    config_file: Path | None = typer.Option(None, "--config", help="Build settings (TOML or JSON)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
 ) -> None:
     """Build a new index version from a catalogue and publish it as `current`."""
     def action() -> None:
@@ -55,17 +58,17 @@ def info(indexes: Path = INDEXES, verify: bool = typer.Option(False, "--verify",
 def rebuild(
     articles: str = typer.Option(..., "--articles", help="Catalogue: .csv/.jsonl/.parquet/MIND .tsv, or "
                                  "postgresql://user@host/db#table (or #SELECT ...)."),
-    views: Optional[str] = typer.Option(None, "--views", help="Page views (article_id,timestamp,count): a file "
+    views: str | None = typer.Option(None, "--views", help="Page views (article_id,timestamp,count): a file "
                                         "or a database URL like --articles."),
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Build settings incl. a gates section (TOML/JSON)."),
+    config_file: Path | None = typer.Option(None, "--config", help="Build settings incl. a gates section (TOML/JSON)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run every stage and gate, publish nothing."),
     executor: str = typer.Option("local", "--executor", help="Embedding stage: local or ray."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster (default: local Ray)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster (default: local Ray)."),
     ray_actors: int = typer.Option(1, "--ray-actors", help="Ray actors, one model each."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-actor", help="GPUs per Ray actor."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
-    metric_gate: Optional[str] = typer.Option(None, "--metric-gate", help="semeval: gate on SemEval-2022 Pearson "
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
+    metric_gate: str | None = typer.Option(None, "--metric-gate", help="semeval: gate on SemEval-2022 Pearson "
                                               "(reads RECOMMENDER_DATA)."),
 ) -> None:
     """Nightly rebuild: incremental, gated, published atomically. Exit codes: 0 published (or dry run passed),
@@ -104,8 +107,10 @@ def rebuild(
         raise typer.Exit(EXIT_LOCKED) from None
     except GateFailedError as exc:
         if exc.report is not None:
-            log.report(exc.report)
-            typer.echo(exc.report.summary())
+            # cast: errors.py, a leaf of the layering, types the report as object; rebuild attaches its BuildReport
+            failed = cast("BuildReport", exc.report)
+            log.report(failed)
+            typer.echo(failed.summary())
         log.event("error", f"error: {exc}", kind="gate_failed", message=str(exc))
         raise typer.Exit(EXIT_GATE_FAILED) from None
     except (InvalidCatalogueError, FileNotFoundError, ValueError) as exc:
@@ -123,9 +128,8 @@ def versions(indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", he
              as_json: bool = AS_JSON) -> None:
     """List the builds kept under the indexes root (* marks current), with counts and dates."""
     def action() -> None:
-        from ..storage.versions import IndexStore
-
         from ..errors import IndexFormatError
+        from ..storage.versions import IndexStore
 
         store = IndexStore(indexes)
         rows: list[dict] = []
@@ -157,18 +161,18 @@ def versions(indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", he
 
 
 @app.command()
-def rollback(version: Optional[str] = typer.Argument(None, help="Build id (default: the one before current)."),
+def rollback(version: str | None = typer.Argument(None, help="Build id (default: the one before current)."),
              indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root.")) -> None:
     """Point `current` at an earlier build (verified first; one atomic rename; takes the rebuild lock)."""
     def action() -> None:
         from ..build.lock import RebuildLock
-        from ..storage.versions import IndexStore
-
         from ..errors import IndexFormatError
+        from ..storage.versions import IndexStore
 
         store = IndexStore(indexes)
         try:
-            before = store.current().name if store.current() else "nothing"
+            current = store.current()
+            before = current.name if current else "nothing"
         except IndexFormatError as exc:
             before = f"broken: {exc}"
         with RebuildLock(indexes):  # a running rebuild would publish over the rollback

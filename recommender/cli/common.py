@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable
 
 import typer
 
@@ -28,7 +28,8 @@ def run(action: Callable[[], Any]) -> Any:
         raise typer.Exit(2) from None
 
 
-def parse_now(now: Optional[str]) -> Optional[datetime]:
+def parse_now(now: str | None) -> datetime | None:
+    """``--now`` as an aware datetime (naive times are UTC)."""
     if now is None:
         return None
     import pandas as pd
@@ -40,14 +41,17 @@ def parse_now(now: Optional[str]) -> Optional[datetime]:
     return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
 
 
-def build_config(config_file: Optional[Path], **overrides: Any) -> Any:
-    from ..config import BuildConfig, load_build_config
+def build_config(config_file: Path | None, **overrides: Any) -> Any:
+    """The build settings of ``--config`` (or the defaults) with the command line's overrides."""
+    from ..config import BuildConfig
+    from ..config_files import load_build_config
 
     config = load_build_config(config_file) if config_file else BuildConfig()
     return config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def column_map(columns: List[str]) -> dict[str, str]:
+def column_map(columns: list[str]) -> dict[str, str]:
+    """``--column SOURCE=FIELD`` options as a mapping."""
     mapping = {}
     for item in columns:
         if "=" not in item:
@@ -58,6 +62,7 @@ def column_map(columns: List[str]) -> dict[str, str]:
 
 
 def print_results(results: list, as_json: bool, header: str) -> None:
+    """A list as JSON, or as a table under ``header``."""
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
@@ -74,7 +79,7 @@ def print_results(results: list, as_json: bool, header: str) -> None:
 
 
 
-def source(value: Optional[str]) -> Any:
+def source(value: str | None) -> Any:
     """A catalogue or views argument: a database URL as it is, anything else a path."""
     return value if value is None or "://" in value else Path(value)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -14,26 +13,28 @@ from .common import app, build_config, run
 def evaluate(
     data: Path = typer.Option(Path("../shared/data"), "--data", envvar="RECOMMENDER_DATA",
                               help="Shared datasets folder (env RECOMMENDER_DATA)."),
-    task: List[str] = typer.Option([], "--task", help="semeval, bbc, reuters, ag_news, mind (repeatable; default all)."),
-    method: List[str] = typer.Option([], "--method", help="random, most_popular, lexical, embeddings, full_blend "
+    task: list[str] = typer.Option([], "--task", help="semeval, bbc, reuters, ag_news, mind (repeatable; "
+                                   "default all)."),
+    method: list[str] = typer.Option([], "--method", help="random, most_popular, lexical, embeddings, full_blend "
                                                           "(repeatable; default all)."),
     k: int = typer.Option(10, "--k", "-k", help="List length."),
-    limit: Optional[int] = typer.Option(None, help="Seeded sample of this many catalogue rows / pairs per dataset."),
-    queries: Optional[int] = typer.Option(1000, help="Query articles per corpus task (seeded sample)."),
-    lang: List[str] = typer.Option([], "--lang", help="SemEval language pair, e.g. en-en (repeatable; default all)."),
+    limit: int | None = typer.Option(None, help="Seeded sample of this many catalogue rows / pairs per dataset."),
+    queries: int | None = typer.Option(1000, help="Query articles per corpus task (seeded sample)."),
+    lang: list[str] = typer.Option([], "--lang", help="SemEval language pair, e.g. en-en (repeatable; default all)."),
     with_translations: bool = typer.Option(False, help="Keep SemEval's machine-translated augmentation rows."),
-    build: List[str] = typer.Option([], "--build", help="TASK=PATH: load this published build instead of building."),
+    build: list[str] = typer.Option([], "--build", help="TASK=PATH: load this published build instead of building."),
     work_dir: Path = typer.Option(Path("evaluation-work"), help="Where evaluation indexes are built."),
-    cache: Optional[Path] = typer.Option(None, help="Embedding cache file (default: one per index root)."),
+    cache: Path | None = typer.Option(None, help="Embedding cache file (default: one per index root)."),
     out: Path = typer.Option(Path("evaluation-results"), "--out", help="Folder for results.json / results.csv."),
     sweep: bool = typer.Option(False, "--sweep", help="Also sweep ranking settings and plot them (PNG)."),
     seed: int = typer.Option(0, help="Seed of the samples and the random baseline."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Build/ranking settings (TOML or JSON)."),
+    config_file: Path | None = typer.Option(None, "--config", help="Build/ranking settings (TOML or JSON)."),
 ) -> None:
     """Score every task x method on the public datasets; print the table, write JSON/CSV (and sweep plots)."""
     def action() -> None:
-        from ..evaluation.runner import TASKS, EvaluationConfig, evaluate as run_evaluation, format_table
         from ..evaluation.baselines import METHODS
+        from ..evaluation.runner import TASKS, EvaluationConfig, format_table
+        from ..evaluation.runner import evaluate as run_evaluation
 
         builds = {}
         for item in build:

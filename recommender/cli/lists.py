@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -15,14 +15,14 @@ from .common import AS_JSON, INDEXES, NOW, app, load_recommender, parse_now, pri
 
 @app.command()
 def related(
-    article_ids: List[str] = typer.Argument(..., help="The article(s) being read; several print one list each."),
+    article_ids: list[str] = typer.Argument(..., help="The article(s) being read; several print one list each."),
     indexes: Path = INDEXES,
     k: int = typer.Option(10, "--k", "-k", help="List length (1-100)."),
-    section: Optional[str] = typer.Option(None, help="Only this section."),
-    max_age_hours: Optional[float] = typer.Option(None, help="Only articles at most this old."),
-    exclude: List[str] = typer.Option([], "--exclude", help="Article ids never to show (repeatable)."),
-    language: Optional[str] = typer.Option(None, help="Only this language (default: the article's own)."),
-    now: Optional[str] = NOW,
+    section: str | None = typer.Option(None, help="Only this section."),
+    max_age_hours: float | None = typer.Option(None, help="Only articles at most this old."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Article ids never to show (repeatable)."),
+    language: str | None = typer.Option(None, help="Only this language (default: the article's own)."),
+    now: str | None = NOW,
     as_json: bool = AS_JSON,
 ) -> None:
     """Articles related to one or several articles, with score components (--json with several ids: an object
@@ -55,7 +55,8 @@ def read_queries(path: Path) -> list[dict[str, Any]]:
         try:
             query = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {number} is not JSON ({exc.msg}); write one query object per line")
+            raise ValueError(f"{path} line {number} is not JSON ({exc.msg}); write one query object per line") \
+                from None
         if not isinstance(query, dict) or set(query) - set(MLT_FIELDS):
             unknown = sorted(set(query) - set(MLT_FIELDS)) if isinstance(query, dict) else "not an object"
             raise ValueError(f"{path} line {number}: {unknown}; a query has the fields {', '.join(MLT_FIELDS)}")
@@ -65,19 +66,19 @@ def read_queries(path: Path) -> list[dict[str, Any]]:
 
 @app.command("more-like-this")
 def more_like_this(
-    article_id: List[str] = typer.Option([], "--id", help="A positive example article (repeatable)."),
-    text: Optional[str] = typer.Option(None, "--text", help="Free text to match."),
-    negative: List[str] = typer.Option([], "--not", help="An article to steer away from (repeatable)."),
-    exclude: List[str] = typer.Option([], "--exclude", help="Article ids never to show (repeatable)."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="Many queries: a JSON Lines file of objects "
+    article_id: list[str] = typer.Option([], "--id", help="A positive example article (repeatable)."),
+    text: str | None = typer.Option(None, "--text", help="Free text to match."),
+    negative: list[str] = typer.Option([], "--not", help="An article to steer away from (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Article ids never to show (repeatable)."),
+    queries: Path | None = typer.Option(None, "--queries", help="Many queries: a JSON Lines file of objects "
                                            "with ids, text, negative_ids, exclude_ids, k, section, max_age_hours, "
                                            "language (then --json prints a list of lists)."),
     indexes: Path = INDEXES,
     k: int = typer.Option(10, "--k", "-k", help="List length (1-100)."),
-    section: Optional[str] = typer.Option(None, help="Only this section."),
-    max_age_hours: Optional[float] = typer.Option(None, help="Only articles at most this old."),
-    language: Optional[str] = typer.Option(None, help="Only this language (default: the first example's)."),
-    now: Optional[str] = NOW,
+    section: str | None = typer.Option(None, help="Only this section."),
+    max_age_hours: float | None = typer.Option(None, help="Only articles at most this old."),
+    language: str | None = typer.Option(None, help="Only this language (default: the first example's)."),
+    now: str | None = NOW,
     as_json: bool = AS_JSON,
 ) -> None:
     """Articles like several examples and/or free text, unlike the --not examples."""
@@ -103,10 +104,10 @@ def more_like_this(
 def popular(
     indexes: Path = INDEXES,
     k: int = typer.Option(10, "--k", "-k", help="List length (1-100)."),
-    section: Optional[str] = typer.Option(None, help="Only this section."),
-    window_hours: Optional[float] = typer.Option(None, help="Views in this window count (default: config)."),
-    language: Optional[str] = typer.Option(None, help="Only this language."),
-    now: Optional[str] = NOW,
+    section: str | None = typer.Option(None, help="Only this section."),
+    window_hours: float | None = typer.Option(None, help="Views in this window count (default: config)."),
+    language: str | None = typer.Option(None, help="Only this language."),
+    now: str | None = NOW,
     as_json: bool = AS_JSON,
 ) -> None:
     """What readers read now: decayed page views."""
@@ -122,7 +123,7 @@ def popular(
 def demo(
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root to build into."),
     article_id: str = typer.Option("demo-001", "--article", help="Article to show related lists for."),
-    now: Optional[str] = typer.Option(None, "--now", help="Play the corpus as of this time (default: the clock; "
+    now: str | None = typer.Option(None, "--now", help="Play the corpus as of this time (default: the clock; "
                                       "2026-11-27T00:00:00Z leaves its dates as written)."),
 ) -> None:
     """Build the built-in demo corpus and print related, more-like-this and popular lists.
@@ -131,12 +132,11 @@ def demo(
     freshness need recent views); pass --now to pin the moment.
     """
     def action() -> None:
-        from datetime import timezone
 
-        from ..catalogue.demo import demo_catalogue
         from ..build.rebuild import build as run_build
+        from ..catalogue.demo import demo_catalogue
 
-        when = parse_now(now) or datetime.now(timezone.utc)
+        when = parse_now(now) or datetime.now(UTC)
         articles, views = demo_catalogue(when)
         report = run_build(articles, indexes, views_source=views, progress=sys.stderr.isatty())
         typer.echo(report.catalogue_summary)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable, TextIO
 
 from ..build.pipeline import CHECKPOINTS
@@ -30,7 +30,7 @@ class RunLog:
     def event(self, event: str, text: str, **fields: Any) -> None:
         """Log one event: ``text`` for people, ``fields`` for machines."""
         if self.as_json:
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             line = json.dumps({"ts": stamp, "event": event, **fields}, sort_keys=True, default=str)
         else:
             line = text
@@ -48,7 +48,7 @@ class RunLog:
             self.event("lock", f"  took over a stale lock of pid {report.lock_takeover.get('pid')}",
                        stale_holder=report.lock_takeover)
         if self.as_json:
-            print(json.dumps({"ts": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            print(json.dumps({"ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                               **report.to_dict()}, sort_keys=True, default=str), file=self.stream, flush=True)
 
 

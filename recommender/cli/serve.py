@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
 
 import typer
 
@@ -20,7 +19,7 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (each loads the index)."),
     views: str = typer.Option("sqlite", "--views", help="View counters: sqlite (next to the index), "
                               "sqlite:///path or redis://host:6379/0 (shared by replicas)."),
-    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
     reload_poll_seconds: float = typer.Option(2.0, help="How often `current` is checked for a new version."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     demo_pages: bool = typer.Option(False, "--demo-pages", help="Serve /demo/articles/{id}: each article laid out "

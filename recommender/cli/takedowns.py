@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,7 @@ ACTOR = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acts (reco
 REASON = typer.Option(..., "--reason", help="Why (recorded in the audit log).")
 
 
-def _store(indexes: Path, shared: Optional[str]):  # noqa: ANN202 - a TakedownStore, imported lazily
+def _store(indexes: Path, shared: str | None):  # noqa: ANN202 - a TakedownStore, imported lazily
     from ..live.state import TAKEDOWNS_FILE
     from ..live.takedowns import TakedownStore
 
@@ -28,7 +27,7 @@ def _store(indexes: Path, shared: Optional[str]):  # noqa: ANN202 - a TakedownSt
 
 
 @takedowns.command("list")
-def list_takedowns(indexes: Path = INDEXES, shared: Optional[str] = SHARED, as_json: bool = AS_JSON,
+def list_takedowns(indexes: Path = INDEXES, shared: str | None = SHARED, as_json: bool = AS_JSON,
                    log: bool = typer.Option(False, "--log", help="Print the audit log instead.")) -> None:
     """The active takedowns (or the audit log): id, who, when, why."""
     def action() -> None:
@@ -48,7 +47,7 @@ def list_takedowns(indexes: Path = INDEXES, shared: Optional[str] = SHARED, as_j
 
 @takedowns.command("add")
 def add(article_id: str = typer.Argument(..., help="The article to take out of every list."),
-        indexes: Path = INDEXES, shared: Optional[str] = SHARED, actor: str = ACTOR, reason: str = REASON) -> None:
+        indexes: Path = INDEXES, shared: str | None = SHARED, actor: str = ACTOR, reason: str = REASON) -> None:
     """Take an article down (every worker applies it within its next live-state poll)."""
     def action() -> None:
         taken = _store(indexes, shared).take_down(article_id, actor, reason)
@@ -58,7 +57,7 @@ def add(article_id: str = typer.Argument(..., help="The article to take out of e
 
 @takedowns.command("lift")
 def lift(article_id: str = typer.Argument(..., help="The article to list again."), indexes: Path = INDEXES,
-         shared: Optional[str] = SHARED, actor: str = ACTOR, reason: str = REASON) -> None:
+         shared: str | None = SHARED, actor: str = ACTOR, reason: str = REASON) -> None:
     """Lift a takedown: the article is listed again wherever a build or the delta holds it."""
     def action() -> None:
         if not _store(indexes, shared).lift(article_id, actor, reason):

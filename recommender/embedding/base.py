@@ -42,7 +42,7 @@ class ModelIdentity:
         """bf16, fp16, int8 or 4-bit: vectors move slightly with the batch a text was embedded in."""
         return not self.backend.endswith("-fp32")
 
-    def check_matches(self, other: "ModelIdentity", what: str = "index") -> None:
+    def check_matches(self, other: ModelIdentity, what: str = "index") -> None:
         """Raise ``ModelMismatchError`` unless ``other`` computes the same vectors as this one."""
         if (self.name, self.dims, self.fingerprint, self.backend) != (
                 other.name, other.dims, other.fingerprint, other.backend):

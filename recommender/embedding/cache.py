@@ -11,6 +11,7 @@ import numpy as np
 from ..sqlitedb import connect_wal
 from .base import Embedder
 
+
 def text_key(text: str) -> str:
     """Cache key of one embedded text."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -49,13 +49,13 @@ class RandomMethod:
         self.row_of = {a: i for i, a in enumerate(self.ids)}
         self.seed = seed
 
-    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:
+    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:  # noqa: D102
         rng = np.random.default_rng(self.seed)
         size = min(k + 1, len(self.ids))
         return [list(self.ids[_top_excluding(rng.choice(len(self.ids), size=size, replace=False),
                                              self.row_of[a], k)]) for a in article_ids]
 
-    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # noqa: D102 - Method's
         return np.random.default_rng(self.seed).random(len(pairs))
 
 
@@ -74,11 +74,11 @@ class MostPopularMethod:
         recency = np.nan_to_num(np.asarray(published_hours, dtype=np.float64), nan=-np.inf)
         self.order = np.lexsort((np.arange(len(self.ids)), -recency, -np.asarray(views, dtype=np.float64)))
 
-    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:
+    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:  # noqa: D102 - Method's
         head = self.order[: k + 1]
         return [list(self.ids[_top_excluding(head, self.row_of[a], k)]) for a in article_ids]
 
-    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # noqa: D102 - Method's
         return np.full(len(pairs), np.nan)
 
 
@@ -100,7 +100,7 @@ class LexicalMethod:
                                       dtype=np.float32).fit_transform(list(texts)).tocsr()
         self.batch_size = batch_size
 
-    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:
+    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:  # noqa: D102 - Method's
         rows = np.array([self.row_of[a] for a in article_ids], dtype=np.int64)
         lists: list[list[str]] = []
         for start in range(0, len(rows), self.batch_size):
@@ -114,7 +114,7 @@ class LexicalMethod:
                 lists.append([self.ids[t] for t in top if np.isfinite(row_scores[t])][:k])
         return lists
 
-    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # noqa: D102 - Method's
         first = self.matrix[[self.row_of[a] for a, _ in pairs]]
         second = self.matrix[[self.row_of[b] for _, b in pairs]]
         return np.asarray(first.multiply(second).sum(axis=1)).ravel().astype(np.float64)
@@ -128,10 +128,10 @@ class EngineMethod:
         self.recommender = recommender
         self.now = now
 
-    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:
+    def related_lists(self, article_ids: Sequence[str], k: int) -> list[list[str]]:  # noqa: D102 - Method's
         return [[r.article_id for r in self.recommender.related(a, k=k, now=self.now)] for a in article_ids]
 
-    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # noqa: D102 - Method's
         return self.recommender.pair_scores(pairs, now=self.now)
 
 

@@ -94,7 +94,7 @@ def sample_rows(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.Dat
 
 def load_semeval(data_dir: str | Path, original_only: bool = True, lang_pairs: Sequence[str] | None = None,
                  limit: int | None = None, seed: int = 0) -> PairDataset:
-    """SemEval-2022 Task 8 pairs (``semeval2022-t8/training_set.csv``).
+    r"""SemEval-2022 Task 8 pairs (``semeval2022-t8/training_set.csv``).
 
     Args:
         data_dir: the shared datasets folder.

@@ -78,8 +78,8 @@ def neighbour_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = 10)
 
 def label_precision(vectors: np.ndarray, labels: Sequence[str], k: int = 5) -> float:
     """Mean precision@k of exact nearest neighbours (self excluded), relevant = same section/topic label."""
-    labels = np.asarray(labels, dtype=object)
-    return float(np.mean([metrics.precision_at_k(labels[row].tolist(), {labels[i]}, k)
+    label_array = np.asarray(labels, dtype=object)
+    return float(np.mean([metrics.precision_at_k(label_array[row].tolist(), {label_array[i]}, k)
                           for i, row in enumerate(neighbours(vectors, k))]))
 
 

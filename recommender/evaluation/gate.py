@@ -9,11 +9,11 @@ import numpy as np
 
 from ..catalogue import embedding_texts, validate
 from ..config import BuildConfig, CatalogueConfig, EmbedderConfig
+from ..config_files import as_built
 from ..embedding.base import Embedder
 from ..embedding.cache import EmbeddingCache, embed_cached
 from ..query.recommender import Recommender
 from ..storage.manifest import read_manifest
-from ..config import as_built
 from .datasets import load_semeval
 from .metrics import pearson
 

@@ -91,8 +91,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 def nanmean(values: Sequence[float]) -> float:
     """Mean ignoring NaN; NaN when every value is NaN or there are none."""
-    values = np.asarray(values, dtype=np.float64)
-    kept = values[~np.isnan(values)]
+    array = np.asarray(values, dtype=np.float64)
+    kept = array[~np.isnan(array)]
     return float(kept.mean()) if len(kept) else float("nan")
 
 

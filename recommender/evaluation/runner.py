@@ -110,6 +110,8 @@ def build_or_load(dataset: CorpusDataset | PairDataset, config: EvaluationConfig
                        config=config.build_config, embedder=embedder, cache_path=config.cache_path)
         log.info("%s: %s", dataset.name, report.summary())
         path = report.path
+        if path is None:  # build() publishes what it builds: no path means nothing was published
+            raise ValueError(f"the build of dataset {dataset.name} under {config.work_dir} published nothing")
     recommender = Recommender.load(path, embedder=embedder)
     missing = sorted(set(dataset.articles["id"]) - set(recommender.row_of))
     if missing:

@@ -18,8 +18,16 @@ import pandas as pd
 from ..embedding.base import Embedder
 from ..query.recommender import Recommender
 from .datasets import CorpusDataset, query_sample
-from .runner import (EvaluationConfig, build_or_load, list_metrics, load_dataset, reference_time, relevance,
-                     story_of, views_per_row)
+from .runner import (
+    EvaluationConfig,
+    build_or_load,
+    list_metrics,
+    load_dataset,
+    reference_time,
+    relevance,
+    story_of,
+    views_per_row,
+)
 
 # parameter -> (config section, values); mmr_lambda 1.0 is "MMR off" (pure relevance).
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {

@@ -26,7 +26,7 @@ class Overlay:
     seq: object = 0
 
     @classmethod
-    def empty(cls, dims: int) -> "Overlay":
+    def empty(cls, dims: int) -> Overlay:
         """Nothing over the build."""
         return cls(ArticleTable.empty(dims))
 

@@ -91,7 +91,7 @@ class BuildEvents:
     counts: np.ndarray  # (e,) float64 views
 
     @classmethod
-    def of(cls, events: pd.DataFrame, id_index: pd.Index) -> "BuildEvents":
+    def of(cls, events: pd.DataFrame, id_index: pd.Index) -> BuildEvents:
         """From a build's events frame (``article_id``, ``timestamp``, ``count``) and its row ids."""
         if not len(events):
             return cls(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))

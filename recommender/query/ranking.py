@@ -49,7 +49,7 @@ class Candidates:
 
     @classmethod
     def of(cls, listed: ListedArticles, rows: np.ndarray, relatedness: np.ndarray,
-           anchors: Sequence[Anchor]) -> "Candidates":
+           anchors: Sequence[Anchor]) -> Candidates:
         """Candidates from (row, relatedness) pairs in any order (-1 rows dropped; a repeated row keeps its first
         relatedness)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -67,7 +67,7 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def extended(self, other: "Candidates") -> "Candidates":
+    def extended(self, other: Candidates) -> Candidates:
         """These candidates followed by ``other``'s, whose rows all come after these (live rows after build rows)."""
         if not len(other):
             return self
@@ -150,16 +150,16 @@ def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfi
     chosen: list[int] = []
     collapsed: dict[int, list[int]] = {}
     shown: dict[int, int] = {}  # copy group -> the chosen candidate showing it
-    use_mmr = config.mmr_lambda is not None and config.mmr_lambda < 1.0
-    vectors = listed.take("vectors", candidates.rows) if use_mmr else None
+    mmr_lambda = config.mmr_lambda if config.mmr_lambda is not None and config.mmr_lambda < 1.0 else None
+    vectors = listed.take("vectors", candidates.rows) if mmr_lambda is not None else None
     remaining = order
     position = 0
     while position < len(remaining) and len(chosen) < k:
-        if use_mmr and chosen:
+        if mmr_lambda is not None and vectors is not None and chosen:
             rest = remaining[position:]
             redundancy = (vectors[rest] @ vectors[chosen].T).max(axis=1)
             relevance = np.fromiter((score_of[i] for i in rest), dtype=np.float64, count=len(rest))
-            mmr = config.mmr_lambda * relevance - (1 - config.mmr_lambda) * redundancy
+            mmr = mmr_lambda * relevance - (1 - mmr_lambda) * redundancy
             pick = position + int(np.argmax(mmr))
             remaining = remaining[:position] + [remaining[pick]] + remaining[position:pick] + remaining[pick + 1:]
         i = remaining[position]

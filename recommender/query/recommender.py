@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,11 +20,11 @@ from ..config import BuildConfig
 from ..embedding.base import Embedder
 from ..errors import InvalidQueryError, UnknownArticleError
 from ..storage.reader import StoredBuild, read_build
+from .candidates import CandidateSource
 from .filters import Filters, check_k, list_language
 from .overlay import Overlay, OverlaySource
 from .popular import most_read
 from .popularity import BuildEvents, Popularity, ViewSource, decayed_views, snapshot
-from .candidates import CandidateSource
 from .ranking import Candidates, RowFields, blend, rank
 from .results import Recommendation
 from .rows import build_table, listed_articles
@@ -35,7 +35,7 @@ Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Recommender:
@@ -50,19 +50,19 @@ class Recommender:
                  use_related_table: bool = True, popularity_max_age_seconds: float = 1.0,
                  candidate_cache_size: int = 20_000, embed_lock: threading.Lock | None = None) -> None:
         """Args:
-            stored: the build, read (``storage.reader.read_build``).
-            config: ranking / popularity / story settings; default the build's own.
-            embedder: the query-time embedder, checked against the build's model now; None loads the build's
-                model on the first free-text query (and checks it then).
-            overlay: live articles and takedowns over the build (the service's ``live.LiveState``).
-            views: live page views added to the build's own (the service's counters).
-            clock: "now" when a query gives none.
-            use_related_table: False ranks related lists from a FAISS search instead of the build's related
-                table (evaluation sweeps of the candidate settings).
-            popularity_max_age_seconds: a popularity snapshot taken at the clock is reused this long (the service
-                refreshes its own and passes infinity).
-            candidate_cache_size: related-table candidate entries kept (rows read by many readers).
-            embed_lock: serialises free-text embedding (the service shares one with its upserts).
+        stored: the build, read (``storage.reader.read_build``).
+        config: ranking / popularity / story settings; default the build's own.
+        embedder: the query-time embedder, checked against the build's model now; None loads the build's
+            model on the first free-text query (and checks it then).
+        overlay: live articles and takedowns over the build (the service's ``live.LiveState``).
+        views: live page views added to the build's own (the service's counters).
+        clock: "now" when a query gives none.
+        use_related_table: False ranks related lists from a FAISS search instead of the build's related
+            table (evaluation sweeps of the candidate settings).
+        popularity_max_age_seconds: a popularity snapshot taken at the clock is reused this long (the service
+            refreshes its own and passes infinity).
+        candidate_cache_size: related-table candidate entries kept (rows read by many readers).
+        embed_lock: serialises free-text embedding (the service shares one with its upserts).
         """
         self.stored = stored
         self.config = config or stored.config
@@ -97,7 +97,7 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | Path, embedder: Embedder | None = None, verify: bool = True,
-             config: BuildConfig | None = None, mmap: bool = True, **options: object) -> "Recommender":
+             config: BuildConfig | None = None, mmap: bool = True, **options: object) -> Recommender:
         """Load a build, verifying its manifest and checksums.
 
         Args:
@@ -120,7 +120,7 @@ class Recommender:
         return len(self.table.ids)
 
     @property
-    def articles(self) -> "pd.DataFrame":
+    def articles(self) -> pd.DataFrame:
         """The build's stored article columns (``storage.layout.TABLE_COLUMNS``), in row order."""
         return self.stored.articles
 

@@ -47,7 +47,7 @@ class ArticleTable:
         return len(self.ids)
 
     @classmethod
-    def empty(cls, dims: int) -> "ArticleTable":
+    def empty(cls, dims: int) -> ArticleTable:
         """A table without rows."""
         none = np.zeros(0, dtype=object)
         return cls(none, none, none, none, np.zeros(0), np.zeros((0, dims), dtype=np.float32),

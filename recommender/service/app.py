@@ -11,8 +11,8 @@ from typing import AsyncIterator, Callable
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from ..version import __version__
 from ..embedding.base import Embedder
+from ..version import __version__
 from .background import background_tasks
 from .clicks import install_clicks, install_impressions
 from .errors import install_error_handlers
@@ -48,7 +48,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
             await asyncio.to_thread(state.embedder.encode, ["warm up"])
         # The loaded index and the model's imports (torch alone is ~300k functions, tuples and dicts) are
         # long-lived: move them out of the cyclic GC's reach, after the warm-up has imported everything. Each full
-        # collection walked all of them and stalled a worker for 100-300 ms under load (benchmarks/RESULTS.md).
+        # collection walked all of them and stalled a worker for up to ~164 ms under load (benchmarks/JOURNAL.md).
         gc.collect()
         gc.freeze()
         app.state.service = state

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 import anyio
 
@@ -30,7 +30,7 @@ def _refresh_popularity(state: ServiceState) -> None:
     state.served.recommender.refresh_popularity()
 
 
-def background_tasks(state: ServiceState) -> list[Callable[[], Awaitable[None]]]:
+def background_tasks(state: ServiceState) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """The loops to run for the app's lifetime, as configured."""
     settings = state.settings
     loops = [lambda: _every(settings.delta_poll_seconds, state.live.sync, "live state sync")]

@@ -16,7 +16,7 @@ when there is no allow-list). It is counted outside the response cache, so cache
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Awaitable, Callable, Literal
 from urllib.parse import parse_qs
 
@@ -72,6 +72,7 @@ class ImpressionMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
                        send: Callable[[dict], Awaitable[None]]) -> None:
+        """Handle one ASGI event."""
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
         if b"widget=" not in query:
             await self.app(scope, receive, send)
@@ -168,7 +169,7 @@ async def click(request: Request) -> Response:
     for article_id in (event.article_id, event.source_id):
         if article_id is not None and not live.contains(article_id):
             raise _refuse(request, "unknown_article", UnknownArticleError(article_id))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events = [CountedEvent(event.article_id, now, 1, "click")]
     if settings.click_counts_as_view:
         events.append(CountedEvent(event.article_id, now, 1, "view"))

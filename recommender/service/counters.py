@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from ..sqlitedb import connect_wal
 
@@ -50,7 +50,7 @@ class ViewCounter(Protocol):
         ...
 
 
-def _bucket_weights(buckets: Sequence[int], bucket_seconds: int, now: datetime, half_life_hours: float,
+def _bucket_weights(buckets: Iterable[int], bucket_seconds: int, now: datetime, half_life_hours: float,
                     window_hours: float) -> dict[int, float]:
     now_s = now.timestamp()
     weights = {}
@@ -97,8 +97,8 @@ class SQLiteViewCounter:
                 raise
         return len(rows)
 
-    def decayed_views(self, now: datetime, half_life_hours: float, window_hours: float,
-                      kind: str = "view") -> dict[str, float]:  # noqa: D102
+    def decayed_views(self, now: datetime, half_life_hours: float, window_hours: float,  # noqa: D102
+                      kind: str = "view") -> dict[str, float]:
         window_hours = min(window_hours, self.retention_hours)
         oldest = int(now.timestamp() - window_hours * 3600) // self.bucket_seconds
         with self._lock:
@@ -171,7 +171,7 @@ class RedisViewCounter:
         retention = int(self.retention_hours * 3600)
         keys: dict[str, int] = {}  # key -> its position in KEYS
         expiry: list[int] = []
-        increments: list[object] = []
+        increments: list[int | str] = []
         for event in events:
             bucket = int(event.timestamp.timestamp()) // self.bucket_seconds
             key = self._key(event.kind, bucket)
@@ -196,8 +196,8 @@ class RedisViewCounter:
             pipe.hgetall(self._key(kind, bucket))
         return [(b, h) for b, h in zip(buckets, pipe.execute()) if h]
 
-    def decayed_views(self, now: datetime, half_life_hours: float, window_hours: float,
-                      kind: str = "view") -> dict[str, float]:  # noqa: D102
+    def decayed_views(self, now: datetime, half_life_hours: float, window_hours: float,  # noqa: D102
+                      kind: str = "view") -> dict[str, float]:
         found = self._read(kind, self._buckets(now, window_hours))
         weights = _bucket_weights([b for b, _ in found], self.bucket_seconds, now, half_life_hours,
                                   min(window_hours, self.retention_hours))

@@ -18,10 +18,10 @@ log = logging.getLogger("recommender.service")
 DEGRADED_HEADER = "X-Recommender-Degraded"
 
 
-def store_errors() -> tuple[type[BaseException], ...]:
+def store_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "a store is unreachable or busy" (not a bug): SQLite's, Redis's, SQLAlchemy's."""
-    errors: list[type[BaseException]] = [sqlite3.OperationalError, sqlite3.DatabaseError, ConnectionError,
-                                         TimeoutError]
+    errors: list[type[Exception]] = [sqlite3.OperationalError, sqlite3.DatabaseError, ConnectionError,
+                                     TimeoutError]
     try:
         import redis
 

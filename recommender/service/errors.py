@@ -84,7 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code,
+                                                                                         "http_error")
         message = (f"no route {request.method} {request.url.path}; see /docs" if exc.status_code in (404, 405)
                    else str(exc.detail))
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))

@@ -41,6 +41,7 @@ class HeaderLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI event."""
         if scope["type"] == "http":
             size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
             if size > self.max_bytes:
@@ -58,6 +59,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI event."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -66,6 +66,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI event."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

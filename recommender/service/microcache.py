@@ -61,6 +61,7 @@ class ResponseCache:
         self.generation: tuple | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI event."""
         if (scope["type"] != "http" or scope["method"] != "GET" or self.max_age_seconds <= 0
                 or not CACHED_PATHS.match(scope["path"])):
             await self.app(scope, receive, send)

@@ -8,13 +8,14 @@ as a site's own article template would include it.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, FastAPI, Path as PathParam, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from ..storage.layout import ARTICLES
@@ -106,7 +107,7 @@ NOT_FOUND = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 <body><h1>No such article</h1><p>{message}</p></body></html>"""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _asset(name: str) -> bytes:
     return (STATIC / name).read_bytes()
 

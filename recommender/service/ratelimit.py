@@ -76,7 +76,8 @@ class SQLiteRateLimiter:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute("SELECT tokens, updated FROM click_buckets WHERE key = ?", (key,)).fetchone()
-                tokens, wait = _refill(*(row if row else (self.burst, now)), now, self.rate, self.burst)
+                stored, updated = row if row else (self.burst, now)
+                tokens, wait = _refill(stored, updated, now, self.rate, self.burst)
                 self._db.execute("INSERT INTO click_buckets VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                                  "tokens = excluded.tokens, updated = excluded.updated", (key, tokens, now))
                 if now - self._last_expiry > 60:

@@ -7,8 +7,8 @@ to a store is a plain ``def``, which FastAPI runs in its thread pool so the even
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Sequence
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -18,14 +18,25 @@ from ..query.results import Recommendation
 from .counters import CountedEvent
 from .degraded import DEGRADED_HEADER
 from .errors import ApiError, unauthorized
-from .schemas import (DeleteResponse, ErrorResponse, EventsRequest, EventsResponse, LiftResponse, ListResponse,
-                      MoreLikeThisRequest, Ready, TakedownsResponse, UpsertRequest, UpsertResponse)
+from .schemas import (
+    DeleteResponse,
+    ErrorResponse,
+    EventsRequest,
+    EventsResponse,
+    LiftResponse,
+    ListResponse,
+    MoreLikeThisRequest,
+    Ready,
+    TakedownsResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
 from .state import ServiceState
 from .writes import upsert_articles
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The write token from the service configuration.")
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
 K = Query(10, ge=1, le=100, description="List length.")
 SECTION = Query(None, max_length=200, description="Only this section.")
 EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
@@ -200,13 +211,13 @@ def events(state: State, body: EventsRequest) -> EventsResponse:
     if len(body.events) > settings.max_events_per_batch:
         raise ApiError(413, "payload_too_large", f"{len(body.events)} events in one batch; the limit is "
                        f"{settings.max_events_per_batch}: split the batch")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     latest = now + timedelta(seconds=settings.max_future_event_seconds)
     earliest = now - timedelta(hours=settings.view_retention_hours)
     counted = []
     for n, event in enumerate(body.events):
         when = event.timestamp or now
-        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
         if not earliest <= when <= latest:
             state.metrics.event_batches_rejected.inc()
             raise ApiError(422, "invalid_events", f"events[{n}].timestamp {when.isoformat()} is outside "

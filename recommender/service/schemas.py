@@ -12,7 +12,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encodable(value: str) -> str:
-    """Refuse text that cannot be encoded as UTF-8 (a lone surrogate such as a ``\\ud800`` JSON escape): a 422
+    r"""Refuse text that cannot be encoded as UTF-8 (a lone surrogate such as a ``\\ud800`` JSON escape): a 422
     naming the field, not a 500 from the tokenizer, the JSON encoder or a store."""
     if _SURROGATE.search(value):
         raise ValueError("text that cannot be encoded as UTF-8 (a lone surrogate such as \\ud800); send valid "

@@ -8,11 +8,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable
 
 from ..config import BuildConfig
+from ..config_files import as_built
 from ..embedding.base import Embedder
 from ..embedding.factory import make_embedder
 from ..errors import IndexFormatError
@@ -20,7 +21,6 @@ from ..live.state import open_live_state
 from ..query.recommender import Recommender
 from ..storage.checks import self_match
 from ..storage.manifest import read_manifest
-from ..config import as_built
 from ..storage.versions import resolve_build_dir, resolve_link
 from .counters import ViewCounter, open_counter
 from .degraded import GuardedViews
@@ -92,7 +92,7 @@ class ServiceState:
             # The new build holds these articles: the delta lets go (takedowns stay: they are not delta rows).
             self.delta.drop(stale)
         recommender.refresh_popularity()
-        return Served(recommender, path, datetime.now(timezone.utc))
+        return Served(recommender, path, datetime.now(UTC))
 
     def check_reload(self) -> bool:
         """Load a newly published ``current`` in this (background) thread and swap it in; True when swapped.
@@ -148,7 +148,7 @@ class ServiceState:
         """Gauges computed at scrape time: index age, delta size."""
         engine = self.served.recommender
         created = datetime.fromisoformat(engine.manifest.created_at.replace("Z", "+00:00"))
-        self.metrics.index_age.set((datetime.now(timezone.utc) - created).total_seconds())
+        self.metrics.index_age.set((datetime.now(UTC) - created).total_seconds())
         self.metrics.delta_articles.set(len(self.delta.overlay.live))
         self.metrics.taken_down.set(len(self.takedowns.ids))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,10 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
     texts = embedding_texts(accepted, engine.config.embedder.max_chars)
     vectors = engine.embed(texts)
     hours = np.asarray(epoch_hours(accepted["published_at"]), dtype=np.float64)
-    records = [{"id": str(row.id), "title": str(row.title), "section": str(row.section or ""),
-                "url": str(row.url or ""), "published_hours": None if np.isnan(h) else float(h),
-                "tags": [str(t) for t in row.tags], "language": str(row.language or "")}
-               for row, h in zip(accepted.itertuples(), hours)]
+    records: list[dict[str, Any]] = [
+        {"id": str(row.id), "title": str(row.title), "section": str(row.section or ""),
+         "url": str(row.url or ""), "published_hours": None if np.isnan(h) else float(h),
+         "tags": [str(t) for t in row.tags], "language": str(row.language or "")}
+        for row, h in zip(accepted.itertuples(), hours)]
     state.delta.upsert(records, vectors)
     return [r["id"] for r in records]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from ..config import IndexConfig
 from ..errors import IndexFormatError, InvalidQueryError
+
+if TYPE_CHECKING:
+    import faiss
 
 
 def choose_factory(count: int, config: IndexConfig) -> str:
@@ -24,14 +28,14 @@ class FaissIndex:
     (``ids.npy`` in a build), so the two id spaces never mix.
     """
 
-    def __init__(self, index: object, factory: str, config: IndexConfig) -> None:
+    def __init__(self, index: faiss.Index, factory: str, config: IndexConfig) -> None:
         self.index = index
         self.factory = factory
         self.config = config
         self._apply_search_params()
 
     @classmethod
-    def build(cls, vectors: np.ndarray, config: IndexConfig | None = None) -> "FaissIndex":
+    def build(cls, vectors: np.ndarray, config: IndexConfig | None = None) -> FaissIndex:
         """Index ``vectors`` ((n, d) float32, unit length), training first where the index type needs it."""
         import faiss
 
@@ -92,7 +96,7 @@ class FaissIndex:
 
     @classmethod
     def load(cls, path: str | Path, factory: str, config: IndexConfig | None = None,
-             mmap: bool = True) -> "FaissIndex":
+             mmap: bool = True) -> FaissIndex:
         """Read an index file; memory-mapped where the index type allows it (``mmap``)."""
         import faiss
 
@@ -120,13 +124,16 @@ class FaissIndex:
             ivf.nprobe = self.config.nprobe
 
 
-def _hnsw_of(index: object):  # noqa: ANN202 - a faiss HNSW struct or None
+def _hnsw_of(index: faiss.Index) -> faiss.HNSW | None:
+    """The HNSW graph of ``index`` or of the index it wraps (``base_index``); None when neither has one."""
     import faiss
 
     for candidate in (index, getattr(index, "base_index", None)):
         if candidate is not None:
             try:
-                return faiss.downcast_index(candidate).hnsw
+                # cast: the stub types downcast_index as returning Index; it returns the concrete class, and one
+                # without an HNSW graph raises the AttributeError below
+                return cast("faiss.IndexHNSW", faiss.downcast_index(candidate)).hnsw
             except AttributeError:
                 continue
     return None

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import BuildConfig, as_built
+from ..config import BuildConfig
+from ..config_files import as_built
 from ..embedding.base import ModelIdentity
 from ..errors import IndexFormatError
 from ..fileio import file_sha256, write_atomic
@@ -133,8 +134,8 @@ def _load_checked(directory: Path) -> dict[str, Any]:
     raw = path.read_bytes()
     digest_path = directory / DIGEST
     if digest_path.exists():
-        stored = digest_path.read_bytes().strip().decode("ascii", "replace")
-        if stored != hashlib.sha256(raw).hexdigest():
+        stored = digest_path.read_bytes()
+        if stored not in (hashlib.sha256(raw).hexdigest().encode(), hashlib.sha256(raw).hexdigest().encode() + b"\n"):
             raise _fail(path, f"does not match its digest in {DIGEST}")
     try:
         data = json.loads(raw.decode("utf-8"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ..config import BuildConfig, IndexConfig, as_built
+from ..config import BuildConfig, IndexConfig
+from ..config_files import as_built
 from ..errors import IndexFormatError
 from . import layout
 from .index import FaissIndex
@@ -83,7 +85,7 @@ def read_build(path: str | Path, verify: bool = True, index_config: IndexConfig 
     present = set(pq.read_schema(directory / layout.ARTICLES).names)
     columns = [c for c in (*layout.TABLE_COLUMNS, *layout.STORY_COLUMNS) if c in present]
     articles = pd.read_parquet(directory / layout.ARTICLES, columns=columns)
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     vectors = np.load(directory / layout.VECTORS, mmap_mode=mode)
     ids = np.load(directory / layout.IDS)
     if not (len(articles) == len(ids) == index.count == vectors.shape[0] == manifest.count) or \

@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ def new_build_id(now: datetime | None = None) -> str:
 
     The microseconds keep builds made within one second in order (``gc`` and ``rollback`` sort by id).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}" + secrets.token_hex(1)
 
 
@@ -45,7 +45,8 @@ def resolve_link(link: Path) -> Path | None:
     try:
         return link.resolve(strict=True)
     except RuntimeError:  # Python 3.11 raises RuntimeError for a symlink loop
-        raise IndexFormatError(f"{link} is a symlink loop; point it at a build: `recommender rollback BUILD_ID`")
+        raise IndexFormatError(f"{link} is a symlink loop; point it at a build: `recommender rollback BUILD_ID`") \
+            from None
     except OSError:
         raise IndexFormatError(f"{link} points to {os.readlink(link)!r}, which does not exist (deleted by hand?); "
                                f"point it at a kept build: `recommender versions`, then `recommender rollback "
@@ -103,7 +104,7 @@ class IndexStore:
                 if manifest is not None and path.name != build_id:
                     self._append({"event": "publish", "build_id": path.name, "at": None, "seeded": True})
         self._append({"event": event, "build_id": build_id,
-                      "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                      "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     def _append(self, record: dict[str, object]) -> None:
         with self.log.open("a", encoding="utf-8") as handle:
@@ -209,7 +210,7 @@ class IndexStore:
         """Builds in ``builds/``, oldest first, each with its manifest (None when incomplete or unreadable)."""
         if not self.builds.is_dir():
             return []
-        found = []
+        found: list[tuple[Path, Manifest | None]] = []
         for path in sorted(p for p in self.builds.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:
                 found.append((path.resolve(), read_manifest(path, verify_files=False)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,9 +11,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ..version import __version__
 from ..embedding.base import ModelIdentity
 from ..fileio import fsync_path
+from ..version import __version__
 from . import layout
 from .index import FaissIndex
 from .manifest import Manifest, describe_files
@@ -63,7 +63,7 @@ def make_manifest(stage: Path, build_id: str, names: list[str], model: ModelIden
                   config: dict[str, Any]) -> Manifest:
     """The manifest of a staged build (per-file sha256 included); written last by the caller."""
     return Manifest(
-        build_id=build_id, created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        build_id=build_id, created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         recommender_version=__version__, embedder=model.to_dict(),
         index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
                "neighbour_count": related_count},
