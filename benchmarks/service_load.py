@@ -136,6 +136,42 @@ def republish(root: Path) -> str:
     return build_id
 
 
+def write_rules(root: Path, count: int, articles: int) -> dict[str, int]:
+    """``count`` editorial rules in the root's rule store (replacing any), a seeded mix of every kind over random
+    synthetic articles: 40% blocks (a third everywhere, the rest beside one article), 20% pins beside one
+    article, 15% boosts / buries by section, 10% guardrails between synthetic tags, 15% embargoes."""
+    from recommender.live.rules import RuleStore
+    from recommender.query.rules import Rule
+
+    for stale in root.glob("rules.sqlite*"):
+        stale.unlink()
+    rng = np.random.default_rng(7)
+    made, kinds = [], {}
+    pinned: set[tuple[str, int]] = set()
+    for n in range(count):
+        draw, a, b = rng.random(), int(rng.integers(articles)), int(rng.integers(articles))
+        base = {"id": f"bench-{n}", "author": "bench", "reason": "benchmark"}
+        if draw < 0.4:
+            rule = {"kind": "block", "article_id": f"syn-{a:06d}", **({} if n % 3 == 0 else
+                                                                      {"beside": f"syn-{b:06d}"})}
+        elif draw < 0.6 and a != b and (b, n % 5 + 1) not in pinned:
+            pinned.add((b, n % 5 + 1))
+            rule = {"kind": "pin", "article_id": f"syn-{a:06d}", "beside": f"syn-{b:06d}", "position": n % 5 + 1}
+        elif draw < 0.75:
+            rule = {"kind": "boost", "section": SECTIONS[n % len(SECTIONS)], "multiply": 1.01} if n % 2 else {
+                "kind": "bury", "section": SECTIONS[n % len(SECTIONS)], "multiply": 0.99}
+        elif draw < 0.85:
+            rule = {"kind": "guardrail", "tag": f"tag-{n}", "never_beside_tag": f"tag-{n + 1}"}
+        else:
+            rule = {"kind": "embargo", "article_id": f"syn-{a:06d}", "until": "2027-01-01T00:00:00Z"}
+        made.append(Rule.from_dict({**base, **rule}))
+        kinds[made[-1].kind] = kinds.get(made[-1].kind, 0) + 1
+    store = RuleStore(root / "rules.sqlite")
+    store.add_many(made)
+    store.close()
+    return kinds
+
+
 def wrk(url: str, script: str, duration: float, connections: int, out: Path, threads: int = 2) -> dict:
     """One bounded wrk run (its Lua script written under ``out``); returns its RESULT line as a dict."""
     path = out / "wrk-script.lua"
@@ -203,6 +239,7 @@ def main() -> None:
     parser.add_argument("--cache", default=str(REPO / ".cache" / "embeddings.sqlite"),
                         help="embedding cache of the seed headlines")
     parser.add_argument("--only", default="", help="Run only scenarios whose name contains this (no reload run).")
+    parser.add_argument("--rules", type=int, default=0, help="Editorial rules loaded (a seeded mix of every kind).")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -216,13 +253,15 @@ def main() -> None:
            **dict(item.split("=", 1) for item in args.server_env)}
     for stale in root.glob("*.sqlite*"):
         stale.unlink()
+    results_rules = write_rules(root, args.rules, args.articles) if args.rules else {}
     log = (out / "service-server.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
                                "--port", str(args.port), "--workers", str(args.workers), "--log-level", "warning",
                                "--reload-poll-seconds", "1"], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{args.port}"
     results: dict[str, object] = {"articles": args.articles, "workers": args.workers, "warmup_s": args.warmup,
-                                  "connections": args.connections, "duration_s": args.duration, "runs": {}}
+                                  "connections": args.connections, "duration_s": args.duration, "runs": {},
+                                  "rules": args.rules, "rule_kinds": results_rules}
     try:
         import httpx
 

@@ -128,6 +128,9 @@ class PopularityConfig:
             _require(_finite(value) and value > 0, f"{name} must be a positive number of hours, got {value}")
 
 
+FLOOR_FALLBACKS = ("popular_in_section", "none")
+
+
 @dataclass(frozen=True)
 class RankingConfig:
     """How candidates become a list.
@@ -148,6 +151,10 @@ class RankingConfig:
         related_languages: "same" keeps related and more-like-this lists in the language of the article(s)
             they start from (articles of unknown language always pass); "any" lets them cross languages (with a
             multilingual model, the same story in the site's other languages). A query's ``language`` wins.
+        related_floor / more_like_this_floor: relatedness below which an article is not shown in a related /
+            more-like-this list (None: no floor); the list is shorter, or filled by ``floor_fallback``.
+        floor_fallback: "popular_in_section" fills a list the floor left short with the most-read articles of
+            the article's section (marked ``source = "fallback"``), "none" leaves it short.
     """
 
     candidate_count: int = 200
@@ -160,8 +167,16 @@ class RankingConfig:
     mmr_lambda: float | None = None
     negative_weight: float = 0.5
     related_languages: str = "same"
+    related_floor: float | None = None
+    more_like_this_floor: float | None = None
+    floor_fallback: str = "popular_in_section"
 
     def __post_init__(self) -> None:
+        for name in ("related_floor", "more_like_this_floor"):
+            value = getattr(self, name)
+            _require(value is None or _finite(value), f"{name} must be a finite number or unset, got {value}")
+        if self.floor_fallback not in FLOOR_FALLBACKS:
+            raise ValueError(f"floor_fallback must be one of {FLOOR_FALLBACKS}, got {self.floor_fallback!r}")
         if self.related_languages not in ("same", "any"):
             raise ValueError(f"related_languages must be 'same' or 'any', got {self.related_languages!r}")
         for name in ("weight_relatedness", "weight_trending", "weight_freshness", "weight_same_story",

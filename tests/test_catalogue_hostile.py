@@ -85,7 +85,8 @@ ANY = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(
                 st.sampled_from(["2026-11-27T08:00:00Z", "javascript:x", "https://a.example/p", "&lt;b&gt;x",
                                  "Infinity", "1e30", "<script>x</script>", "a/b", " ", "\ud800", "1700000000"]))
 ROW = st.fixed_dictionaries({"id": ANY, "title": ANY}, optional={name: ANY for name in (
-    "abstract", "body", "url", "section", "published_at", "updated_at", "language", "tags", "views")})
+    "abstract", "body", "url", "section", "published_at", "updated_at", "language", "tags", "views", "author",
+    "embargo_until")})
 
 
 @pytest.mark.filterwarnings("ignore::recommender.errors.CatalogueWarning")
@@ -105,9 +106,11 @@ def test_the_validator_judges_any_rows_without_raising(rows):
         assert article["title"].strip() and isinstance(article["views"], int) and article["views"] >= 0
         assert article["url"] == "" or article["url"].startswith(("http://", "https://"))
         assert all(isinstance(t, str) for t in article["tags"])
-        for name in ("id", "title", "abstract", "body", "section"):
+        for name in ("id", "title", "abstract", "body", "section", "author"):
             assert not any(ord(c) < 32 and c not in "\t\n\r" for c in article[name])
-            assert "<script" not in article[name].lower() and "\ud800" not in article[name]
+            assert "\ud800" not in article[name]
+        for name in ("title", "abstract", "body"):  # markup is stripped from the text; ids and sections are opaque
+            assert "<script" not in article[name].lower()
         json.dumps(article, default=str).encode("utf-8")  # every accepted value can be served
 
 

@@ -160,3 +160,41 @@ def test_mind_co_reading_rows_use_views_for_popularity(tmp_path, embedder, cache
     assert rows["most_popular"]["recall@k"] > 2 * rows["random"]["recall@k"]
     assert rows["most_popular"]["popularity_bias"] > 0.9 > rows["full_blend"]["popularity_bias"]
     assert abs(rows["random"]["popularity_bias"] - 0.5) < 0.1
+
+
+def test_cli_evaluate_reports_what_the_rules_change_and_cost(tmp_path, cache_path):
+    """`--rules FILE`: a full_blend+rules row per corpus task, with the share of lists the rules changed (checked
+    against the two lists compared by hand) and metrics of the lists as served under them (issue 16)."""
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"kind": "bury", "section": "sport", "multiply": 0.5, "author": "desk",
+                                  "reason": "fewer sport links under other stories"},
+                                 {"kind": "guardrail", "tag": "politics", "never_beside_tag": "sport",
+                                  "author": "desk", "reason": "test"}]))
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(DATA), "--task", "bbc", "--limit", "120", "--queries", "30", "--method",
+            "full_blend", "--work-dir", str(tmp_path / "work"), "--cache", str(cache_path), "--out", str(out),
+            "--rules", str(rules)]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    table = pd.read_csv(out / "results.csv").set_index("method")
+    assert table.index.tolist() == ["full_blend", "full_blend+rules"]
+    changed = table.loc["full_blend+rules", "lists_changed"]
+    # The oracle: the same build with and without the bury, on the same 30 query articles.
+    from recommender.evaluation.datasets import load_bbc, query_sample
+    from recommender.evaluation.runner import reference_time, relevance
+    from recommender.query import Recommender
+    from recommender.query.rules import Rule, RuleSet
+
+    dataset = load_bbc(DATA, 120, 0)
+    engine = Recommender.load(tmp_path / "work" / "bbc")
+    _, relevant = relevance(dataset)
+    queries = query_sample(sorted(relevant, key=engine.row_of.__getitem__), 30, 0)
+    now = reference_time(dataset)
+    ruled = Recommender(engine.stored, rules=RuleSet(tuple(Rule.from_dict(r) for r in json.loads(rules.read_text()))))
+    differ = [[r.article_id for r in engine.related(q, k=10, now=now)] !=
+              [r.article_id for r in ruled.related(q, k=10, now=now)] for q in queries]
+    assert changed == pytest.approx(sum(differ) / len(differ)) and 0 < changed
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"kind": "bury", "section": "sport", "multiply": 2, "author": "a", "reason": "b"}]))
+    refused = CliRunner().invoke(app, [*args[:-1], str(bad)])
+    assert refused.exit_code == 2 and "rule [0]" in refused.output

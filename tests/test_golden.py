@@ -29,8 +29,10 @@ def expected() -> dict:
 
 
 def as_written_then(item: dict) -> dict:
-    """A result as the old code wrote it: its relatedness was called ``similarity``."""
+    """A result as the old code wrote it: its relatedness was called ``similarity``, and the fields editorial rules
+    added since (``label``, ``source``) did not exist: without rules they must hold their defaults."""
     item = dict(item)
+    assert (item.pop("label"), item.pop("source")) == ("", "ranked"), item["article_id"]
     components = dict(item["components"])
     components["similarity"] = components.pop("relatedness")
     return {**item, "components": components}

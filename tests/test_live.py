@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from recommender.live import DeltaStore, LiveState, TakedownStore
+from recommender.live.rules import RuleStore
 from recommender.query import Recommender
 from recommender.times import epoch_hours
 
@@ -28,7 +29,7 @@ def summary(results) -> list[tuple]:
 def state(demo_engine, tmp_path):
     """An empty live state: delta and takedowns."""
     state = LiveState(DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"]),
-                      TakedownStore(tmp_path / "takedowns.sqlite"))
+                      TakedownStore(tmp_path / "takedowns.sqlite"), RuleStore(tmp_path / "rules.sqlite"))
     yield state
     state.close()
 
@@ -118,7 +119,8 @@ def test_a_second_worker_sees_the_live_state_after_sync(demo_engine, tmp_path):
     dims = demo_engine.manifest.index["dims"]
 
     def opened() -> LiveState:
-        return LiveState(DeltaStore(tmp_path / "d.sqlite", dims), TakedownStore(tmp_path / "t.sqlite"))
+        return LiveState(DeltaStore(tmp_path / "d.sqlite", dims), TakedownStore(tmp_path / "t.sqlite"),
+                         RuleStore(tmp_path / "r.sqlite"))
 
     writer, reader = opened(), opened()
     vector = np.asarray(demo_engine.table.vectors[0])[None]
@@ -140,7 +142,7 @@ def test_lookups_stay_consistent_while_the_delta_changes(demo_engine, tmp_path):
     import threading
 
     state = LiveState(DeltaStore(tmp_path / "delta.sqlite", demo_engine.manifest.index["dims"]),
-                      TakedownStore(tmp_path / "takedowns.sqlite"))
+                      TakedownStore(tmp_path / "takedowns.sqlite"), RuleStore(tmp_path / "rules.sqlite"))
     store = state.delta
     live = Recommender(demo_engine.stored, overlay=state)
     vectors = np.asarray(demo_engine.table.vectors)

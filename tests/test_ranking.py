@@ -39,7 +39,8 @@ def table(config: RankingConfig) -> ArticleTable:
         sections=np.array(["local", "local", "local", "business", "local", "sport"], dtype=object),
         urls=np.array([""] * 6, dtype=object), published_hours=hours, vectors=vectors,
         copy_groups=groups, story_ids=np.array(ids, dtype=object),  # every article its own story
-        tags=object_array([()] * 6), languages=np.array([""] * 6, dtype=object))
+        tags=object_array([()] * 6), languages=np.array([""] * 6, dtype=object),
+        authors=np.array([""] * 6, dtype=object), embargo_hours=np.full(6, np.nan))
 
 
 def run(filters: Filters, config: RankingConfig | None = None, k: int = 5, trending=None) -> list:
@@ -47,7 +48,7 @@ def run(filters: Filters, config: RankingConfig | None = None, k: int = 5, trend
     config = config or RankingConfig()
     t = table(config)
     listed = ListedArticles(t, ArticleTable.empty(4), np.zeros(6, dtype=bool))
-    anchor = Anchor(0, t.story(0), 100.0, (), int(t.copy_groups[0]), "", t.vectors[0])
+    anchor = Anchor(0, t.story(0), 100.0, (), int(t.copy_groups[0]), "", vector=t.vectors[0])
     trending = np.zeros(6) if trending is None else np.asarray(trending, dtype=np.float64)
     popularity = Popularity(datetime(1970, 1, 5, 5, tzinfo=UTC), 101.0, trending, np.zeros(6),
                             np.zeros(6), 0)

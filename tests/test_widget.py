@@ -74,7 +74,8 @@ class Server:
 def settings_for(demo_root: Path, tmp: Path, **overrides) -> ServiceSettings:
     """The demo build (read-only) with private counters and delta; no reload polling; popularity on every event."""
     values = dict(index=demo_root / "current", views=f"sqlite:///{tmp / 'views.sqlite'}",
-                  delta_path=tmp / "live-delta.sqlite", takedowns=str(tmp / "takedowns.sqlite"), write_token=TOKEN,
+                  delta_path=tmp / "live-delta.sqlite", takedowns=str(tmp / "takedowns.sqlite"),
+                  rules=str(tmp / "rules.sqlite"), write_token=TOKEN,
                   reload_poll_seconds=0, popularity_refresh_seconds=0, warm_model=False, click_burst=1_000,
                   demo_pages=True)
     values.update(overrides)
@@ -224,6 +225,26 @@ def test_demo_page_panels_show_the_expected_stories(service, page, stories):
     assert page.errors == [] and page.console == []
     ARTIFACTS.mkdir(exist_ok=True)
     p.screenshot(path=str(ARTIFACTS / "widget-demo-article.png"), full_page=True)
+
+
+def test_an_editors_pin_shows_its_label_in_the_widget(demo_root, embedder, page, tmp_path):
+    """A pin set through the API appears at its position with the rule's public label; the other items carry
+    none (issue 16)."""
+    with Server(create_app(settings_for(demo_root, tmp_path), embedder=embedder)) as server:
+        rule = {"kind": "pin", "article_id": "demo-124", "beside": "demo-001", "position": 2, "author": "desk",
+                "reason": "the app failure is the day's other big story", "label": "Editors' choice"}
+        added = httpx.post(f"{server.url}/v1/rules", json=rule, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert added.status_code == 201, added.text
+        page.open(f"{server.url}/demo/articles/demo-001")
+        items = page.page.query_selector_all("[data-recommender=related] li")
+        assert page.ids("[data-recommender=related]")[1] == "demo-124"
+        labels = [li.query_selector(".rec-label") for li in items]
+        assert [label.inner_text() if label else None for label in labels] == [None, "Editors' choice", None, None]
+        assert items[1].get_attribute("data-rec-source") == "pinned"
+        assert items[0].get_attribute("data-rec-source") == "ranked"
+        assert page.errors == [] and page.console == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.page.screenshot(path=str(ARTIFACTS / "widget-editors-pin.png"), full_page=True)
 
 
 def test_click_is_counted_and_reaches_popular(service, page):

@@ -30,7 +30,7 @@ def demo_catalogue(now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFr
     now = now or datetime.now(UTC)
     shift = pd.Timedelta(hours=round((now - DEMO_EPOCH).total_seconds() / 3600))
     articles = read_catalogue(articles_file).articles
-    for column in ("published_at", "updated_at"):
+    for column in ("published_at", "updated_at", "embargo_until"):
         articles[column] = articles[column] + shift
     views, _ = read_views(views_file)
     views["timestamp"] = views["timestamp"] + shift

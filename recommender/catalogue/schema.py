@@ -9,15 +9,16 @@ from typing import Any
 import pandas as pd
 
 FIELDS = ("id", "title", "abstract", "body", "url", "section", "published_at", "updated_at", "language", "tags",
-          "views")
+          "views", "author", "embargo_until")
 TEXT_FIELDS = ("title", "abstract", "body")
-STRING_FIELDS = ("id", "title", "abstract", "body", "url", "section", "language")
-DATE_FIELDS = ("published_at", "updated_at")
+STRING_FIELDS = ("id", "title", "abstract", "body", "url", "section", "language", "author")
+DATE_FIELDS = ("published_at", "updated_at", "embargo_until")
 # Common alternative spellings, applied only when the schema name is absent from the source.
 ALIASES = {
     "article_id": "id", "news_id": "id", "headline": "title", "text": "body", "content": "body",
     "lead": "abstract", "summary": "abstract", "description": "abstract", "category": "section",
     "date": "published_at", "published": "published_at", "entities": "tags", "lang": "language",
+    "byline": "author", "embargoed_until": "embargo_until",
 }
 MIND_COLUMNS = ("id", "section", "subsection", "title", "abstract", "url", "title_entities", "abstract_entities")
 
@@ -27,7 +28,8 @@ class Catalogue:
     """A validated catalogue: the accepted articles, the rejected rows and what was repaired.
 
     Attributes:
-        articles: one row per accepted article, columns ``FIELDS``, ``published_at``/``updated_at`` aware UTC.
+        articles: one row per accepted article, columns ``FIELDS``, the dates (``DATE_FIELDS``) aware UTC;
+            ``embargo_until``: never listed before it (a ``published_at`` in the future embargoes the same way).
         rejects: ``record`` (1-based position in the source), ``id``, ``field``, ``reason``.
         truncated_ids: ids whose text was longer than ``max_text_chars`` and was cut.
         ignored_columns: source columns that map to no schema field.

@@ -222,7 +222,7 @@ def _judge(values: dict[str, Any], config: CatalogueConfig, dates: dict[str, Any
                 raise Rejected("id", f"id contains control characters: {_shown(text)}")
             text = _CONTROL.sub("", text)
             repaired.append(name)
-        article[name] = text.strip() if name in ("id", "url", "section", "language") else text
+        article[name] = text.strip() if name in ("id", "url", "section", "language", "author") else text
     if not article["id"]:
         raise Rejected("id", "missing id: every article needs a unique id")
     if len(article["id"]) > MAX_ID_CHARS:

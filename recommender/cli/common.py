@@ -74,7 +74,8 @@ def print_results(results: list, as_json: bool, header: str) -> None:
         typer.echo(f"{n:>3}. {r.score:6.3f}  {r.article_id:<14} {r.section:<12} {date}  {r.title}")
         parts = f"relatedness {r.relatedness:.3f}, trending {r.trending:.3f}, freshness {r.freshness:.3f}"
         extra = f"; collapsed {', '.join(r.duplicates)}" if r.duplicates else ""
-        typer.echo(f"       {parts}{extra}")
+        chosen = f"  [{r.label}]" if r.label else f"  [{r.source}: {r.reasons[0]}]" if r.source != "ranked" else ""
+        typer.echo(f"       {parts}{extra}{chosen}")
 
 
 
@@ -92,20 +93,20 @@ def indexes_root(path: Path) -> Path:
     return path
 
 
-def load_recommender(indexes: Path) -> Any:
-    """The build behind ``--indexes`` with the root's live state over it (the takedowns and live articles the
-    service serves: ``RECOMMENDER_TAKEDOWNS`` names a shared takedown database, as for the service), so the
-    command line lists what the service lists."""
+def load_recommender(indexes: Path, rules: str | None = None) -> Any:
+    """The build behind ``--indexes`` with the root's live state over it (the takedowns, live articles and
+    editorial rules the service serves: ``RECOMMENDER_TAKEDOWNS`` / ``RECOMMENDER_RULES`` name shared databases,
+    as for the service), so the command line lists what the service lists."""
     import os
 
-    from ..live.state import DELTA_FILE, TAKEDOWNS_FILE, open_live_state
+    from ..live.state import DELTA_FILE, RULES_FILE, TAKEDOWNS_FILE, open_live_state
     from ..query.recommender import Recommender
     from ..storage.reader import read_build
 
     stored = read_build(indexes)
     root = indexes_root(indexes)
-    shared = os.environ.get("RECOMMENDER_TAKEDOWNS")
-    if shared or (root / TAKEDOWNS_FILE).exists() or (root / DELTA_FILE).exists():
-        live = open_live_state(root, stored.manifest.index["dims"], shared)
-        return Recommender(stored, overlay=live)
+    shared, rules = os.environ.get("RECOMMENDER_TAKEDOWNS"), rules or os.environ.get("RECOMMENDER_RULES")
+    if shared or rules or any((root / name).exists() for name in (TAKEDOWNS_FILE, DELTA_FILE, RULES_FILE)):
+        live = open_live_state(root, stored.manifest.index["dims"], shared, rules=rules)
+        return Recommender(stored, overlay=live, rules=live)
     return Recommender(stored)

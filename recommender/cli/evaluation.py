@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
 from .common import app, build_config, run
+
+
+def read_rules(location: str):  # noqa: ANN201 - a RuleSet, imported lazily
+    """Rules from a JSON file (a list of rule objects) or a rule store (SQLite file, postgresql:// URL)."""
+    from ..query.rules import Rule, RuleError, RuleSet
+
+    if location.endswith(".json"):
+        items = json.loads(Path(location).read_text())
+        if not isinstance(items, list):
+            raise ValueError(f"{location}: expected a JSON list of rules, got {type(items).__name__}")
+        rules = []
+        for n, item in enumerate(items):
+            try:
+                rules.append(Rule.from_dict(item))
+            except RuleError as exc:
+                raise ValueError(f"{location}: rule [{n}]: {exc}") from None
+        return RuleSet(tuple(rules), seq=location)
+    from ..live.rules import RuleStore
+
+    return RuleStore(location).ruleset
 
 
 @app.command()
@@ -29,6 +50,9 @@ def evaluate(
     sweep: bool = typer.Option(False, "--sweep", help="Also sweep ranking settings and plot them (PNG)."),
     seed: int = typer.Option(0, help="Seed of the samples and the random baseline."),
     config_file: Path | None = typer.Option(None, "--config", help="Build/ranking settings (TOML or JSON)."),
+    rules: str | None = typer.Option(None, "--rules", help="Editorial rules to evaluate: a JSON file (a list of "
+                                     "rules), a rules.sqlite file or a postgresql:// URL; adds a "
+                                     "full_blend+rules row per corpus task with the share of lists they change."),
 ) -> None:
     """Score every task x method on the public datasets; print the table, write JSON/CSV (and sweep plots)."""
     def action() -> None:
@@ -45,7 +69,8 @@ def evaluate(
         config = EvaluationConfig(
             data_dir=data, tasks=tuple(task) or TASKS, methods=tuple(method) or METHODS, k=k, limit=limit,
             queries=queries, semeval_lang_pairs=tuple(lang) or None, semeval_original_only=not with_translations,
-            seed=seed, work_dir=work_dir, cache_path=cache, builds=builds, build_config=build_config(config_file))
+            seed=seed, work_dir=work_dir, cache_path=cache, builds=builds, build_config=build_config(config_file),
+            rules=read_rules(rules) if rules else None)
         result = run_evaluation(config)
         typer.echo(format_table(result.table, k))
         for name, note in result.notes.items():

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from .common import AS_JSON, INDEXES, NOW, app, load_recommender, parse_now, print_results, run
+from .common import AS_JSON, INDEXES, NOW, app, indexes_root, load_recommender, parse_now, print_results, run
 
 
 @app.command()
@@ -119,6 +119,28 @@ def popular(
     run(action)
 
 
+DEMO_PIN = {"id": "demo-pin", "kind": "pin", "article_id": "demo-052", "beside": "demo-001", "position": 2,
+            "author": "demo desk", "reason": "the truce and prisoner exchange: background readers of the talks ask "
+            "for"}
+
+
+def demo_pin(indexes: Path) -> str:
+    """The demo's editorial pin (kept in the root's rule store; added once): the demo page shows it labelled."""
+    from ..live.rules import RuleStore
+    from ..live.state import RULES_FILE
+    from ..query.rule_check import checked
+    from ..query.rules import Rule
+
+    store = RuleStore(indexes_root(indexes) / RULES_FILE)
+    try:
+        if store.ruleset.by_id(str(DEMO_PIN["id"])) is None:
+            store.add(Rule.from_dict(DEMO_PIN), checked(load_recommender(indexes)))
+        return (f"editors' pin: {DEMO_PIN['article_id']} at position {DEMO_PIN['position']} beside "
+                f"{DEMO_PIN['beside']} (rule {DEMO_PIN['id']}; `recommender rules list`)")
+    finally:
+        store.close()
+
+
 @app.command()
 def demo(
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root to build into."),
@@ -141,6 +163,7 @@ def demo(
         report = run_build(articles, indexes, views_source=views, progress=sys.stderr.isatty())
         typer.echo(report.catalogue_summary)
         typer.echo(report.summary())
+        typer.echo(demo_pin(indexes))
         engine = load_recommender(indexes)
         print_results(engine.related(article_id, k=5, now=when), False,
                        f"\nrelated to {article_id}: {engine.article(article_id)['title']}")

@@ -20,6 +20,12 @@ def serve(
     views: str = typer.Option("sqlite", "--views", help="View counters: sqlite (next to the index), "
                               "sqlite:///path or redis://host:6379/0 (shared by replicas)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
+    takedowns: str | None = typer.Option(None, "--takedowns", envvar="RECOMMENDER_TAKEDOWNS", help="Takedowns in "
+                                         "this postgresql:// database (shared by replicas; default "
+                                         "takedowns.sqlite in the indexes root)."),
+    rules: str | None = typer.Option(None, "--rules", envvar="RECOMMENDER_RULES", help="Editorial rules in this "
+                                     "postgresql:// database (shared by replicas; default rules.sqlite in the "
+                                     "indexes root)."),
     reload_poll_seconds: float = typer.Option(2.0, help="How often `current` is checked for a new version."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     demo_pages: bool = typer.Option(False, "--demo-pages", help="Serve /demo/articles/{id}: each article laid out "
@@ -40,6 +46,8 @@ def serve(
                            "RECOMMENDER_DEMO_PAGES": "true" if demo_pages else "false",
                            "RECOMMENDER_CORS_ORIGINS": json.dumps(cors_origin),
                            "RECOMMENDER_RELOAD_POLL_SECONDS": str(reload_poll_seconds)})
+        os.environ.update({name: value for name, value in (("RECOMMENDER_TAKEDOWNS", takedowns),
+                                                           ("RECOMMENDER_RULES", rules)) if value})
         from uvicorn.supervisors import Multiprocess
 
         # Always under uvicorn's supervisor, one worker included: a worker that dies (a signal, an out-of-memory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -14,17 +15,19 @@ import pandas as pd
 
 from ..config import BuildConfig
 from ..embedding.base import Embedder
+from ..query.editorial import RuleBook
 from ..query.recommender import Recommender
+from ..query.rules import RuleSet
 from ..stories import neighbour_cosines
 from ..times import epoch_hours
 from . import metrics
-from .baselines import METHODS, Method, make_methods
+from .baselines import METHODS, EngineMethod, Method, make_methods
 from .datasets import LOADERS, CorpusDataset, PairDataset, label_groups, load_mind, load_semeval, partners, query_sample
 
 log = logging.getLogger("recommender.evaluation")
 TASKS = ("semeval", "bbc", "reuters", "ag_news", "mind")
 COLUMNS = ["task", "method", "queries", "pearson", "spearman", "precision@k", "ndcg@k", "recall@k", "coverage",
-           "diversity", "duplicates", "median_age_h", "popularity_bias"]
+           "diversity", "duplicates", "median_age_h", "popularity_bias", "lists_changed"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class EvaluationConfig:
         cache_path: embedding cache file (None: one per index root).
         builds: task -> a published build (directory or indexes root) to load instead of building.
         build_config: settings of the builds made here (ranking defaults included).
+        rules: editorial rules to evaluate: each corpus task adds a "full_blend+rules" row (the full blend
+            obeying them) with ``lists_changed``, the share of query lists they changed; the metric cost is its
+            difference from the "full_blend" row.
     """
 
     data_dir: Path
@@ -60,6 +66,7 @@ class EvaluationConfig:
     cache_path: Path | None = None
     builds: Mapping[str, Path] = field(default_factory=dict)
     build_config: BuildConfig = field(default_factory=BuildConfig)
+    rules: RuleSet | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(TASKS))
@@ -191,10 +198,21 @@ def corpus_rows(dataset: CorpusDataset, methods: Sequence[Method], recommender: 
     queries = query_sample(sorted(relevant, key=recommender.row_of.__getitem__), config.queries, config.seed)
     stories = story_of(recommender)
     rows = []
+    plain: list[list[str]] | None = None
     for method in methods:
         lists = method.related_lists(queries, config.k)
+        plain = lists if method.name == "full_blend" else plain
         rows.append({"task": task, "method": method.name,
                      **list_metrics(lists, queries, relevant, config.k, recommender, views, stories, now)})
+    if config.rules is not None:
+        ruled = copy.copy(recommender)
+        ruled.rules = RuleBook(config.rules, recommender.table)
+        lists = EngineMethod("full_blend+rules", ruled, now).related_lists(queries, config.k)
+        plain = plain if plain is not None else EngineMethod("full_blend", recommender, now).related_lists(
+            queries, config.k)
+        rows.append({"task": task, "method": "full_blend+rules",
+                     **list_metrics(lists, queries, relevant, config.k, recommender, views, stories, now),
+                     "lists_changed": float(np.mean([a != b for a, b in zip(lists, plain)])) if lists else 0.0})
     return rows
 
 
@@ -251,7 +269,8 @@ def evaluate(config: EvaluationConfig, embedder: Embedder | None = None) -> Eval
         methods = make_methods(config.methods, recommender, dataset.articles, views, now, config.seed)
         rows += corpus_rows(dataset, methods, recommender, views, config, now)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    settings = {k: v for k, v in asdict(config).items() if k != "build_config"}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("build_config", "rules")}
+    settings["rules"] = [r.to_dict() for r in config.rules.rules] if config.rules is not None else []
     settings["ranking"] = asdict(config.build_config.ranking)
     settings["popularity"] = asdict(config.build_config.popularity)
     return EvaluationResult(table, notes, settings)

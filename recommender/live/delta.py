@@ -32,10 +32,14 @@ def _table(records: Sequence[tuple[dict, np.ndarray]], dims: int) -> ArticleTabl
                      dtype=np.float64)
     tags = object_array([tuple(r.get("tags") or ()) for r, _ in records])
     languages = np.array([r.get("language") or "" for r, _ in records], dtype=object)
+    authors = np.array([r.get("author") or "" for r, _ in records], dtype=object)
+    embargo = np.array([np.nan if r.get("embargo_hours") is None else r["embargo_hours"] for r, _ in records],
+                       dtype=np.float64)
     # Copy groups and stories are assigned by the recommender, which knows the build.
     return ArticleTable(ids=column("id"), titles=column("title"), sections=column("section"), urls=column("url"),
                         published_hours=hours, vectors=vectors, copy_groups=np.full(len(records), -1, np.int64),
-                        story_ids=np.full(len(records), "", dtype=object), tags=tags, languages=languages)
+                        story_ids=np.full(len(records), "", dtype=object), tags=tags, languages=languages,
+                        authors=authors, embargo_hours=embargo)
 
 
 class DeltaStore:

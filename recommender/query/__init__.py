@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from .recommender import Recommender
 from .results import Recommendation
+from .rules import Rule, RuleSet
 
-__all__ = ["Recommendation", "Recommender"]
+__all__ = ["Recommendation", "Recommender", "Rule", "RuleSet"]

@@ -12,9 +12,10 @@ Scores blend with cosine similarity, so each is normalised into [0, 1]:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import pandas as pd
@@ -157,3 +158,42 @@ def snapshot(listed: ListedArticles, events: BuildEvents, id_index: pd.Index, vi
     published = np.concatenate([listed.build.published_hours, listed.live.published_hours])
     return Popularity(now, now_hours, normalise_log(raw), decay(now_hours - published,
                                                                 config.freshness_half_life_hours), raw, listed.seq)
+
+
+class PopularityCache:
+    """The latest popularity snapshot of a recommender: one taken at the clock is reused for
+    ``max_age_seconds`` while the rows are unchanged; one at a given ``now`` is computed once.
+
+    Args:
+        events / id_index: the build's page-view events and the id index they are aligned with.
+        config: decay and window settings.
+        max_age_seconds: how long a snapshot taken at the clock is reused (the service refreshes its own and
+            passes infinity).
+    """
+
+    def __init__(self, events: BuildEvents, id_index: pd.Index, config: PopularityConfig,
+                 max_age_seconds: float) -> None:
+        self.events, self.id_index, self.config = events, id_index, config
+        self.max_age_seconds = max_age_seconds
+        self._latest: tuple[Popularity, float] | None = None
+
+    def clear(self) -> None:
+        """Forget the snapshot (the view source changed)."""
+        self._latest = None
+
+    def refresh(self, listed: ListedArticles, views: ViewSource | None, now: datetime) -> Popularity:
+        """A new snapshot at ``now``."""
+        result = snapshot(listed, self.events, self.id_index, views, now, self.config)
+        self._latest = (result, time.monotonic())
+        return result
+
+    def at(self, listed: ListedArticles, views: ViewSource | None, now: datetime | None,
+           clock: Callable[[], datetime]) -> Popularity:
+        """The snapshot for ``listed`` at ``now`` (None: the clock), reused when it may be."""
+        cached = self._latest
+        if cached is not None and cached[0].seq == listed.seq:
+            if now is None and time.monotonic() - cached[1] < self.max_age_seconds:
+                return cached[0]
+            if now is not None and cached[0].now == now:
+                return cached[0]
+        return self.refresh(listed, views, now or clock())

@@ -8,12 +8,13 @@ is decided here, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
 from ..config import RankingConfig
+from .editorial import ListRules, Pin
 from .explain import explain
 from .filters import Filters, candidate_mask
 from .popularity import Popularity
@@ -95,9 +96,38 @@ class RowFields:
         return fields
 
 
+def eligible_pins(listed: ListedArticles, rules: ListRules, k: int, filters: Filters, now_hours: float,
+                  anchor_group: int | None, languages: frozenset[str] = frozenset()) -> list[Pin]:
+    """The pins of a list that may be shown, by position: listed, allowed by the other rules and the list's
+    filters, within ``k``, not a copy of the anchor or of an earlier pin, not kept from an earlier pin by a
+    guardrail (the first position wins)."""
+    out: list[Pin] = []
+    groups: set[int] = set() if anchor_group is None else {anchor_group}
+    forbidden: set[str] = set()
+    for pin in rules.pins:
+        row = np.array([pin.row])
+        if pin.position > k or not candidate_mask(listed, row, filters, now_hours, languages)[0] \
+                or not rules.allowed(row)[0]:
+            continue
+        group = int(listed.take("copy_groups", row)[0])
+        if group in groups or rules.forbids(pin.row, forbidden):
+            continue
+        groups.add(group)
+        forbidden |= rules.forbidden_by(pin.row)
+        out.append(pin)
+    return out
+
+
+def pinned_result(result: Recommendation, pin: Pin) -> Recommendation:
+    """A result as its pin shows it: the rule's public label, and the rule named in the reasons."""
+    return replace(result, label=pin.label, source="pinned",
+                   reasons=(f"chosen by the editors (rule {pin.rule_id}, position {pin.position})", *result.reasons))
+
+
 def rank(listed: ListedArticles, candidates: Candidates, k: int, config: RankingConfig, filters: Filters,
          popularity: Popularity, anchor: Anchor | None, fields: RowFields,
-         languages: frozenset[str] = frozenset()) -> list[Recommendation]:
+         languages: frozenset[str] = frozenset(), rules: ListRules | None = None, floor: float | None = None,
+         query: np.ndarray | None = None) -> list[Recommendation]:
     """Turn candidates into at most ``k`` explained recommendations (fewer when the candidates run out).
 
     Args:
@@ -111,42 +141,85 @@ def rank(listed: ListedArticles, candidates: Candidates, k: int, config: Ranking
             list without one (free text).
         fields: the per-row string cache.
         languages: the languages present in ``listed`` (skips a language mask that would keep every row).
+        rules: the editorial rules of this list (blocks, embargoes, guardrails, boosts, pins).
+        floor: candidates less related than this are not listed (pins are the editors' choice: exempt).
+        query: the list's query vector (the relatedness of a pinned article that is not a candidate).
 
     Returns:
-        Recommendations, best first, never two copies of one piece and never a copy of an anchor.
+        Recommendations, best first, never two copies of one piece, never a copy of an anchor, never two
+        articles a guardrail keeps apart; pins at their positions.
     """
     keep = candidate_mask(listed, candidates.rows, filters, popularity.now_hours, languages)
+    if rules is not None:
+        keep &= rules.allowed(candidates.rows)
+    if floor is not None:
+        keep &= candidates.relatedness >= floor
     index = np.flatnonzero(keep)
     kept = candidates.rows[index]
     scores = blend(candidates.relatedness[index], popularity.trending[kept], popularity.freshness[kept],
                    candidates.same_story[index], config)
+    if rules is not None:
+        scores = rules.adjusted(kept, scores, listed.take("published_hours", kept))
     order = index[np.argsort(-scores, kind="stable")].tolist()
     score_of = dict(zip(index.tolist(), scores.tolist()))
-    chosen, collapsed = _walk(order, candidates, k, config, score_of, listed)
+    pins = (eligible_pins(listed, rules, k, filters, popularity.now_hours, anchor.group if anchor else None)
+            if rules is not None and rules.pins else [])
+    chosen, collapsed = _walk(order, candidates, k - len(pins), config, score_of, listed, rules,
+                              {int(listed.take("copy_groups", np.array([p.row]))[0]) for p in pins},
+                              set().union(*(rules.forbidden_by(p.row) for p in pins)) if rules else set())
     results = []
     for i in chosen:
         row = int(candidates.rows[i])
-        table, local = listed.source(row)
-        relatedness = float(candidates.relatedness[i])
-        trend, fresh = float(popularity.trending[row]), float(popularity.freshness[row])
-        story = table.story(local)
-        relation, reasons, shared = explain(relatedness, trend, fresh, story, float(table.published_hours[local]),
-                                            anchor, table.row_tags(local))
-        article_id, title, section, url, published = fields.get(listed, row)
-        results.append(Recommendation(
-            article_id=article_id, title=title, score=score_of[i], relatedness=relatedness, trending=trend,
-            freshness=fresh, section=section, url=url, published_at=published,
-            duplicates=tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed.get(i, ())),
-            reasons=reasons, story_id=story, relation=relation, shared_tags=shared,
-            same_story=float(candidates.same_story[i])))
-    return results
+        results.append(_result(listed, row, float(candidates.relatedness[i]), score_of[i],
+                               float(candidates.same_story[i]), popularity, anchor, fields, rules,
+                               tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed.get(i, ()))))
+    if pins:
+        position = {int(r): i for i, r in enumerate(candidates.rows.tolist())}
+        story = anchor.story if anchor else None
+        for pin in pins:
+            at = position.get(pin.row)
+            vector = listed.take("vectors", np.array([pin.row]))[0]
+            reference = query if query is not None else (anchor.vector if anchor is not None else None)
+            relatedness = (float(candidates.relatedness[at]) if at is not None else
+                           float(vector @ reference) if reference is not None and len(reference) else 0.0)
+            same = float(story is not None and listed.take("story_ids", np.array([pin.row]))[0] == story)
+            score = float(blend(np.array([relatedness]), popularity.trending[[pin.row]],
+                                popularity.freshness[[pin.row]], np.array([same]), config)[0])
+            pinned = _result(listed, pin.row, relatedness, score, same, popularity, anchor, fields, None, ())
+            results.insert(min(pin.position - 1, len(results)), pinned_result(pinned, pin))
+    return results[:k]
+
+
+def _result(listed: ListedArticles, row: int, relatedness: float, score: float, same_story: float,
+            popularity: Popularity, anchor: Anchor | None, fields: RowFields, rules: ListRules | None,
+            duplicates: tuple[str, ...]) -> Recommendation:
+    """One explained result (a boost or bury that moved it named in its reasons and label)."""
+    table, local = listed.source(row)
+    trend, fresh = float(popularity.trending[row]), float(popularity.freshness[row])
+    story = table.story(local)
+    published_hours = float(table.published_hours[local])
+    relation, reasons, shared = explain(relatedness, trend, fresh, story, published_hours, anchor,
+                                        table.row_tags(local))
+    label = ""
+    boost = rules.boost_of(row, published_hours) if rules is not None else None
+    if boost is not None:
+        label = boost[0]
+        reasons = (*reasons, f"{'promoted' if label else 'demoted'} by the editors (rule {boost[1]})")
+    article_id, title, section, url, published = fields.get(listed, row)
+    return Recommendation(
+        article_id=article_id, title=title, score=score, relatedness=relatedness, trending=trend, freshness=fresh,
+        section=section, url=url, published_at=published, duplicates=duplicates, reasons=reasons, story_id=story,
+        relation=relation, shared_tags=shared, same_story=same_story, label=label)
 
 
 def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfig, score_of: dict[int, float],
-          listed: ListedArticles) -> tuple[list[int], dict[int, list[int]]]:
-    """Pick up to ``k`` candidates best first (by MMR when configured), skipping copies of an anchor and
-    collapsing copies of a chosen entry into it; copies further down the list collapse too."""
+          listed: ListedArticles, rules: ListRules | None = None, taken_groups: set[int] | None = None,
+          forbidden: set[str] | None = None) -> tuple[list[int], dict[int, list[int]]]:
+    """Pick up to ``k`` candidates best first (by MMR when configured), skipping copies of an anchor and of
+    ``taken_groups`` (pinned pieces) and rows a guardrail keeps from an earlier entry, and collapsing copies of a
+    chosen entry into it; copies further down the list collapse too."""
     groups, anchor_copy = candidates.groups, candidates.anchor_copy
+    taken, forbidden = taken_groups or set(), set(forbidden or ())
     chosen: list[int] = []
     collapsed: dict[int, list[int]] = {}
     shown: dict[int, int] = {}  # copy group -> the chosen candidate showing it
@@ -164,14 +237,18 @@ def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfi
             remaining = remaining[:position] + [remaining[pick]] + remaining[position:pick] + remaining[pick + 1:]
         i = remaining[position]
         position += 1
-        if anchor_copy[i]:
+        if anchor_copy[i] or groups[i] in taken:
             continue
         holder = shown.get(groups[i])
         if holder is not None:
             collapsed.setdefault(holder, []).append(i)
             continue
+        if rules is not None and forbidden and rules.forbids(int(candidates.rows[i]), forbidden):
+            continue
         chosen.append(i)
         shown[groups[i]] = i
+        if rules is not None:
+            forbidden |= rules.forbidden_by(int(candidates.rows[i]))
     for i in remaining[position:]:
         holder = shown.get(groups[i])
         if holder is not None:

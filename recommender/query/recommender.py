@@ -1,14 +1,14 @@
 """The Recommender: related, more-like-this, popular and story lists over one build and what lies over it.
 
 This is the one query path. The CLI, the Python API, ``recommender evaluate``, the notebooks and the HTTP service
-all call these methods with the same parameters; the service only adds an overlay (live articles, takedowns) and
-live page views, and a build with an empty overlay is just a build.
+all call these methods with the same parameters; the service only adds an overlay (live articles, takedowns), live
+page views and its rule store, and a build with an empty overlay and no rules is just a build.
 """
 
 from __future__ import annotations
 
 import threading
-import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,22 +20,21 @@ from ..config import BuildConfig
 from ..embedding.base import Embedder
 from ..errors import InvalidQueryError, UnknownArticleError
 from ..storage.reader import StoredBuild, read_build
+from ..times import epoch_hours
 from .candidates import CandidateSource
+from .editorial import ListRules, RuleBook
 from .filters import Filters, check_k, list_language
 from .overlay import Overlay, OverlaySource
-from .popular import most_read
-from .popularity import BuildEvents, Popularity, ViewSource, decayed_views, snapshot
+from .popular import fallback, most_read
+from .popularity import BuildEvents, Popularity, PopularityCache, ViewSource, decayed_views
 from .ranking import Candidates, RowFields, blend, rank
 from .results import Recommendation
 from .rows import build_table, listed_articles
+from .rules import RuleSource
 from .table import Anchor, ListedArticles
 from .timeline import story_rows, story_timeline
 
 Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Recommender:
@@ -48,7 +47,8 @@ class Recommender:
     def __init__(self, stored: StoredBuild, config: BuildConfig | None = None, embedder: Embedder | None = None,
                  overlay: OverlaySource | None = None, views: ViewSource | None = None, clock: Clock | None = None,
                  use_related_table: bool = True, popularity_max_age_seconds: float = 1.0,
-                 candidate_cache_size: int = 20_000, embed_lock: threading.Lock | None = None) -> None:
+                 candidate_cache_size: int = 20_000, embed_lock: threading.Lock | None = None,
+                 rules: RuleSource | None = None) -> None:
         """Args:
         stored: the build, read (``storage.reader.read_build``).
         config: ranking / popularity / story settings; default the build's own.
@@ -63,6 +63,8 @@ class Recommender:
             refreshes its own and passes infinity).
         candidate_cache_size: related-table candidate entries kept (rows read by many readers).
         embed_lock: serialises free-text embedding (the service shares one with its upserts).
+        rules: the editorial rules every list obeys (a ``RuleSet``, or the service's rule store); none by
+            default. Embargoes (a future ``published_at`` or an ``embargo_until``) hold without rules.
         """
         self.stored = stored
         self.config = config or stored.config
@@ -82,8 +84,9 @@ class Recommender:
         self._languages = frozenset(self.table.languages.tolist())
         self._overlay_source = overlay
         self.views = views
-        self.clock: Clock = clock or _utc_now
-        self.popularity_max_age_seconds = popularity_max_age_seconds
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self._popularity = PopularityCache(self._events, self._id_index, self.popularity_config,
+                                           popularity_max_age_seconds)
         self._embedder = embedder
         self._embed_lock = embed_lock or threading.Lock()
         if embedder is not None:
@@ -92,8 +95,8 @@ class Recommender:
         self.candidates = CandidateSource(self.index, self.related_rows, self.related_scores, candidate_cache_size)
         self._empty = Overlay.empty(self.table.vectors.shape[1])
         self._listed: ListedArticles | None = None
-        self._popularity: tuple[Popularity, float] | None = None
         self._story_rows: dict[str, np.ndarray] | None = None
+        self.rules = RuleBook(rules, self.table)
 
     @classmethod
     def load(cls, path: str | Path, embedder: Embedder | None = None, verify: bool = True,
@@ -171,43 +174,37 @@ class Recommender:
 
     def article(self, article_id: str) -> dict[str, object]:
         """The stored fields of one listed article (a build row: the build's columns; a live one: id, title,
-        section, url, published_at, language, tags)."""
+        section, url, published_at, language, tags, author)."""
         listed = self.listed()
         row = self.row(article_id)
         if row < len(self):
             return self.stored.articles.iloc[row].to_dict()
         table, local = listed.source(row)
-        return {"id": str(table.ids[local]), "title": str(table.titles[local]), "section": str(table.sections[local]),
-                "url": str(table.urls[local]), "published_at": table.published_iso(local),
-                "language": str(table.languages[local]), "tags": list(table.row_tags(local))}
+        return table.record(local)
 
-    def _anchor(self, listed: ListedArticles, article_id: str) -> Anchor:
+    def anchor(self, listed: ListedArticles, article_id: str) -> Anchor:
+        """The listed article a list is for (``UnknownArticleError`` when it is not listed)."""
         row = self._row_or_none(listed, article_id)
         if row is None:
             raise UnknownArticleError(article_id)
         table, local = listed.source(row)
         return Anchor(row, table.story(local), float(table.published_hours[local]), table.row_tags(local),
-                      int(table.copy_groups[local]), str(table.languages[local]),
+                      int(table.copy_groups[local]), str(table.languages[local]), str(table.sections[local]),
                       np.asarray(table.vectors[local], dtype=np.float32))
 
-    def _known_rows(self, listed: ListedArticles, article_ids: Sequence[str]) -> list[int]:
-        rows = (self._row_or_none(listed, a) for a in article_ids)
-        return [r for r in rows if r is not None]
+    def _known_rows(self, listed: ListedArticles, ids: Sequence[str]) -> list[int]:
+        return [r for r in (self._row_or_none(listed, a) for a in ids) if r is not None]
 
     # ------------------------------------------------------------------ popularity
 
     def use_views(self, views: ViewSource | None) -> None:
         """Blend live page views (e.g. the service's counter store) into trending and ``popular`` from now on."""
         self.views = views
-        self._popularity = None
+        self._popularity.clear()
 
     def refresh_popularity(self, now: datetime | None = None, listed: ListedArticles | None = None) -> Popularity:
         """Recompute trending and freshness of every listed row at ``now`` (default: the clock)."""
-        listed = listed or self.listed()
-        result = snapshot(listed, self._events, self._id_index, self.views, now or self.clock(),
-                          self.popularity_config)
-        self._popularity = (result, time.monotonic())
-        return result
+        return self._popularity.refresh(listed or self.listed(), self.views, now or self.clock())
 
     def popularity(self, now: datetime | None = None, listed: ListedArticles | None = None) -> Popularity:
         """Trending and freshness per listed row at ``now``: a snapshot at the clock is reused for
@@ -218,20 +215,39 @@ class Recommender:
             listed: the row snapshot the arrays must align with (default the latest); a query passes the one it
                 ranks with, so an overlay change between the two reads cannot misalign them.
         """
-        cached, listed = self._popularity, listed or self.listed()
-        if cached is not None and cached[0].seq == listed.seq:
-            if now is None and time.monotonic() - cached[1] < self.popularity_max_age_seconds:
-                return cached[0]
-            if now is not None and cached[0].now == now:
-                return cached[0]
-        return self.refresh_popularity(now, listed)
+        return self._popularity.at(listed or self.listed(), self.views, now, self.clock)
+
+    # ------------------------------------------------------------------ editorial rules
+
+    def _hours(self, now: datetime | None) -> float:
+        """Rules act at the query's own time (the popularity snapshot may be older)."""
+        return float(epoch_hours(now or self.clock()))
+
+    def use_rules(self, rules: RuleSource | None) -> None:
+        """Obey these editorial rules from now on (None: none)."""
+        self.rules.use(rules)
+
+    def _filled(self, results: list[Recommendation], k: int, listed: ListedArticles, pop: Popularity,
+                anchor: Anchor | None, filters: Filters, floor: float | None, now_hours: float
+                ) -> list[Recommendation]:
+        """A list the relatedness floor left short, filled by ``floor_fallback`` (``popular.fallback``)."""
+        if floor is None or len(results) >= k or self.ranking.floor_fallback == "none":
+            return results
+        section = filters.section if filters.section is not None else (anchor.section or None if anchor else None)
+        rules = self.rules.for_list("popular", listed, now_hours, anchor, section)
+        shown = self._known_rows(listed, [r.article_id for r in results])
+        return results + fallback(listed, pop, k - len(results), section, filters, rules, shown, anchor,
+                                  self.popularity_config.window_hours, self._fields,
+                                  f"fewer than {k} articles are related above the floor {floor:g}")
 
     # ------------------------------------------------------------------ candidates
 
     def _ranked(self, listed: ListedArticles, query: np.ndarray, k: int, filters: Filters, pop: Popularity,
-                anchors: Sequence[Anchor], first: Candidates | None = None) -> list[Recommendation]:
-        """Rank ``first`` (or a search around ``query``); filters or copies can eat the pool, so it is widened
-        by searching 4x as many until there are ``k`` results or the whole catalogue was considered."""
+                anchors: Sequence[Anchor], first: Candidates | None, rules: ListRules,
+                floor: float | None) -> list[Recommendation]:
+        """Rank ``first`` (or a search around ``query``); filters, rules or copies can eat the pool, so it is
+        widened by searching 4x as many until there are ``k`` results, the whole catalogue was considered, or
+        (with a relatedness ``floor``) the candidates reach below the floor."""
         count = len(first) if first is not None else self.ranking.candidate_count
         total = len(listed)
         candidates = first
@@ -239,8 +255,10 @@ class Recommender:
             if candidates is None:
                 candidates = self.candidates.searched(listed, query, count, anchors)
             results = rank(listed, candidates, k, self.ranking, filters, pop, anchors[0] if anchors else None,
-                           self._fields, self._languages if not len(listed.live) else frozenset())
-            if len(results) >= k or count >= total:
+                           self._fields, self._languages if not len(listed.live) else frozenset(), rules, floor,
+                           query)
+            below = floor is not None and len(candidates) and float(candidates.relatedness.min()) < floor
+            if len(results) >= k or count >= total or below:
                 return results
             count, candidates = max(count * 4, self.ranking.candidate_count), None
 
@@ -267,7 +285,7 @@ class Recommender:
         """
         check_k(k)
         listed = self.listed()
-        anchor = self._anchor(listed, article_id)
+        anchor = self.anchor(listed, article_id)
         pop = self.popularity(now, listed)
         language = list_language(language, anchor.language, self.ranking.related_languages)
         filters = Filters(frozenset([anchor.row, *self._known_rows(listed, exclude_ids)]), section, max_age_hours,
@@ -276,10 +294,13 @@ class Recommender:
         if anchor.row < len(self) and self.related_rows is not None:
             entry = self.candidates.related_table(anchor.row, listed, anchor)
             first = entry.extended(self.candidates.live(listed, anchor.vector, len(entry), [anchor]))
-        return self._ranked(listed, anchor.vector, k, filters, pop, [anchor], first)
+        rules = self.rules.for_list("related", listed, self._hours(now), anchor, section)
+        floor = self.ranking.related_floor
+        results = self._ranked(listed, anchor.vector, k, filters, pop, [anchor], first, rules, floor)
+        return self._filled(results, k, listed, pop, anchor, filters, floor, rules.now_hours)
 
     def related_many(self, article_ids: Sequence[str], k: int = 10, **options: object) -> list[list[Recommendation]]:
-        """``related`` for each of ``article_ids`` (same options), in order."""
+        """``related`` for each of ``article_ids``, in order."""
         return [self.related(a, k=k, **options) for a in article_ids]  # type: ignore[arg-type]
 
     def more_like_this(self, ids: Sequence[str] = (), text: str | None = None, negative_ids: Sequence[str] = (),
@@ -301,8 +322,8 @@ class Recommender:
         if not ids and not text:
             raise InvalidQueryError("more_like_this needs at least one article id or a non-empty text")
         listed = self.listed()
-        positives = [self._anchor(listed, i) for i in ids]
-        negatives = [self._anchor(listed, i) for i in negative_ids]
+        positives = [self.anchor(listed, i) for i in ids]
+        negatives = [self.anchor(listed, i) for i in negative_ids]
         vectors = [a.vector for a in positives] + ([self.embed([text])[0]] if text else [])
         query = np.mean(vectors, axis=0)
         if negatives:
@@ -311,14 +332,21 @@ class Recommender:
         pop = self.popularity(now, listed)
         excluded = [*(a.row for a in positives), *(a.row for a in negatives), *self._known_rows(listed, exclude_ids)]
         language = list_language(language, positives[0].language if positives else "", self.ranking.related_languages)
-        return self._ranked(listed, query, k, Filters(frozenset(excluded), section, max_age_hours, language), pop,
-                            positives)
+        filters = Filters(frozenset(excluded), section, max_age_hours, language)
+        anchor = positives[0] if positives else None
+        rules = self.rules.for_list("more_like_this", listed, self._hours(now), anchor, section)
+        floor = self.ranking.more_like_this_floor
+        results = self._ranked(listed, query, k, filters, pop, positives, None, rules, floor)
+        return self._filled(results, k, listed, pop, anchor, filters, floor, rules.now_hours)
 
     def popular(self, k: int = 10, section: str | None = None, window_hours: float | None = None,
-                now: datetime | None = None, language: str | None = None) -> list[Recommendation]:
+                now: datetime | None = None, language: str | None = None,
+                beside: str | None = None) -> list[Recommendation]:
         """Most-read articles now: page views in the window with exponential decay, ties broken by freshness.
 
         Articles without views in the window are not listed (a popular list is about what readers read).
+        ``beside``: the article the list is shown beside (never listed itself; the editors' blocks beside it and
+        guardrails against its tags hold).
 
         Raises:
             InvalidQueryError: k outside 1..100, or a window that is not positive.
@@ -332,7 +360,11 @@ class Recommender:
         views = (pop.raw if window_hours is None else
                  decayed_views(listed, self._events, self._id_index, self.views, pop.now, self.popularity_config,
                                window))
-        return most_read(listed, views, pop, k, section, language, window, self._fields)
+        anchor = self.anchor(listed, beside) if beside is not None else None
+        rules = self.rules.for_list("popular", listed, self._hours(now), anchor, section)
+        excluded = frozenset([anchor.row]) if anchor else frozenset()
+        taken = frozenset([anchor.group]) if anchor else frozenset()
+        return most_read(listed, views, pop, k, section, language, window, self._fields, rules, excluded, taken)
 
     def story(self, article_id: str, k: int = 20, now: datetime | None = None) -> list[Recommendation]:
         """The story timeline of an article: its story's pieces in publication order, one entry per piece.
@@ -346,11 +378,12 @@ class Recommender:
         """
         check_k(k)
         listed = self.listed()
-        anchor = self._anchor(listed, article_id)
+        anchor = self.anchor(listed, article_id)
         pop = self.popularity(now, listed)
         if self._story_rows is None:
             self._story_rows = story_rows(self.table)
-        return story_timeline(listed, anchor, self._story_rows, k, pop, self._fields)
+        rules = replace(self.rules.for_list("related", listed, self._hours(now), anchor, None), pins=())
+        return story_timeline(listed, anchor, self._story_rows, k, pop, self._fields, rules)
 
     def pair_scores(self, pairs: Sequence[tuple[str, str]], now: datetime | None = None) -> np.ndarray:
         """The score the second article of each pair would get in the first's list, by the one ``blend``, with

@@ -19,7 +19,10 @@ class Recommendation:
         trending / freshness: decayed page views and recency, each in [0, 1].
         same_story: 1 for a piece of the article's own story.
         duplicates: the ids collapsed into this entry (copies of the same piece).
-        reasons / relation / shared_tags: the explanation parts (``query.explain``).
+        reasons / relation / shared_tags: the explanation parts (``query.explain``; editorial rules add theirs).
+        label: the public words a reader sees for an editors' choice ("Chosen by the editors"), else "".
+        source: "ranked" (the ranker chose it), "pinned" (an editorial pin put it there) or "fallback" (too few
+            articles passed the relatedness floor; the list was filled from the declared fallback).
     """
 
     article_id: str
@@ -37,6 +40,8 @@ class Recommendation:
     relation: str = ""
     shared_tags: tuple[str, ...] = ()
     same_story: float = 0.0
+    label: str = ""
+    source: str = "ranked"
 
     @property
     def explanation(self) -> str:
@@ -55,4 +60,5 @@ class Recommendation:
                            "freshness": round(self.freshness, 6), "same_story": self.same_story},
             "duplicates": list(self.duplicates), "reasons": list(self.reasons), "explanation": self.explanation,
             "story_id": self.story_id, "relation": self.relation, "shared_tags": list(self.shared_tags),
+            "label": self.label, "source": self.source,
         }

@@ -44,10 +44,14 @@ def build_table(stored: StoredBuild, config: BuildConfig) -> ArticleTable:
         else object_array([()] * len(ids))
     languages = (articles["language"].fillna("").astype(str).to_numpy(dtype=object) if "language" in articles
                  else np.full(len(ids), "", dtype=object))
+    authors = (articles["author"].fillna("").astype(str).to_numpy(dtype=object) if "author" in articles
+               else np.full(len(ids), "", dtype=object))
+    embargo = (np.asarray(epoch_hours(articles["embargo_until"]), dtype=np.float64) if "embargo_until" in articles
+               else np.full(len(ids), np.nan))
     return ArticleTable(ids=ids, titles=titles, sections=articles["section"].fillna("").to_numpy(dtype=object),
                         urls=articles["url"].fillna("").to_numpy(dtype=object), published_hours=hours,
                         vectors=stored.vectors, copy_groups=groups, story_ids=story_ids, tags=tags,
-                        languages=languages)
+                        languages=languages, authors=authors, embargo_hours=embargo)
 
 
 def listed_articles(build: ArticleTable, row_of: Mapping[str, int], overlay: Overlay, index: FaissIndex,
@@ -57,7 +61,8 @@ def listed_articles(build: ArticleTable, row_of: Mapping[str, int], overlay: Ove
     live = overlay.live
     groups, story_ids = place_live(build, live, index, ranking, story_config)
     live = ArticleTable(live.ids, live.titles, live.sections, live.urls, live.published_hours,
-                        np.asarray(live.vectors, dtype=np.float32), groups, story_ids, live.tags, live.languages)
+                        np.asarray(live.vectors, dtype=np.float32), groups, story_ids, live.tags, live.languages,
+                        live.authors, live.embargo_hours)
     n = len(build)
     hidden = np.zeros(n + len(live), dtype=bool)
     for article_id in overlay.taken_down:

@@ -30,6 +30,9 @@ class ArticleTable:
         story_ids: (n,) object str, the story of each row (the id of its first article).
         tags: (n,) object, tuples of tag / entity names.
         languages: (n,) object language codes, "" when unknown.
+        authors: (n,) object str, "" when unknown (editorial boosts match it).
+        embargo_hours: (n,) float64 hours since the epoch before which the row is never listed (NaN: none; a
+            publication time in the future embargoes too, see ``query.editorial``).
     """
 
     ids: np.ndarray
@@ -42,6 +45,8 @@ class ArticleTable:
     story_ids: np.ndarray
     tags: np.ndarray
     languages: np.ndarray
+    authors: np.ndarray
+    embargo_hours: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,7 +56,7 @@ class ArticleTable:
         """A table without rows."""
         none = np.zeros(0, dtype=object)
         return cls(none, none, none, none, np.zeros(0), np.zeros((0, dims), dtype=np.float32),
-                   np.zeros(0, dtype=np.int64), none, none, none)
+                   np.zeros(0, dtype=np.int64), none, none, none, none, np.zeros(0))
 
     def story(self, row: int) -> str | None:
         """Story id of a row, None when unknown."""
@@ -62,6 +67,14 @@ class ArticleTable:
         """Tags / entities of a row."""
         tags = self.tags[row]
         return tuple(tags) if tags is not None else ()
+
+    def record(self, row: int) -> dict[str, object]:
+        """The fields of a row as JSON-ready values (id, title, section, url, published_at, language, tags,
+        author)."""
+        return {"id": str(self.ids[row]), "title": str(self.titles[row]), "section": str(self.sections[row]),
+                "url": str(self.urls[row]), "published_at": self.published_iso(row),
+                "language": str(self.languages[row]), "tags": list(self.row_tags(row)),
+                "author": str(self.authors[row])}
 
     def published_iso(self, row: int) -> str | None:
         """ISO 8601 UTC of a row's publication time."""
@@ -77,6 +90,7 @@ class Anchor:
         story / hours / tags: its story, publication time and tags (explanations, same-story boost).
         group: its copy group (its copies are never listed beside it).
         language: its language ("" unknown).
+        section: its section (editorial blocks in a section's lists; the fallback of a list the floor left short).
     """
 
     row: int
@@ -85,6 +99,7 @@ class Anchor:
     tags: tuple[str, ...]
     group: int
     language: str
+    section: str = ""
     vector: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .editorial import ListRules
 from .explain import explain
 from .popularity import Popularity
 from .ranking import RowFields
@@ -21,15 +22,19 @@ def story_rows(table: ArticleTable) -> dict[str, np.ndarray]:
 
 
 def story_timeline(listed: ListedArticles, anchor: Anchor, rows_of_story: dict[str, np.ndarray], k: int,
-                   pop: Popularity, fields: RowFields) -> list[Recommendation]:
+                   pop: Popularity, fields: RowFields, rules: ListRules | None = None) -> list[Recommendation]:
     """The anchor's story in time order, one entry per copy group (the article leads its own), at most ``k``
-    entries: the ones nearest in time to the article when the story is longer."""
+    entries: the ones nearest in time to the article when the story is longer. Pieces the editorial ``rules``
+    keep from the article's lists (blocks, embargoes, guardrails) are left out."""
     if anchor.story is None:
         return []
     n = listed.n_build
     rows = [int(r) for r in rows_of_story.get(anchor.story, np.zeros(0, int)) if not listed.hidden[r]]
     rows += [n + int(i) for i in np.flatnonzero(listed.live.story_ids == anchor.story)
              if not listed.hidden[n + int(i)]]
+    if rules is not None and rows:
+        allowed = rules.allowed(np.asarray(rows, dtype=np.int64))
+        rows = [r for r, ok in zip(rows, allowed.tolist()) if ok or r == anchor.row]
 
     def hours(i: int) -> float:
         value = float(listed.take("published_hours", np.array([i]))[0])

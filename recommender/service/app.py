@@ -21,6 +21,7 @@ from .metrics import Metrics, MetricsMiddleware
 from .microcache import ResponseCache
 from .pages import install_pages
 from .routes import router
+from .rule_routes import router as rule_router
 from .settings import ServiceSettings
 from .state import ServiceState
 
@@ -67,6 +68,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(rule_router)
     install_clicks(app, settings.cors_origins)
     install_pages(app, settings.demo_pages)
     if settings.cors_origins:

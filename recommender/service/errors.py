@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import IndexFormatError, InvalidQueryError, RecommenderError, UnknownArticleError
+from ..query.rules import RuleError
 
 log = logging.getLogger("recommender.service")
 
@@ -54,6 +55,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IndexFormatError)
     async def no_index(request: Request, exc: IndexFormatError) -> JSONResponse:
         return error_response(503, "index_unavailable", str(exc))
+
+    @app.exception_handler(RuleError)
+    async def invalid_rule(request: Request, exc: RuleError) -> JSONResponse:
+        return error_response(422, "invalid_rule", str(exc), conflicts=list(exc.conflicts) or None)
 
     @app.exception_handler(RecommenderError)
     async def recommender_error(request: Request, exc: RecommenderError) -> JSONResponse:

@@ -5,8 +5,9 @@ The rendered response is kept for ``list_cache_seconds``, keyed by the route and
 accepts (normalised: unknown parameters such as ``?x=junk`` and their order do not make new entries), so a
 repeat costs a dictionary lookup instead of routing, validation, ranking and serialisation. The cache is bounded
 in bytes and in entries (oldest first out), expired entries are evicted as new ones come, and everything dies
-at once when the served build or the live state changes (a takedown or upsert, in any worker, once this worker
-has synced it). Only 200 responses are kept; errors always go through the app.
+at once when the served build or the live state changes (a takedown, upsert or rule change, in any worker, once
+this worker has synced it, or an editorial rule starting or expiring). Only 200 responses are kept; errors always
+go through the app.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ Send = Callable[[dict], Awaitable[None]]
 CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 # What each cached route reads from its query string; anything else leaves its response unchanged.
 PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"),
-              "popular": ("k", "section", "window_hours", "explain", "language")}
+              "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
 Entry = tuple[float, Any, list, bytes]
 
 
@@ -70,7 +71,10 @@ class ResponseCache:
         if service is None:
             await self.app(scope, receive, send)
             return
-        generation = (service.served.path, service.served.loaded_at, service.live.overlay.seq)
+        rules = service.live.ruleset
+        # A rule change, or a rule starting or expiring, makes every kept response stale.
+        generation = (service.served.path, service.served.loaded_at, service.live.overlay.seq, rules.seq,
+                      rules.validity(service.served.recommender.clock().timestamp() / 3600)[0])
         if generation != self.generation:
             self.clear()
             self.generation = generation

@@ -71,14 +71,17 @@ def render(build_id: str, results: Sequence[Recommendation], explain: bool, degr
     """A list response, serialised directly (the hot path skips response-model validation; repeated GETs of
     the same list are answered by the response cache, ``microcache.py``); flagged when live views are stale."""
     items = []
+    fallback = None
     for result in results:
         item = result.to_dict()
+        if result.source == "fallback" and fallback is None:
+            fallback = result.reasons[0]  # "popular in section 'world'" (query.popular.fallback)
         if not explain:
             del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
         items.append(item)
     headers = {DEGRADED_HEADER: "views"} if degraded else None
-    return Response(orjson.dumps({"build_id": build_id, "items": items}), media_type="application/json",
-                    headers=headers)
+    return Response(orjson.dumps({"build_id": build_id, "items": items, "fallback": fallback}),
+                    media_type="application/json", headers=headers)
 
 
 @router.get("/healthz", tags=["ops"])
@@ -146,10 +149,17 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
 async def popular(state: State, k: int = K, section: str | None = SECTION,
                   window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
-                  explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
+                  explain: bool = EXPLAIN, language: str | None = LANGUAGE,
+                  beside: str | None = Query(None, min_length=1, max_length=200, description="The article the list "
+                                             "is shown beside: never listed itself, and the editors' blocks "
+                                             "beside it and guardrails against its tags hold (an id that is not "
+                                             "listed is ignored: the widget's fallback for an unknown article).")
+                  ) -> Response:
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     recommender = state.served.recommender
-    results = recommender.popular(k=k, section=section, window_hours=window_hours, language=language)
+    beside = beside if beside is not None and recommender.contains(beside) else None
+    results = recommender.popular(k=k, section=section, window_hours=window_hours, language=language,
+                                  beside=beside)
     return render(recommender.manifest.build_id, results, explain, state.views.degraded)
 
 

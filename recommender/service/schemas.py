@@ -53,6 +53,11 @@ class Item(BaseModel):
     relation: str = Field("", description="'same story, earlier' / 'same story, later' / 'same story' (its "
                           "story's timeline), 'this article' (story timeline), 'background' (another story), "
                           "or '' for lists without an anchor article (free text, popular).")
+    label: str = Field("", description="Words for readers beside an editors' choice ('Chosen by the editors'); "
+                       "'' for the ranker's own picks.")
+    source: Literal["ranked", "pinned", "fallback"] = Field(
+        "ranked", description="'ranked' (the ranker chose it), 'pinned' (an editorial pin), 'fallback' (too few "
+        "articles passed the relatedness floor; filled from the declared fallback).")
 
 
 class ListResponse(BaseModel):
@@ -60,6 +65,9 @@ class ListResponse(BaseModel):
 
     build_id: str
     items: list[Item]
+    fallback: str | None = Field(None, description="Where the list was filled from when too few articles passed "
+                                 "the relatedness floor (e.g. \"popular in section 'world'\"); null when it was "
+                                 "not.")
 
 
 class MoreLikeThisRequest(BaseModel):
@@ -92,13 +100,15 @@ class ArticleIn(BaseModel):
     published_at: datetime | None = None
     language: Text = ""
     tags: list[Text] = Field(default_factory=list, max_length=100)
+    author: Text = Field("", max_length=200)
+    embargo_until: datetime | None = Field(None, description="Never listed before this time (an embargo; a "
+                                           "published_at in the future embargoes the same way).")
 
-    @field_validator("published_at")
+    @field_validator("published_at", "embargo_until")
     @classmethod
     def _plausible_date(cls, value: datetime | None) -> datetime | None:
         if value is not None and not 1800 <= value.year <= 2200:
-            raise ValueError(f"published_at {value.isoformat()} is outside the years 1800-2200; send the real "
-                             f"publication time (ISO 8601)")
+            raise ValueError(f"{value.isoformat()} is outside the years 1800-2200; send the real time (ISO 8601)")
         return value
 
 
@@ -189,6 +199,7 @@ class ErrorBody(BaseModel):
     message: str
     article_id: str | None = None
     details: list[dict] | None = None
+    conflicts: list[str] | None = Field(None, description="The stored rules a refused rule contradicts.")
 
 
 class ErrorResponse(BaseModel):

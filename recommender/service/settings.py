@@ -22,8 +22,11 @@ class ServiceSettings(BaseSettings):
         delta_path: the live delta's SQLite file (default ``live-delta.sqlite`` in the indexes root).
         takedowns: where takedowns are kept: a SQLite file (default ``takedowns.sqlite`` in the indexes root) or a
             ``postgresql://`` URL shared by replicas.
+        rules: where the editorial rules are kept: a SQLite file (default ``rules.sqlite`` in the indexes root) or
+            a ``postgresql://`` URL shared by replicas.
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
-        delta_poll_seconds: how often a worker picks up delta changes made by other workers.
+        delta_poll_seconds: how often a worker picks up changes other workers and replicas made to the delta, the
+            takedowns and the rules.
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
         list_cache_seconds: a ranked list is served again for up to this long after its popularity snapshot
             (takedowns and upserts invalidate at once); with the refresh, the blend lags views by at most the sum.
@@ -47,6 +50,7 @@ class ServiceSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     delta_path: Path | None = None
     takedowns: str | None = None
+    rules: str | None = None
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     max_header_bytes: int = Field(default=16_384, ge=1_024)
     max_text_chars: int = Field(default=5_000, ge=1)

@@ -67,8 +67,9 @@ class ServiceState:
                                                  settings.view_retention_hours)
         self.views = GuardedViews(self.counter, metrics)
         # Opened (and read) before the first build is loaded: no request is served without the takedowns.
-        self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta_path)
-        self.delta, self.takedowns = self.live.delta, self.live.takedowns
+        self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta_path,
+                                    settings.rules)
+        self.delta, self.takedowns, self.rules = self.live.delta, self.live.takedowns, self.live.rules
         self.refused: tuple[Path, str] | None = None
         self.pointer_problem: str | None = None
         self.served: Served = self.load(first)
@@ -83,7 +84,7 @@ class ServiceState:
                                        mmap=settings.mmap_builds,
                                        views=self.views, clock=self.clock, popularity_max_age_seconds=math.inf,
                                        candidate_cache_size=settings.candidate_cache_size,
-                                       embed_lock=self.embed_lock)
+                                       embed_lock=self.embed_lock, rules=self.live)
         check = self_match(recommender.index, recommender.table.vectors, recommender.config.gates)
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")

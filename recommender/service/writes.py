@@ -23,7 +23,8 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
     """
     frame = pd.DataFrame([a.model_dump() for a in articles])
     # The catalogue reader parses dates itself; an absent date is an empty cell, as in a CSV.
-    frame["published_at"] = [a.published_at.isoformat() if a.published_at else "" for a in articles]
+    for name in ("published_at", "embargo_until"):
+        frame[name] = [getattr(a, name).isoformat() if getattr(a, name) else "" for a in articles]
     ids = frame["id"].tolist()
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -40,10 +41,12 @@ def upsert_articles(state: ServiceState, articles: Sequence[ArticleIn]) -> list[
     texts = embedding_texts(accepted, engine.config.embedder.max_chars)
     vectors = engine.embed(texts)
     hours = np.asarray(epoch_hours(accepted["published_at"]), dtype=np.float64)
+    embargo = np.asarray(epoch_hours(accepted["embargo_until"]), dtype=np.float64)
     records: list[dict[str, Any]] = [
         {"id": str(row.id), "title": str(row.title), "section": str(row.section or ""),
          "url": str(row.url or ""), "published_hours": None if np.isnan(h) else float(h),
-         "tags": [str(t) for t in row.tags], "language": str(row.language or "")}
-        for row, h in zip(accepted.itertuples(), hours)]
+         "tags": [str(t) for t in row.tags], "language": str(row.language or ""), "author": str(row.author or ""),
+         "embargo_hours": None if np.isnan(e) else float(e)}
+        for row, h, e in zip(accepted.itertuples(), hours, embargo)]
     state.delta.upsert(records, vectors)
     return [r["id"] for r in records]

@@ -20,7 +20,7 @@ LEGACY_NAMES = {RELATED_ROWS: "neighbours.npy", RELATED_SCORES: "neighbour_score
 DATA_FILES = (ARTICLES, IDS, VECTORS, INDEX, RELATED_ROWS, RELATED_SCORES, VIEWS)
 
 # Columns of ARTICLES that queries read.
-TABLE_COLUMNS = ("id", "title", "section", "url", "published_at", "language", "tags")
+TABLE_COLUMNS = ("id", "title", "section", "url", "published_at", "language", "tags", "author", "embargo_until")
 # Copy group and story of each article (build/stories via recommender.stories); builds without them regroup at load.
 STORY_COLUMNS = ("copy_group", "story_id")
 # sha256 of each article's embedded text (the next rebuild diffs against it) and of its lexical text (title +

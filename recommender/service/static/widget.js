@@ -92,6 +92,8 @@
       return call("/v1/articles/" + encodeURIComponent(d.articleId) + "/related?" + query);
     }
     if (d.windowHours) query.set("window_hours", d.windowHours);
+    // On an article page, the editors' blocks beside it and their guardrails hold in popular lists too.
+    if (d.articleId) query.set("beside", d.articleId);
     return call("/v1/popular?" + query);
   }
 
@@ -162,6 +164,9 @@
       a.setAttribute("data-rec-widget", result.kind);
       li.appendChild(a);
       var meta = node("span", "rec-meta");
+      // An editors' choice says so, in the rule's public words ("Chosen by the editors").
+      if (item.source) li.setAttribute("data-rec-source", item.source);
+      if (item.label && typeof item.label === "string") meta.appendChild(node("span", "rec-label", item.label));
       // A piece of the article's own story: say so ("Earlier in this story" / "Later in this story").
       var story = STORY_LABELS[item.relation];
       if (story) {
