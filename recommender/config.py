@@ -152,7 +152,10 @@ class RankingConfig:
             they start from (articles of unknown language always pass); "any" lets them cross languages (with a
             multilingual model, the same story in the site's other languages). A query's ``language`` wins.
         related_floor / more_like_this_floor: relatedness below which an article is not shown in a related /
-            more-like-this list (None: no floor); the list is shorter, or filled by ``floor_fallback``.
+            more-like-this list (None: no floor); the list is shorter, or filled by ``floor_fallback``. Defaults
+            0.18 (the related table's hybrid relatedness) and 0.25 (cosine): where P(same section/topic |
+            relatedness) reaches 0.5 on half A of BBC, Reuters and AG News (benchmarks/floor.py; half B in
+            docs/evaluation.md).
         floor_fallback: "popular_in_section" fills a list the floor left short with the most-read articles of
             the article's section (marked ``source = "fallback"``), "none" leaves it short.
     """
@@ -167,8 +170,8 @@ class RankingConfig:
     mmr_lambda: float | None = None
     negative_weight: float = 0.5
     related_languages: str = "same"
-    related_floor: float | None = None
-    more_like_this_floor: float | None = None
+    related_floor: float | None = 0.18
+    more_like_this_floor: float | None = 0.25
     floor_fallback: str = "popular_in_section"
 
     def __post_init__(self) -> None:

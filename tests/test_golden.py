@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,10 +39,17 @@ def as_written_then(item: dict) -> dict:
     return {**item, "components": components}
 
 
+def without_floors(engine: Recommender) -> Recommender:
+    """The same build with the relatedness floors (added since the old code) switched off."""
+    ranking = replace(engine.config.ranking, related_floor=None, more_like_this_floor=None)
+    return Recommender(engine.stored, replace(engine.config, ranking=ranking), engine.embedder)
+
+
 def test_the_old_build_loads_with_todays_embedder_and_lists_what_it_listed(embedder):
     """Same identity (the load checks it against the query-time model) and the same related, more-like-this and
-    popular lists, field by field."""
-    engine = Recommender.load(GOLDEN / "build", embedder=embedder)
+    popular lists, field by field (with the relatedness floors that came later switched off; with them, the only
+    change is the items below a floor leaving, test below)."""
+    engine = without_floors(Recommender.load(GOLDEN / "build", embedder=embedder))
     assert engine.manifest.model == embedder.identity
     assert not (GOLDEN / "build" / "related_rows.npy").exists() and engine.related_rows is not None
     want = expected()
@@ -53,6 +61,29 @@ def test_the_old_build_loads_with_todays_embedder_and_lists_what_it_listed(embed
     text = engine.more_like_this(text="train drivers strike over pay", k=5, now=now)
     assert [as_written_then(r.to_dict()) for r in text] == want["more_like_this"]["text"]
     assert [as_written_then(r.to_dict()) for r in engine.popular(k=10, now=now)] == want["popular"]
+
+
+def test_with_the_floors_only_items_below_them_leave_the_old_lists(embedder):
+    """Today's defaults on the old build: each list is the old one less its items below the floor, then (when
+    that left it short) most-read articles of the section marked as the fallback."""
+    engine = Recommender.load(GOLDEN / "build", embedder=embedder)
+    floors = engine.config.ranking.related_floor, engine.config.ranking.more_like_this_floor
+    assert None not in floors
+    want = expected()
+    now = datetime.fromisoformat(want["now"])
+    lists = [(engine.related(a, k=5, now=now), items, floors[0]) for a, items in want["related"].items()]
+    lists.append((engine.more_like_this(ids=["demo-001", "demo-002"], negative_ids=["demo-010"], k=5, now=now),
+                  want["more_like_this"]["ids"], floors[1]))
+    lists.append((engine.more_like_this(text="train drivers strike over pay", k=5, now=now),
+                  want["more_like_this"]["text"], floors[1]))
+    dropped = 0
+    for results, old, floor in lists:
+        kept = [i for i in old if i["components"]["similarity"] >= floor]
+        dropped += len(old) - len(kept)
+        ranked = [r for r in results if r.source == "ranked"]
+        assert [r.article_id for r in ranked] == [i["article_id"] for i in kept]
+        assert all(r.reasons[0].startswith("popular in ") for r in results if r.source == "fallback")
+    assert dropped >= 1  # the old more-like-this list had an item at relatedness 0.234
 
 
 def test_the_old_build_serves_over_http(tmp_path, embedder):
