@@ -74,8 +74,8 @@ class Server:
 def settings_for(demo_root: Path, tmp: Path, **overrides) -> ServiceSettings:
     """The demo build (read-only) with private counters and delta; no reload polling; popularity on every event."""
     values = dict(index=demo_root / "current", views=f"sqlite:///{tmp / 'views.sqlite'}",
-                  delta_path=tmp / "live-delta.sqlite", takedowns=str(tmp / "takedowns.sqlite"),
-                  rules=str(tmp / "rules.sqlite"), write_token=TOKEN,
+                  delta=str(tmp / "live-delta.sqlite"), takedowns=str(tmp / "takedowns.sqlite"),
+                  rules=str(tmp / "rules.sqlite"), experiments=str(tmp / "experiments.sqlite"), write_token=TOKEN,
                   reload_poll_seconds=0, popularity_refresh_seconds=0, warm_model=False, click_burst=1_000,
                   demo_pages=True)
     values.update(overrides)
@@ -245,6 +245,55 @@ def test_an_editors_pin_shows_its_label_in_the_widget(demo_root, embedder, page,
         assert page.errors == [] and page.console == []
         ARTIFACTS.mkdir(exist_ok=True)
         page.page.screenshot(path=str(ARTIFACTS / "widget-editors-pin.png"), full_page=True)
+
+
+def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_it(demo_root, embedder, page,
+                                                                                    tmp_path):
+    """Issue 18: the widget keeps a reader id, sends it, carries the impression id to the click; the service
+    credits the click to the arm whose team placed the clicked item in the team-draft merge."""
+    import sqlite3
+
+    from recommender.experiments.definition import Experiment
+    from recommender.experiments.interleaving import impression_rng, team_draft
+    from recommender.query import Recommender
+
+    definition = {"name": "widget-test", "kind": "interleave", "arms": [
+        {"name": "control"}, {"name": "fresh", "settings": {"ranking": {"weight_freshness": 1.0}}}]}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with Server(create_app(settings_for(demo_root, tmp_path), embedder=embedder)) as server:
+        added = httpx.post(f"{server.url}/v1/experiments", json=definition, headers=auth)
+        assert added.status_code == 201, added.text
+        page.open(f"{server.url}/demo/articles/demo-001")
+        reader = page.page.evaluate("localStorage.getItem('recommender.reader')")
+        assert reader and len(reader) == 32
+        links = page.page.query_selector_all("[data-recommender=related] a.rec-link")
+        impression = links[0].get_attribute("data-rec-impression")
+        assert impression and all(a.get_attribute("data-rec-impression") == impression for a in links)
+        clicked = links[1].get_attribute("data-rec-id")
+        links[1].click()
+        page.page.wait_for_url(f"**/demo/articles/{clicked}")
+        credited: dict[str, int] = {}
+        deadline = time.monotonic() + 10
+        while not credited and time.monotonic() < deadline:
+            report = httpx.get(f"{server.url}/v1/experiments/widget-test", headers=auth).json()
+            credited = {r["arm"]: r["clicks"] for r in report["report"]["rows"] if r["clicks"]}
+            time.sleep(0.1)
+        assert sum(credited.values()) == 1, credited
+        # The oracle: the merge of the two arms' own lists (ranked again now, seconds later) for this impression,
+        # and the team of the clicked item.
+        with sqlite3.connect(tmp_path / "views.sqlite") as db:
+            record = json.loads(db.execute("SELECT record FROM experiment_impressions WHERE id = ?",
+                                           (impression,)).fetchone()[0])
+        engine = Recommender.load(demo_root, embedder=embedder)
+        experiment = Experiment.from_dict(definition)
+        k = len(record["items"])
+        lists = [[r.article_id for r in Recommender(engine.stored, arm.build_config(engine.config)).related(
+            "demo-001", k=k)] for arm in experiment.arms]
+        merged, teams = team_draft(lists[0], lists[1], k, impression_rng(impression))
+        assert record["items"] == merged
+        team = teams[merged.index(clicked)]
+        assert credited == {("control" if team == "a" else "fresh"): 1}
+        assert page.errors == []
 
 
 def test_click_is_counted_and_reaches_popular(service, page):

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 
 from ..query.rules import Rule, RuleError, RuleSet
-from .sql import StoreUnavailableError, change_token, make_engine, written
+from .sql import StoreUnavailableError, change_token, create_tables, make_engine, written
 
 _META = sa.MetaData()
 RULES = sa.Table(
@@ -48,6 +48,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _seed_lock(connection: sa.Connection) -> None:
+    if connection.execute(sa.select(sa.func.count()).select_from(LOCK)).scalar_one() == 0:
+        connection.execute(sa.insert(LOCK).values(id=1, writes=0))
+
+
 def _ruleset(rows: list[sa.RowMapping], seq: object) -> RuleSet:
     return RuleSet(tuple(Rule.from_dict(json.loads(row["body"])) for row in sorted(rows, key=lambda r: r["id"])),
                    seq)
@@ -67,15 +72,7 @@ class RuleStore:
         self.engine = make_engine(location)
         self._lock = threading.Lock()
         self._ruleset = RuleSet(seq=(-1, -1))
-        try:
-            _META.create_all(self.engine, checkfirst=True)
-            with self.engine.begin() as connection:
-                if connection.execute(sa.select(sa.func.count()).select_from(LOCK)).scalar_one() == 0:
-                    connection.execute(sa.insert(LOCK).values(id=1, writes=0))
-        except sa.exc.IntegrityError:
-            pass  # another process inserted the lock row first
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the rule store {self.location} cannot be opened: {exc}") from exc
+        create_tables(self.engine, _META, f"the rule store {self.location}", _seed_lock)
         self.sync()
 
     @property

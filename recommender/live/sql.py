@@ -4,8 +4,9 @@ SQLAlchemy Core, and the change token every worker polls to know when to re-read
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -61,3 +62,24 @@ def written(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
             yield connection
     except sa.exc.SQLAlchemyError as exc:
         raise StoreUnavailableError(f"{what} cannot be written now: {exc}") from exc
+
+
+def create_tables(engine: sa.Engine, metadata: sa.MetaData, what: str,
+                  seed: Callable[[sa.Connection], None] | None = None, attempts: int = 5) -> None:
+    """Create a store's tables where missing, then ``seed`` them (e.g. insert a lock row when there is none).
+
+    Several workers open a store at the same moment: another's ``CREATE TABLE`` (or seed row) may land between
+    the check and this one's, which is retried; only a store that stays unusable raises
+    ``StoreUnavailableError`` naming ``what``.
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            if seed is not None:
+                with engine.begin() as connection:
+                    seed(connection)
+            return
+        except sa.exc.SQLAlchemyError as exc:
+            if attempt == attempts - 1:
+                raise StoreUnavailableError(f"{what} cannot be opened: {exc}") from exc
+            time.sleep(0.05 * (attempt + 1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .sql import StoreUnavailableError, change_token, make_engine, written
+from .sql import StoreUnavailableError, change_token, create_tables, make_engine, written
 
 _META = sa.MetaData()
 TAKEDOWNS = sa.Table(
@@ -68,10 +68,7 @@ class TakedownStore:
         self._lock = threading.Lock()
         self._active: dict[str, Takedown] = {}
         self._token: tuple[int, int] = (-1, -1)
-        try:
-            _META.create_all(self.engine, checkfirst=True)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the takedown store {self.location} cannot be opened: {exc}") from exc
+        create_tables(self.engine, _META, f"the takedown store {self.location}")
         self.sync()
 
     @property

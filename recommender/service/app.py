@@ -16,8 +16,9 @@ from ..version import __version__
 from .background import background_tasks
 from .clicks import install_clicks, install_impressions
 from .errors import install_error_handlers
+from .experiment_routes import router as experiment_router
 from .limits import BodyLimitMiddleware, HeaderLimitMiddleware
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import Metrics, MetricsMiddleware, worker_exited
 from .microcache import ResponseCache
 from .pages import install_pages
 from .routes import router
@@ -61,6 +62,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             state.close()
+            worker_exited()
 
     app = FastAPI(title="recommender", version=__version__, lifespan=lifespan,
                   description="Related, more-like-this and popular articles for news sites, with live updates.")
@@ -69,6 +71,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(rule_router)
+    app.include_router(experiment_router)
     install_clicks(app, settings.cors_origins)
     install_pages(app, settings.demo_pages)
     if settings.cors_origins:

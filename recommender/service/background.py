@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any, Callable, Coroutine
 
 import anyio
@@ -33,7 +34,9 @@ def _refresh_popularity(state: ServiceState) -> None:
 def background_tasks(state: ServiceState) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """The loops to run for the app's lifetime, as configured."""
     settings = state.settings
-    loops = [lambda: _every(settings.delta_poll_seconds, state.live.sync, "live state sync")]
+    loops = [lambda: _every(settings.delta_poll_seconds, state.sync_live, "live state sync"),
+             lambda: _every(settings.experiment_check_seconds, lambda: state.experiments.check_guardrails(
+                 datetime.now(UTC)), "experiment guardrails")]
     if settings.reload_poll_seconds > 0 and state.pointer is not None:
         loops.append(lambda: _every(settings.reload_poll_seconds, state.check_reload, "reload"))
     if settings.popularity_refresh_seconds > 0:

@@ -48,6 +48,8 @@ class ClickEvent(BaseModel):
     article_id: Text = Field(min_length=1, max_length=200)
     widget: Literal["related", "more-like-this", "popular"]
     source_id: Text | None = Field(default=None, min_length=1, max_length=200)
+    impression_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="The list's "
+                                      "impression id, when it was served inside an experiment.")
 
 
 class WidgetMetrics:
@@ -60,6 +62,9 @@ class WidgetMetrics:
                                    ["widget"], registry=registry)
         self.refused = Counter("recommender_widget_clicks_refused", "Click events refused, by reason", ["reason"],
                                registry=registry)
+        self.experiment_clicks = Counter("recommender_experiment_clicks", "Clicks that came back with an impression "
+                                         "id: credited to an experiment's arm, or not (unknown or expired impression, "
+                                         "an item it did not show, a repeat)", ["outcome"], registry=registry)
 
 
 class ImpressionMiddleware:
@@ -164,7 +169,7 @@ async def click(request: Request) -> Response:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise _refuse(request, "invalid", ApiError(
             422, "invalid_click", f"a click event is {{\"article_id\", \"widget\": one of {', '.join(WIDGETS)}, "
-            f"\"source_id\" (optional)}}: {where}")) from None
+            f"\"source_id\" and \"impression_id\" (optional)}}: {where}")) from None
     live = state.served.recommender
     for article_id in (event.article_id, event.source_id):
         if article_id is not None and not live.contains(article_id):
@@ -177,6 +182,9 @@ async def click(request: Request) -> Response:
     for counted in events:
         state.metrics.events.labels(counted.kind).inc()
     request.app.state.widget_metrics.clicks.labels(event.widget).inc()
+    if event.impression_id is not None:
+        credited = await run_in_threadpool(state.experiments.clicked, event.impression_id, event.article_id)
+        request.app.state.widget_metrics.experiment_clicks.labels("credited" if credited else "not_credited").inc()
     if settings.popularity_refresh_seconds == 0:
         await run_in_threadpool(live.refresh_popularity)
     return Response(status_code=204)

@@ -68,7 +68,7 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         service = getattr(scope["app"].state, "service", None)
-        if service is None:
+        if service is None or self._in_experiment(scope, service):
             await self.app(scope, receive, send)
             return
         rules = service.live.ruleset
@@ -101,6 +101,16 @@ class ResponseCache:
         await self.app(scope, receive, capture)
         if start is not None and start["status"] == 200 and generation == self.generation:
             self._add(key, (now, scope.get("route"), list(start.get("headers", [])), b"".join(chunks)))
+
+    @staticmethod
+    def _in_experiment(scope: Scope, service: Any) -> bool:
+        """A list a running experiment serves to this reader: each is its own impression, never a cached one."""
+        query = scope.get("query_string", b"")
+        if b"reader=" not in query:
+            return False
+        reader = dict(parse_qsl(query.decode("latin-1"))).get("reader")
+        widget = "popular" if scope["path"] == "/v1/popular" else "related"
+        return bool(service.experiments.covers(widget, reader, service.served.recommender.clock()))
 
     def _add(self, key: tuple, entry: Entry) -> None:
         size = len(entry[3]) + sum(len(k) + len(v) for k, v in entry[2])

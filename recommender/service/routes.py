@@ -18,7 +18,9 @@ from ..query.results import Recommendation
 from .counters import CountedEvent
 from .degraded import DEGRADED_HEADER
 from .errors import ApiError, unauthorized
+from .experiments import Served
 from .schemas import (
+    READER_PATTERN,
     DeleteResponse,
     ErrorResponse,
     EventsRequest,
@@ -42,6 +44,8 @@ SECTION = Query(None, max_length=200, description="Only this section.")
 EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
 LANGUAGE = Query(None, min_length=1, max_length=20, description="Only articles in this language (e.g. 'en'); "
                  "related lists default to the article's own language unless the build allows any.")
+READER = Query(None, pattern=READER_PATTERN, description="The widget's reader id (random, kept in localStorage, no "
+               "cookie): which arm of a running experiment this reader's lists come from.")
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -67,9 +71,11 @@ def require_writer(request: Request,
 Writer = Depends(require_writer)
 
 
-def render(build_id: str, results: Sequence[Recommendation], explain: bool, degraded: bool = False) -> Response:
+def render(build_id: str, results: Sequence[Recommendation], explain: bool, degraded: bool = False,
+           served: Served | None = None) -> Response:
     """A list response, serialised directly (the hot path skips response-model validation; repeated GETs of
-    the same list are answered by the response cache, ``microcache.py``); flagged when live views are stale."""
+    the same list are answered by the response cache, ``microcache.py``); flagged when live views are stale; a
+    list served inside an experiment carries its impression id."""
     items = []
     fallback = None
     for result in results:
@@ -80,8 +86,10 @@ def render(build_id: str, results: Sequence[Recommendation], explain: bool, degr
             del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
         items.append(item)
     headers = {DEGRADED_HEADER: "views"} if degraded else None
-    return Response(orjson.dumps({"build_id": build_id, "items": items, "fallback": fallback}),
-                    media_type="application/json", headers=headers)
+    body: dict[str, Any] = {"build_id": build_id, "items": items, "fallback": fallback}
+    if served is not None:
+        body.update(impression_id=served.impression_id, experiment=served.experiment, arm=served.arm)
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 @router.get("/healthz", tags=["ops"])
@@ -116,11 +124,13 @@ async def metrics(state: State) -> Response:
 async def related(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], k: int = K,
                   section: str | None = SECTION,
                   max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
-                  explain: bool = EXPLAIN, language: str | None = LANGUAGE) -> Response:
+                  explain: bool = EXPLAIN, language: str | None = LANGUAGE, reader: str | None = READER) -> Response:
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     recommender = state.served.recommender
-    results = recommender.related(article_id, k=k, section=section, max_age_hours=max_age_hours, language=language)
-    return render(recommender.manifest.build_id, results, explain, state.views.degraded)
+    results, served = state.experiments.serve(
+        "related", reader, recommender.clock(), recommender, lambda engine: engine.related(
+            article_id, k=k, section=section, max_age_hours=max_age_hours, language=language), k)
+    return render(recommender.manifest.build_id, results, explain, state.views.degraded, served)
 
 
 @router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -140,10 +150,11 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
         raise ApiError(413, "payload_too_large", f"text has {len(text)} characters; the limit is "
                        f"{state.settings.max_text_chars}: send the headline and lead only")
     recommender = state.served.recommender
-    results = recommender.more_like_this(ids=body.ids, text=text, negative_ids=body.negative_ids,
-                                         exclude_ids=body.exclude_ids, k=body.k, section=body.section,
-                                         max_age_hours=body.max_age_hours, language=body.language)
-    return render(recommender.manifest.build_id, results, body.explain, state.views.degraded)
+    results, served = state.experiments.serve(
+        "more-like-this", body.reader, recommender.clock(), recommender, lambda engine: engine.more_like_this(
+            ids=body.ids, text=text, negative_ids=body.negative_ids, exclude_ids=body.exclude_ids, k=body.k,
+            section=body.section, max_age_hours=body.max_age_hours, language=body.language), body.k)
+    return render(recommender.manifest.build_id, results, body.explain, state.views.degraded, served)
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -153,14 +164,15 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
                   beside: str | None = Query(None, min_length=1, max_length=200, description="The article the list "
                                              "is shown beside: never listed itself, and the editors' blocks "
                                              "beside it and guardrails against its tags hold (an id that is not "
-                                             "listed is ignored: the widget's fallback for an unknown article).")
-                  ) -> Response:
+                                             "listed is ignored: the widget's fallback for an unknown article)."),
+                  reader: str | None = READER) -> Response:
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     recommender = state.served.recommender
     beside = beside if beside is not None and recommender.contains(beside) else None
-    results = recommender.popular(k=k, section=section, window_hours=window_hours, language=language,
-                                  beside=beside)
-    return render(recommender.manifest.build_id, results, explain, state.views.degraded)
+    results, served = state.experiments.serve(
+        "popular", reader, recommender.clock(), recommender, lambda engine: engine.popular(
+            k=k, section=section, window_hours=window_hours, language=language, beside=beside), k)
+    return render(recommender.manifest.build_id, results, explain, state.views.degraded, served)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],

@@ -23,6 +23,7 @@ def encodable(value: str) -> str:
 # Every text field of a request.
 Text = Annotated[str, AfterValidator(encodable)]
 ArticleId = Field(min_length=1, max_length=200)
+READER_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class Components(BaseModel):
@@ -68,6 +69,10 @@ class ListResponse(BaseModel):
     fallback: str | None = Field(None, description="Where the list was filled from when too few articles passed "
                                  "the relatedness floor (e.g. \"popular in section 'world'\"); null when it was "
                                  "not.")
+    impression_id: str | None = Field(None, description="A list served inside an online experiment: send it back "
+                                      "with a click (POST /v1/events/click) to credit the arm that showed the item.")
+    experiment: str | None = Field(None, description="The experiment the list was served in.")
+    arm: str | None = Field(None, description="The A/B arm the reader sees (null when interleaved).")
 
 
 class MoreLikeThisRequest(BaseModel):
@@ -84,6 +89,8 @@ class MoreLikeThisRequest(BaseModel):
     max_age_hours: float | None = Field(default=None, gt=0, le=1e6)
     language: Text | None = Field(default=None, min_length=1, max_length=20)
     explain: bool = False
+    reader: str | None = Field(default=None, pattern=READER_PATTERN, description="The widget's reader id (which "
+                               "arm of a running experiment the reader sees).")
 
 
 class ArticleIn(BaseModel):

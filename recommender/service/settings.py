@@ -19,11 +19,17 @@ class ServiceSettings(BaseSettings):
         write_token: bearer token required by ``POST/DELETE /v1/articles`` and ``POST /v1/events``; unset
             disables writes (401).
         cors_origins: origins allowed to call the API from a browser (the widget's site).
-        delta_path: the live delta's SQLite file (default ``live-delta.sqlite`` in the indexes root).
+        delta: where the live delta (upserted articles) is kept: a SQLite file (default ``live-delta.sqlite`` in the
+            indexes root) or a ``postgresql://`` URL shared by replicas.
         takedowns: where takedowns are kept: a SQLite file (default ``takedowns.sqlite`` in the indexes root) or a
             ``postgresql://`` URL shared by replicas.
         rules: where the editorial rules are kept: a SQLite file (default ``rules.sqlite`` in the indexes root) or
             a ``postgresql://`` URL shared by replicas.
+        experiments: where online experiments are defined: a SQLite file (default ``experiments.sqlite`` in the
+            indexes root) or a ``postgresql://`` URL shared by replicas; their impressions and clicks are counted
+            in the ``views`` store.
+        experiment_check_seconds: how often each worker applies the experiments' guardrails (stops an arm
+            clearly worse than control).
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
         delta_poll_seconds: how often a worker picks up changes other workers and replicas made to the delta, the
             takedowns and the rules.
@@ -48,9 +54,11 @@ class ServiceSettings(BaseSettings):
     views: str = "sqlite"
     write_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
-    delta_path: Path | None = None
+    delta: str | None = None
     takedowns: str | None = None
     rules: str | None = None
+    experiments: str | None = None
+    experiment_check_seconds: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     max_header_bytes: int = Field(default=16_384, ge=1_024)
     max_text_chars: int = Field(default=5_000, ge=1)

@@ -17,6 +17,7 @@ from ..config_files import as_built
 from ..embedding.base import Embedder
 from ..embedding.factory import make_embedder
 from ..errors import IndexFormatError
+from ..experiments.definition import Arm
 from ..live.state import open_live_state
 from ..query.recommender import Recommender
 from ..storage.checks import self_match
@@ -24,6 +25,9 @@ from ..storage.manifest import read_manifest
 from ..storage.versions import resolve_build_dir, resolve_link
 from .counters import ViewCounter, open_counter
 from .degraded import GuardedViews
+from .experiment_counts import open_experiment_counts
+from .experiment_store import ExperimentStore
+from .experiments import EXPERIMENTS_FILE, Experiments
 from .metrics import Metrics
 from .settings import ServiceSettings
 
@@ -67,24 +71,28 @@ class ServiceState:
                                                  settings.view_retention_hours)
         self.views = GuardedViews(self.counter, metrics)
         # Opened (and read) before the first build is loaded: no request is served without the takedowns.
-        self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta_path,
+        self.live = open_live_state(self.root, manifest.index["dims"], settings.takedowns, settings.delta,
                                     settings.rules)
         self.delta, self.takedowns, self.rules = self.live.delta, self.live.takedowns, self.live.rules
         self.refused: tuple[Path, str] | None = None
         self.pointer_problem: str | None = None
+        self.experiments = Experiments(ExperimentStore(settings.experiments or self.root / EXPERIMENTS_FILE),
+                                       open_experiment_counts(settings.views, self.root), self.arm_recommender)
         self.served: Served = self.load(first)
         self._publish_metrics()
+
+    def _options(self, popularity_max_age_seconds: float) -> dict:
+        """What every recommender of this process shares: the live layer, rules, views, clock and embedder."""
+        return dict(embedder=self.embedder, overlay=self.live, views=self.views, clock=self.clock,
+                    popularity_max_age_seconds=popularity_max_age_seconds, rules=self.live,
+                    candidate_cache_size=self.settings.candidate_cache_size, embed_lock=self.embed_lock)
 
     def load(self, path: Path) -> Served:
         """Load and verify a build (checksums, counts, model, self-neighbours) with the live layer on top."""
         settings = self.settings
         # Popularity is refreshed by the service (a background loop, or after each event when the interval is 0),
         # so a request never recomputes it.
-        recommender = Recommender.load(path, embedder=self.embedder, verify=True, overlay=self.live,
-                                       mmap=settings.mmap_builds,
-                                       views=self.views, clock=self.clock, popularity_max_age_seconds=math.inf,
-                                       candidate_cache_size=settings.candidate_cache_size,
-                                       embed_lock=self.embed_lock, rules=self.live)
+        recommender = Recommender.load(path, verify=True, mmap=settings.mmap_builds, **self._options(math.inf))
         check = self_match(recommender.index, recommender.table.vectors, recommender.config.gates)
         if not check.passed:
             raise IndexFormatError(f"{path.name}: {check.message}")
@@ -94,6 +102,27 @@ class ServiceState:
             self.delta.drop(stale)
         recommender.refresh_popularity()
         return Served(recommender, path, datetime.now(UTC))
+
+    def arm_recommender(self, arm: Arm) -> Recommender:
+        """An experiment arm's recommender: the served build with the arm's settings, or the published build it
+        names (verified like any load), over the same live layer; its popularity is recomputed at most once per
+        refresh interval."""
+        served = self.served.recommender
+        max_age = self.settings.popularity_refresh_seconds or 1.0
+        if arm.build_id is None:
+            return Recommender(served.stored, arm.build_config(served.config), **self._options(max_age))
+        path = self.root / "builds" / arm.build_id
+        if not (path / "manifest.json").exists():
+            raise IndexFormatError(f"arm {arm.name}: build {arm.build_id} is not a published build under "
+                                   f"{self.root / 'builds'}")
+        loaded = Recommender.load(path, verify=True, mmap=self.settings.mmap_builds, **self._options(max_age))
+        return Recommender(loaded.stored, arm.build_config(loaded.config), **self._options(max_age))
+
+    def sync_live(self) -> None:
+        """Pick up what other processes wrote: the live state and the experiments."""
+        self.live.sync()
+        self.experiments.store.sync()
+        self.update_gauges()  # each worker's own gauges stay current, whichever worker answers a scrape
 
     def check_reload(self) -> bool:
         """Load a newly published ``current`` in this (background) thread and swap it in; True when swapped.
@@ -122,11 +151,11 @@ class ServiceState:
         except Exception as exc:  # noqa: BLE001 - any failure means: refuse it, keep serving the old one
             self.refused = (target, f"{type(exc).__name__}: {exc}")
             self.metrics.reloads.labels("refused").inc()
-            self.metrics.reload_refused.clear()
-            self.metrics.reload_refused.labels(target.name).set(1)
+            self.metrics.flag_only(self.metrics.reload_refused, (target.name,))
             log.error("refused new index version %s: %s", target, exc)
             return False
         self.served, self.refused = served, None
+        self.experiments.forget_arms()
         # The new build's objects join the permanent generation (see app.lifespan). Unfreeze and collect first:
         # the old build may hold reference cycles, which a frozen generation would keep forever (one full pass
         # per reload, in this background thread).
@@ -134,15 +163,14 @@ class ServiceState:
         gc.collect()
         gc.freeze()
         self.metrics.reloads.labels("loaded").inc()
-        self.metrics.reload_refused.clear()
+        self.metrics.flag_only(self.metrics.reload_refused, None)
         self._publish_metrics()
         log.info("now serving %s (loaded in %.2fs)", target.name, time.perf_counter() - started)
         return True
 
     def _publish_metrics(self) -> None:
         engine = self.served.recommender
-        self.metrics.index_info.clear()
-        self.metrics.index_info.labels(engine.manifest.build_id, engine.manifest.model.name).set(1)
+        self.metrics.flag_only(self.metrics.index_info, (engine.manifest.build_id, engine.manifest.model.name))
         self.metrics.index_articles.set(len(engine))
 
     def update_gauges(self) -> None:
@@ -157,3 +185,5 @@ class ServiceState:
         """Close the stores."""
         self.counter.close()
         self.live.close()
+        self.experiments.store.close()
+        self.experiments.counts.close()

@@ -6,7 +6,7 @@
    Script options: data-api (API base URL; default: where this file came from), data-timeout-ms (2500),
    data-link ("/articles/{id}"; default: each article's url), data-read (this page's article id: remembered as
    read), data-history-size (50), data-css="off" (no default stylesheet), data-dedupe="off" (allow one article
-   in two lists of the page).
+   in two lists of the page), data-experiments="off" (never take part in the service's online experiments).
    Container options: data-k (5), data-article-id (related), data-ids / data-text / data-negative-ids /
    data-history="N" (more-like-this: also the reader's N last read articles), data-section, data-max-age-hours,
    data-window-hours (popular), data-fallback="popular", data-label (the list's accessible name). */
@@ -16,6 +16,7 @@
   var script = document.currentScript;
   var opts = (script && script.dataset) || {};
   var STORE = "recommender.read";
+  var READER = "recommender.reader";
   var KINDS = ["related", "more-like-this", "popular"];
   var LABELS = {"related": "Related articles", "more-like-this": "More like this", "popular": "Popular articles"};
   var STORY_LABELS = {"same story, earlier": "Earlier in this story", "same story, later": "Later in this story",
@@ -48,6 +49,21 @@
     } catch (e) { /* storage disabled or full: no history, nothing else changes */ }
   }
 
+  // A random reader id (localStorage; no cookie): it decides which arm of a running experiment this reader sees.
+  function readerId() {
+    if (opts.experiments === "off") return null;
+    try {
+      var id = localStorage.getItem(READER);
+      if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) {
+        var bytes = new Uint8Array(16);
+        crypto.getRandomValues(bytes);
+        id = Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+        localStorage.setItem(READER, id);
+      }
+      return id;
+    } catch (e) { return null; }  // no storage: outside every experiment
+  }
+
   function call(path, body) {
     var ctrl = typeof AbortController === "function" ? new AbortController() : null;
     var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, timeoutMs);
@@ -60,7 +76,8 @@
     return fetch(api + path, init).then(function (res) {
       if (!res.ok) return {status: res.status};
       return res.json().then(function (data) {
-        return {status: res.status, items: data && Array.isArray(data.items) ? data.items : []};
+        return {status: res.status, items: data && Array.isArray(data.items) ? data.items : [],
+                impression: data && typeof data.impression_id === "string" ? data.impression_id : null};
       });
     }).catch(function () { return {status: 0}; }).then(function (result) {
       clearTimeout(timer);
@@ -73,12 +90,15 @@
     var d = el.dataset, read = readIds();
     var k = Math.round(num(d.k, 5, 1, 50));
     var query = new URLSearchParams({widget: kind});
+    var reader = readerId();
+    if (reader) query.set("reader", reader);
     if (d.section) query.set("section", d.section);
     if (kind === "more-like-this") {
       var ids = words(d.ids);
       if (withHistory) ids = ids.concat(read.slice(0, Math.round(num(d.history, 0, 0, 20))));
       var body = {ids: ids.filter(function (id, i) { return ids.indexOf(id) === i; }), exclude_ids: read,
                   k: Math.min(100, k + pad)};
+      if (reader) body.reader = reader;
       if (d.text) body.text = d.text;
       if (d.negativeIds) body.negative_ids = words(d.negativeIds);
       if (d.section) body.section = d.section;
@@ -105,10 +125,10 @@
       // A remembered article may be gone from the index: ask again with the page's own examples only.
       return res.status === 404 && history ? request(el, kind, pad, false) : res;
     }).then(function (res) {
-      if (res.items && res.items.length) return {kind: kind, items: res.items};
+      if (res.items && res.items.length) return {kind: kind, items: res.items, impression: res.impression};
       if (el.dataset.fallback !== "popular" || kind === "popular") return {kind: kind, items: []};
       return request(el, "popular", pad, false).then(function (fallback) {
-        return {kind: "popular", items: fallback.items || [], fallback: true};
+        return {kind: "popular", items: fallback.items || [], fallback: true, impression: fallback.impression};
       });
     });
   }
@@ -162,6 +182,7 @@
       a.href = pair[1];
       a.setAttribute("data-rec-id", item.article_id);
       a.setAttribute("data-rec-widget", result.kind);
+      if (result.impression) a.setAttribute("data-rec-impression", result.impression);
       li.appendChild(a);
       var meta = node("span", "rec-meta");
       // An editors' choice says so, in the rule's public words ("Chosen by the editors").
@@ -198,8 +219,10 @@
     if (!link || !this.contains(link) || (event.type === "auxclick" && event.button !== 1)) return;
     var id = link.getAttribute("data-rec-id");
     remember(id);
-    var body = JSON.stringify({article_id: id, widget: link.getAttribute("data-rec-widget"),
-                               source_id: opts.read || this.dataset.articleId || null});
+    var event_ = {article_id: id, widget: link.getAttribute("data-rec-widget"),
+                  source_id: opts.read || this.dataset.articleId || null};
+    if (link.getAttribute("data-rec-impression")) event_.impression_id = link.getAttribute("data-rec-impression");
+    var body = JSON.stringify(event_);
     var url = api + "/v1/events/click";
     try {
       if (navigator.sendBeacon && navigator.sendBeacon(url, body)) return;  // text/plain: no CORS preflight

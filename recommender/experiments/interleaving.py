@@ -1,0 +1,107 @@
+"""Team-draft interleaving: merge two arms' lists into one, remember which arm contributed each position, and
+credit a click to that arm.
+
+Team-draft (Radlinski, Kurup and Joachims, "How does clickthrough data reflect retrieval quality?", CIKM 2008;
+Chapelle, Joachims, Radlinski and Yue, "Large-scale validation and analysis of interleaved search evaluation",
+TOIS 2012): like two captains picking players, the team with fewer picks so far picks next, a coin deciding
+when both have as many; each picks its highest-ranked item not yet in the merged list. One change: when one
+list has no unused item left, the other keeps filling the list up to ``k`` (the original stops there), so a
+widget always shows ``min(k, |a ∪ b|)`` items; those extra picks are credited to the team that made them.
+
+The coin comes from ``rng``, seeded from the impression id (``impression_rng``), so the service can rebuild the
+merge, and its teams, from the impression id the widget sends back with a click.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+TEAMS = ("a", "b")
+
+
+class Coin(Protocol):
+    """Anything with ``random.Random``'s ``random()``: a float in [0, 1)."""
+
+    def random(self) -> float:
+        """A float in [0, 1)."""
+        ...
+
+
+def new_impression_id() -> str:
+    """A fresh opaque impression id (16 URL-safe characters, 96 random bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def impression_rng(impression_id: str) -> random.Random:
+    """The coin of one impression: a ``random.Random`` seeded from a BLAKE2b hash of its id (stable across
+    processes and Python versions, unlike ``hash()``)."""
+    if not isinstance(impression_id, str) or not impression_id:
+        raise ValueError(f"impression_id must be a non-empty string, got {impression_id!r}")
+    seed = int.from_bytes(hashlib.blake2b(impression_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "big")
+    return random.Random(seed)
+
+
+def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: Coin) -> tuple[list[str], list[str]]:
+    """Merge the ranked lists ``a`` and ``b`` by team draft.
+
+    Args:
+        a, b: the two arms' lists of article ids, best first (team "a" is the experiment's first arm).
+        k: length of the merged list, >= 1.
+        rng: the impression's coin (``impression_rng(impression_id)``).
+
+    Returns:
+        (merged ids, team per position): ``len == min(k, |set(a) | set(b)|)``, no id twice, every id from ``a``
+        or ``b``, and ``teams[i]`` is "a" or "b", the arm that picked position ``i``.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    lists = (list(a), list(b))
+    merged: list[str] = []
+    teams: list[str] = []
+    used: set[str] = set()
+    nexts = [0, 0]
+    picks = [0, 0]
+    while len(merged) < k:
+        for side in (0, 1):  # skip what the other team (or a repeat in the same list) already placed
+            while nexts[side] < len(lists[side]) and lists[side][nexts[side]] in used:
+                nexts[side] += 1
+        left = [nexts[side] < len(lists[side]) for side in (0, 1)]
+        if not any(left):
+            break
+        if all(left):
+            side = 0 if picks[0] < picks[1] or (picks[0] == picks[1] and rng.random() < 0.5) else 1
+        else:
+            side = 0 if left[0] else 1
+        item = lists[side][nexts[side]]
+        merged.append(item)
+        teams.append(TEAMS[side])
+        used.add(item)
+        picks[side] += 1
+    return merged, teams
+
+
+def credit(teams: Sequence[str], clicked_positions: Iterable[int]) -> str | None:
+    """The outcome of one interleaved impression.
+
+    Args:
+        teams: the team of each position of the merged list (``team_draft``'s second value).
+        clicked_positions: 0-based positions of the merged list that were clicked (a repeat counts once).
+
+    Returns:
+        "a" or "b" for the team whose items got more clicks, "tie" for as many, None for no click (no outcome).
+    """
+    clicked = set()
+    for position in clicked_positions:
+        if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < len(teams):
+            raise ValueError(f"clicked position {position!r} is outside the list's 0..{len(teams) - 1}")
+        clicked.add(position)
+    if not clicked:
+        return None
+    on_a = sum(1 for p in clicked if teams[p] == "a")
+    on_b = len(clicked) - on_a
+    return "a" if on_a > on_b else "b" if on_b > on_a else "tie"

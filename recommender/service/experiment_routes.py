@@ -1,0 +1,78 @@
+"""Online experiment routes: define, list, report and stop experiments (all need the write token)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+
+from ..errors import IndexFormatError
+from ..experiments.definition import NAME_PATTERN, Experiment
+from .errors import ApiError
+from .routes import ACTOR, ERRORS, REASON, State, Writer
+
+router = APIRouter(tags=["experiments"], dependencies=[Writer])
+NAME = Annotated[str, Path(pattern=NAME_PATTERN.pattern)]
+
+
+def _known(state: State, name: str) -> None:
+    state.experiments.store.sync()
+    if name not in state.experiments.store.all():
+        raise ApiError(404, "unknown_experiment", f"no experiment {name!r}; GET /v1/experiments lists them")
+
+
+@router.post("/v1/experiments", status_code=201, responses=ERRORS)
+def create(state: State, body: Annotated[dict[str, Any], Body(description="An experiment (docs/experiments.md).",
+                                                                examples=[{"name": "mmr-test", "kind": "interleave",
+                                                                           "arms": [{"name": "control"},
+                                                                                    {"name": "mmr", "settings": {
+                                                                                        "ranking": {
+                                                                                            "mmr_lambda": 0.7}}}]}])],
+           actor: str = ACTOR, reason: str = REASON) -> dict[str, Any]:
+    """Define an experiment; every worker of every replica serves it within its next live-state poll. A malformed
+    definition is a 422 naming the field."""
+    try:
+        experiment = Experiment.from_dict(body)
+        for arm in experiment.arms:  # an arm's build must exist and load now, not at its first reader
+            state.experiments.arm_loader(arm)
+        running = state.experiments.store.create(experiment, actor, reason)
+    except (ValueError, KeyError, IndexFormatError) as exc:  # a bad definition, or an arm's build that won't load
+        raise ApiError(422, "invalid_experiment", str(exc).strip("'\"")) from None
+    return {"experiment": running.to_dict(state.served.recommender.clock())}
+
+
+@router.get("/v1/experiments", responses=ERRORS)
+def list_experiments(state: State) -> dict[str, Any]:
+    """Every experiment with its state (active, stopped arms, ended)."""
+    state.experiments.store.sync()
+    now = state.served.recommender.clock()
+    return {"experiments": [r.to_dict(now) for _, r in sorted(state.experiments.store.all().items())]}
+
+
+@router.get("/v1/experiments/{name}", responses=ERRORS)
+def experiment_report(state: State, name: NAME) -> dict[str, Any]:
+    """The decision: per arm impressions, clicks, CTR with a 95% interval and per position; interleaving's wins,
+    losses and ties with a sign test; one line saying which arm wins or how much more data is needed; the counts
+    per hour; the log (guardrail stops included)."""
+    _known(state, name)
+    report = state.experiments.report(name)
+    return {"report": report.to_dict(), "verdict": report.verdict,
+            "experiment": state.experiments.store.get(name).to_dict(state.served.recommender.clock()),
+            "series": state.experiments.series(name), "log": state.experiments.store.history(name)}
+
+
+@router.post("/v1/experiments/{name}/stop", responses=ERRORS)
+def stop(state: State, name: NAME, arm: str | None = Query(None, description="Stop this arm only (its readers "
+                                                                              "see control); none ends the "
+                                                                              "experiment."),
+         actor: str = ACTOR, reason: str = REASON) -> dict[str, Any]:
+    """Stop an arm, or end the experiment (logged)."""
+    _known(state, name)
+    store = state.experiments.store
+    if arm is None:
+        store.end(name, actor, reason)
+    else:
+        if arm not in store.get(name).experiment.arm_names:
+            raise ApiError(422, "invalid_experiment", f"experiment {name!r} has no arm {arm!r}")
+        store.stop_arm(name, arm, actor, reason)
+    return {"experiment": store.get(name).to_dict(state.served.recommender.clock())}
