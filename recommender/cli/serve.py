@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import typer
@@ -20,12 +21,22 @@ def serve(
     views: str = typer.Option("sqlite", "--views", help="View counters: sqlite (next to the index), "
                               "sqlite:///path or redis://host:6379/0 (shared by replicas)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Origin allowed to call the API (repeatable)."),
+    live: str | None = typer.Option(None, "--live", envvar="RECOMMENDER_LIVE", help="One postgresql:// database "
+                                    "for the whole live state (delta, takedowns, rules, experiments) that replicas "
+                                    "on several machines share; --delta/--takedowns/--rules/--experiments override "
+                                    "it store by store."),
+    delta: str | None = typer.Option(None, "--delta", envvar="RECOMMENDER_DELTA", help="The live delta (upserted "
+                                     "articles) in this postgresql:// database (shared by replicas; default "
+                                     "live-delta.sqlite in the indexes root)."),
     takedowns: str | None = typer.Option(None, "--takedowns", envvar="RECOMMENDER_TAKEDOWNS", help="Takedowns in "
                                          "this postgresql:// database (shared by replicas; default "
                                          "takedowns.sqlite in the indexes root)."),
     rules: str | None = typer.Option(None, "--rules", envvar="RECOMMENDER_RULES", help="Editorial rules in this "
                                      "postgresql:// database (shared by replicas; default rules.sqlite in the "
                                      "indexes root)."),
+    experiments: str | None = typer.Option(None, "--experiments", envvar="RECOMMENDER_EXPERIMENTS", help="Online "
+                                           "experiments in this postgresql:// database (shared by replicas; "
+                                           "default experiments.sqlite in the indexes root)."),
     reload_poll_seconds: float = typer.Option(2.0, help="How often `current` is checked for a new version."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     demo_pages: bool = typer.Option(False, "--demo-pages", help="Serve /demo/articles/{id}: each article laid out "
@@ -46,9 +57,19 @@ def serve(
                            "RECOMMENDER_DEMO_PAGES": "true" if demo_pages else "false",
                            "RECOMMENDER_CORS_ORIGINS": json.dumps(cors_origin),
                            "RECOMMENDER_RELOAD_POLL_SECONDS": str(reload_poll_seconds)})
-        os.environ.update({name: value for name, value in (("RECOMMENDER_TAKEDOWNS", takedowns),
-                                                           ("RECOMMENDER_RULES", rules)) if value})
+        stores = {"RECOMMENDER_DELTA": delta or live, "RECOMMENDER_TAKEDOWNS": takedowns or live,
+                  "RECOMMENDER_RULES": rules or live, "RECOMMENDER_EXPERIMENTS": experiments or live}
+        os.environ.update({name: value for name, value in stores.items() if value})
         from uvicorn.supervisors import Multiprocess
+
+        # One scrape of /metrics answers for every worker: prometheus_client's multiprocess mode, in a directory
+        # of this run (emptied first: files of an earlier run would count again).
+        metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                           or tempfile.mkdtemp(prefix="recommender-metrics-"))
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
         # Always under uvicorn's supervisor, one worker included: a worker that dies (a signal, an out-of-memory
         # kill) is started again instead of taking the service down.

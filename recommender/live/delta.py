@@ -1,4 +1,5 @@
-"""The live delta: articles upserted between nightly builds, shared by every worker via SQLite.
+"""The live delta: articles upserted between nightly builds, shared by every worker (SQLite) and every replica
+(PostgreSQL).
 
 Each change gets a sequence number; a worker applies the rows whose ``seq`` is above the last one it saw, so
 an upsert made by one worker is searchable in the others after their next poll. A row is ``live`` (an upserted
@@ -15,12 +16,34 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import sqlalchemy as sa
 
 from ..query.overlay import Overlay
 from ..query.table import ArticleTable, object_array
-from ..sqlitedb import connect_wal
+from .sql import StoreUnavailableError, create_tables, make_engine, written
 
 LIVE, DELETED, DROPPED = "live", "deleted", "dropped"
+
+_META = sa.MetaData()
+# The table name and columns of the SQLite delta that earlier versions wrote: their files open unchanged.
+DELTA = sa.Table(
+    "delta", _META,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, index=True),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("article", sa.Text),
+    sa.Column("vector", sa.LargeBinary),
+)
+# One row every writer updates first: the highest sequence number handed out.
+LOCK = sa.Table("delta_lock", _META, sa.Column("id", sa.Integer, primary_key=True),
+                sa.Column("seq", sa.BigInteger, nullable=False))
+
+
+def _seed_lock(connection: sa.Connection) -> None:
+    """The lock row, starting at the highest sequence number stored (a delta file of an earlier version)."""
+    if connection.execute(sa.select(sa.func.count()).select_from(LOCK)).scalar_one() == 0:
+        top = connection.execute(sa.select(sa.func.coalesce(sa.func.max(DELTA.c.seq), 0))).scalar_one()
+        connection.execute(sa.insert(LOCK).values(id=1, seq=top))
 
 
 def _table(records: Sequence[tuple[dict, np.ndarray]], dims: int) -> ArticleTable:
@@ -43,36 +66,39 @@ def _table(records: Sequence[tuple[dict, np.ndarray]], dims: int) -> ArticleTabl
 
 
 class DeltaStore:
-    """The delta's durable copy: ``live-delta.sqlite`` in the indexes root (WAL; many readers, one writer)."""
+    """The delta's durable copy, shared by every worker (and replica) that opens the same location.
 
-    def __init__(self, path: str | Path, dims: int) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    Args:
+        location: a SQLite file (default ``live-delta.sqlite`` in the indexes root; WAL, many readers, one writer)
+            or a ``postgresql://`` URL (several replicas on several machines).
+        dims: the vectors' dimension (the served model's).
+    """
+
+    def __init__(self, location: str | Path, dims: int) -> None:
+        self.location = str(location)
         self.dims = dims
+        self.engine = make_engine(location)
         self._lock = threading.Lock()
-        self._db = connect_wal(self.path, 30, check_same_thread=False, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS delta (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
-                         "state TEXT NOT NULL, article TEXT, vector BLOB)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS delta_seq ON delta (seq)")
         self._records: dict[str, tuple[dict, np.ndarray]] = {}
         self.legacy_deleted: set[str] = set()  # takedowns written into the delta by older versions
         self._seq = 0
         self.overlay = Overlay.empty(dims)
+        create_tables(self.engine, _META, f"the live delta {self.location}", _seed_lock)
         self.sync()  # before the first request: a worker never serves without the delta others wrote
 
-    def _write(self, rows: Iterable[tuple[str, str, str | None, bytes | None]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM delta").fetchone()[0]
-                for n, (article_id, state, article, vector) in enumerate(rows, start=seq + 1):
-                    self._db.execute("INSERT INTO delta VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                                     "seq = excluded.seq, state = excluded.state, article = excluded.article, "
-                                     "vector = excluded.vector", (article_id, n, state, article, vector))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def _write(self, rows: Sequence[tuple[str, str, str | None, bytes | None]]) -> None:
+        if not rows:
+            return
+        with written(self.engine, f"the live delta {self.location}") as connection:
+            # The lock row serialises writers and hands out their sequence numbers: numbers commit in order, so a
+            # reader that has seen ``seq`` has seen everything below it.
+            top = connection.execute(sa.update(LOCK).values(seq=LOCK.c.seq + len(rows)).returning(LOCK.c.seq)
+                                     ).scalar_one()
+            ids = [article_id for article_id, *_ in rows]
+            connection.execute(sa.delete(DELTA).where(DELTA.c.id.in_(ids)))
+            connection.execute(sa.insert(DELTA), [
+                {"id": article_id, "seq": seq, "state": state, "article": article, "vector": vector}
+                for seq, (article_id, state, article, vector) in enumerate(rows, start=top - len(rows) + 1)])
         self.sync()
 
     def upsert(self, articles: Sequence[dict], vectors: np.ndarray) -> None:
@@ -80,18 +106,24 @@ class DeltaStore:
         if len(articles) != len(vectors) or (len(vectors) and vectors.shape[1] != self.dims):
             raise ValueError(f"{len(articles)} articles need {len(articles)} vectors of {self.dims} dims, "
                              f"got shape {np.shape(vectors)}")
-        self._write((a["id"], LIVE, json.dumps(a), np.asarray(v, dtype=np.float32).tobytes())
-                    for a, v in zip(articles, vectors))
+        latest = {a["id"]: (a, v) for a, v in zip(articles, vectors)}  # one row per id: the last one given wins
+        self._write([(a["id"], LIVE, json.dumps(a), np.asarray(v, dtype=np.float32).tobytes())
+                     for a, v in latest.values()])
 
     def drop(self, article_ids: Iterable[str]) -> None:
         """Forget delta entries (a newer build holds these articles)."""
-        self._write([(a, DROPPED, None, None) for a in article_ids])
+        self._write([(a, DROPPED, None, None) for a in dict.fromkeys(article_ids)])
 
     def sync(self) -> bool:
         """Apply changes made since the last sync (by any process); True when the snapshot changed."""
         with self._lock:
-            rows = self._db.execute("SELECT id, seq, state, article, vector FROM delta WHERE seq > ? ORDER BY seq",
-                                    (self._seq,)).fetchall()
+            try:
+                with self.engine.connect() as connection:
+                    rows = connection.execute(sa.select(DELTA.c.id, DELTA.c.seq, DELTA.c.state, DELTA.c.article,
+                                                        DELTA.c.vector)
+                                              .where(DELTA.c.seq > self._seq).order_by(DELTA.c.seq)).all()
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreUnavailableError(f"the live delta {self.location} cannot be read: {exc}") from exc
             if not rows:
                 return False
             for article_id, seq, state, article, vector in rows:
@@ -101,13 +133,12 @@ class DeltaStore:
                     self._records[article_id] = (json.loads(article), np.frombuffer(vector, dtype=np.float32))
                 elif state == DELETED:
                     self.legacy_deleted.add(article_id)
-                self._seq = max(self._seq, seq)
+                self._seq = max(self._seq, int(seq))
             records = list(self._records.values())
             self.overlay = Overlay(_table(records, self.dims), frozenset(),
                                    {r["id"]: i for i, (r, _) in enumerate(records)}, self._seq)
             return True
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Release connections."""
+        self.engine.dispose()
