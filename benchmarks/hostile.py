@@ -37,6 +37,7 @@ from recommender.query import Recommender  # noqa: E402
 from recommender.storage.versions import IndexStore  # noqa: E402
 
 TOKEN = "hostile-token"
+ORIGIN = "https://news.example"
 
 
 def demo_build(work: Path, cache: Path | None) -> Path:
@@ -51,6 +52,7 @@ def fuzz(args: argparse.Namespace, work: Path) -> dict:
     """At least ``args.requests`` generated requests over every operation; statuses counted."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as seed_of
     from hypothesis.errors import Unsatisfiable
     from schemathesis.generation.modes import GenerationMode
 
@@ -60,18 +62,22 @@ def fuzz(args: argparse.Namespace, work: Path) -> dict:
     root = demo_build(work, args.cache)
     embedder = make_embedder()
     app = create_app(ServiceSettings(index=root / "current", write_token=TOKEN, reload_poll_seconds=0,
-                                     warm_model=False, cors_origins=["https://news.example"]), embedder=embedder)
+                                     warm_model=False, cors_origins=[ORIGIN], click_burst=1_000_000,
+                                     click_rate_per_minute=1e6), embedder=embedder)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     per_run = max(1, -(-args.requests // (2 * len(operations))))
     statuses: Counter = Counter()
     server_errors: list[str] = []
     started = time.perf_counter()
-    def runner(operation, mode):  # noqa: ANN001, ANN202 - schemathesis objects
+    headers = {"Authorization": f"Bearer {TOKEN}", "Origin": ORIGIN}  # the click route takes the allowed site
+
+    def runner(operation, mode, seed):  # noqa: ANN001, ANN202 - schemathesis objects
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=per_run, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @seed_of(seed)
         def run(case) -> None:  # noqa: ANN001
-            response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
+            response = case.call(headers=headers)
             statuses[(operation.method.upper(), operation.path, response.status_code)] += 1
             if response.status_code >= 500:
                 server_errors.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
@@ -79,27 +85,31 @@ def fuzz(args: argparse.Namespace, work: Path) -> dict:
 
         return run
 
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        for operation in operations:
-            try:
-                runner(operation, mode)()
-            except Unsatisfiable:
-                pass  # routes without input have no schema-breaking case
+    rounds = 0
+    while sum(statuses.values()) < args.requests:  # hypothesis stops early on small input spaces: more rounds
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            for operation in operations:
+                try:
+                    runner(operation, mode, rounds)()
+                except Unsatisfiable:
+                    pass  # routes without input have no schema-breaking case
+        rounds += 1
     total = sum(statuses.values())
     by_status = Counter()
     for (_, _, status), n in statuses.items():
         by_status[status] += n
-    return {"requests": total, "operations": len(operations), "per_operation_and_mode": per_run,
+    return {"requests": total, "operations": len(operations), "per_operation_and_mode": per_run, "rounds": rounds,
             "seconds": round(time.perf_counter() - started, 1), "by_status": dict(sorted(by_status.items())),
             "server_errors": len(server_errors), "first_server_errors": server_errors[:10],
             "by_operation": {f"{m} {p}": {str(s): n for (m2, p2, s), n in statuses.items() if (m2, p2) == (m, p)}
                              for (m, p) in sorted({(m, p) for m, p, _ in statuses})}}
 
 
-def load_outcome(build_dir: Path) -> tuple[str, str]:
-    """("refused" | "traceback" | "accepted", detail) of loading a build as the service does."""
+def load_outcome(build_dir: Path, embedder: object) -> tuple[str, str]:
+    """("refused" | "traceback" | "accepted", detail) of loading a build as the service does (checksums, and the
+    model identity against the service's embedder)."""
     try:
-        Recommender.load(build_dir, verify=True)
+        Recommender.load(build_dir, verify=True, embedder=embedder)  # type: ignore[arg-type]
     except IndexFormatError as exc:
         return "refused", str(exc).split(":")[-2][-60:] if ":" in str(exc) else str(exc)[:60]
     except Exception as exc:  # noqa: BLE001 - what the sweep looks for
@@ -110,6 +120,7 @@ def load_outcome(build_dir: Path) -> tuple[str, str]:
 def bitflip(args: argparse.Namespace, work: Path) -> dict:
     """Every bit of manifest.json (and manifest.sha256) flipped once; outcomes counted."""
     root = demo_build(work, args.cache)
+    embedder = make_embedder()
     source = IndexStore(root).current()
     target = work / "flipped"
     shutil.copytree(source, target)
@@ -132,7 +143,7 @@ def bitflip(args: argparse.Namespace, work: Path) -> dict:
                 (target / name).write_bytes(bytes(flipped))
                 if args.resealed:
                     (target / "manifest.sha256").write_text(hashlib.sha256(bytes(flipped)).hexdigest() + "\n")
-                outcome, detail = load_outcome(target)
+                outcome, detail = load_outcome(target, embedder)
                 outcomes[(name, outcome)] += 1
                 if outcome == "traceback":
                     tracebacks.append(f"{name}[{offset}] bit {bit}: {detail}")
