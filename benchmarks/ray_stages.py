@@ -19,7 +19,8 @@ The 10M table is computed, not run: per-row seconds of each phase on the Ray act
 largest size, scaled to 10M by the
 per-row growth measured between the two largest sizes (a power law; the TF-IDF search's postings grow with the
 catalogue, HNSW's hops with its log), times the rows, divided by the worker count, plus the driver's seconds
-scaled linearly. A worker is one actor on one core as fast as one core here. Writes ray_stages.json.
+scaled linearly. A worker is one actor on one core as fast as one core here. The same table from the in-process
+run's costs comes with it. Writes ray_stages.json; ``--project FILE`` recomputes the tables of a saved one.
 """
 
 from __future__ import annotations
@@ -124,28 +125,30 @@ def summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def projection(sizes: dict[int, dict[str, Any]], shard_rows: int) -> dict[str, Any]:
-    """The 10M-on-N-workers table from the local runs' per-row costs (module doc)."""
+def projection(sizes: dict[int, dict[str, Any]], shard_rows: int, basis: str = "ray") -> dict[str, Any]:
+    """The 10M-on-N-workers table from the per-row costs of the ``basis`` runs ("ray": one-CPU actors; "local":
+    this process, where HNSW searches on every core) (module doc)."""
+    sizes = {int(n): v for n, v in sizes.items()}
     ns = sorted(sizes)
     big, small = ns[-1], ns[-2] if len(ns) > 1 else None
     phases: dict[str, Any] = {}
-    for phase, measured in sizes[big]["ray"]["summary"].items():
+    for phase, measured in sizes[big][basis]["summary"].items():
         row = measured["row_seconds"]
         growth = 0.0
         if small is not None:
-            before = sizes[small]["ray"]["summary"][phase]["row_seconds"]
+            before = sizes[small][basis]["summary"][phase]["row_seconds"]
             growth = max(math.log(row / before) / math.log(big / small), 0.0)  # noise never makes rows cheaper
         row_at_target = row * (TARGET / big) ** growth
         phases[phase] = {"row_seconds_measured": row, "growth_exponent": round(growth, 3),
                          "row_seconds_at_10m": row_at_target, "shard_seconds_at_10m": row_at_target * shard_rows,
                          "core_seconds_at_10m": row_at_target * TARGET}
-    driver = sum(sizes[big]["ray"]["driver_seconds"].values()) * TARGET / big
+    driver = sum(sizes[big][basis]["driver_seconds"].values()) * TARGET / big
     shards = math.ceil(TARGET / shard_rows)
     table = {str(w): {"shard_seconds": round(sum(p["core_seconds_at_10m"] for p in phases.values()) / w, 1),
                       "driver_seconds": round(driver, 1),
                       "total_hours": round((sum(p["core_seconds_at_10m"] for p in phases.values()) / w + driver)
                                            / 3600, 2)} for w in WORKERS}
-    return {"target_articles": TARGET, "shards": shards, "from_sizes": [small, big], "phases": phases,
+    return {"basis": basis, "target_articles": TARGET, "shards": shards, "from_sizes": [small, big], "phases": phases,
             "driver_seconds_scaled_linearly": round(driver, 1), "workers": table}
 
 
@@ -158,7 +161,14 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=8_192)
     parser.add_argument("--factory", default="HNSW32,Flat")
     parser.add_argument("--out-dir", default=str(OUT))
+    parser.add_argument("--project", default=None, help="only recompute the 10M tables of this ray_stages.json")
     args = parser.parse_args()
+    if args.project:
+        report = json.loads(Path(args.project).read_text())
+        report["projection"] = {b: projection(report["sizes"], report["shard_rows"], b) for b in ("ray", "local")}
+        print(json.dumps(report["projection"], indent=1))
+        Path(args.project).write_text(json.dumps(report, indent=1))
+        return
     import ray
 
     ray.init(num_cpus=args.actors, include_dashboard=False, log_to_driver=False)
@@ -191,7 +201,7 @@ def main() -> None:
     report = {"machine": f"{os.cpu_count()} cores (shared), local Ray with {args.actors} one-CPU actors",
               "factory": args.factory, "shard_rows": args.shard_rows, "sizes": sizes}
     if len(sizes) > 1:
-        report["projection"] = projection(sizes, args.shard_rows)
+        report["projection"] = {b: projection(sizes, args.shard_rows, b) for b in ("ray", "local")}
         print(json.dumps(report["projection"], indent=1))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
