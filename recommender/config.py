@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_QUERY_SHARD_ROWS = 8_192
 
 
 def _require(condition: bool, message: str) -> None:
@@ -333,8 +334,11 @@ class BuildConfig:
     # searching again (``toptable.py``).
     neighbour_margin: int = 16
     keep_versions: int = 5
+    # Query rows per shard of the neighbour and related stages, local or on Ray alike (``build/shards.py``).
+    query_shard_rows: int = DEFAULT_QUERY_SHARD_ROWS
 
     def __post_init__(self) -> None:
+        _require(self.query_shard_rows >= 1, f"query_shard_rows must be >= 1, got {self.query_shard_rows}")
         _require(self.neighbour_count >= 1, f"neighbour_count must be >= 1, got {self.neighbour_count}")
         _require(self.neighbour_margin >= 0, f"neighbour_margin must be >= 0, got {self.neighbour_margin}")
         _require(self.keep_versions >= 1, f"keep_versions must be >= 1, got {self.keep_versions}")
@@ -371,7 +375,7 @@ class BuildConfig:
                 if unknown:
                     raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
                 kwargs[key] = typed(parts[key], value, key)
-            elif key in {"neighbour_count", "neighbour_margin", "keep_versions"}:
+            elif key in {"neighbour_count", "neighbour_margin", "keep_versions", "query_shard_rows"}:
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ValueError(f"{key} must be an integer, got {value!r}")
                 kwargs[key] = value

@@ -1,4 +1,5 @@
-"""Where the embedding stage runs: in-process (local) or as a Ray Data job over Parquet (ray)."""
+"""Where the catalogue-sized stages run: in-process (local) or on Ray (ray): the embedding stage as a Ray Data job
+over Parquet, the neighbour and related stages by query shard on actors that hold their state (``ray_stages``)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,24 @@ import numpy as np
 
 from ..config import EmbedderConfig
 from ..embedding.base import Embedder
+from .shards import LocalShards, ShardRunner
 
 
 class EmbedExecutor(Protocol):
-    """Embeds the texts a rebuild could not reuse; returns (n, dims) float32 unit vectors in input order."""
+    """Embeds the texts a rebuild could not reuse, and runs the query shards of the neighbour and related stages."""
 
     name: str
 
     def embed(self, texts: Sequence[str], embedder: Embedder, progress: bool = False) -> np.ndarray:
-        """Embed ``texts``; ``embedder`` is the local model (its config tells remote workers what to load)."""
+        """Embed ``texts``; ``embedder`` is the local model (its config tells remote workers what to load).
+
+        Returns:
+            (n, dims) float32 unit vectors in input order.
+        """
+        ...
+
+    def shard_runner(self, shard_rows: int) -> ShardRunner:
+        """The runner of the neighbour and related stages' query shards of ``shard_rows`` rows."""
         ...
 
 
@@ -33,6 +43,10 @@ class LocalExecutor:
     def embed(self, texts: Sequence[str], embedder: Embedder, progress: bool = False) -> np.ndarray:
         """Embed ``texts`` with ``embedder`` in this process."""
         return embedder.encode(list(texts), progress=progress)
+
+    def shard_runner(self, shard_rows: int) -> ShardRunner:
+        """Shards run in this process, one after another."""
+        return LocalShards(shard_rows)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,8 @@ class RayConfig:
         work_dir: where the input/output Parquet goes; on a cluster it must be storage every node sees
             (a shared mount or ``s3://...``). None uses a local temporary directory.
         num_cpus: CPUs of a local instance (ignored with ``address``).
+
+    The neighbour and related stages use ``num_actors`` actors of ``num_cpus_per_actor`` CPUs (no GPU) too.
     """
 
     address: str | None = None
@@ -91,6 +107,13 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=self.config.num_cpus, include_dashboard=False, log_to_driver=False)
         return ray
+
+    def shard_runner(self, shard_rows: int) -> ShardRunner:
+        """Shards run on ``num_actors`` Ray actors holding the stage's state (``ray_stages.RayShards``)."""
+        from .ray_stages import RayShards
+
+        self._init()
+        return RayShards(shard_rows, self.config.num_actors, self.config.num_cpus_per_actor)
 
     def embed(self, texts: Sequence[str], embedder: Embedder, progress: bool = False) -> np.ndarray:
         """Embed ``texts`` on the Ray cluster; the vectors come back in input order."""

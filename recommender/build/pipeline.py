@@ -36,7 +36,7 @@ from ..times import epoch_hours
 from .current import Current, load_current, previous_state
 from .embed import Embedded, embed_articles, unit_rows
 from .executors import EmbedExecutor, LocalExecutor
-from .neighbours import compute_neighbours
+from .neighbours import neighbour_search
 from .related_tables import Previous, RelatedTables, dense_table, related_tables
 from .report import CatalogueDiff
 from .toptable import TopTable
@@ -174,15 +174,17 @@ def neighbours_stage(run: BuildRun) -> None:
     index = run.index
     assert index is not None
     run.previous = previous_state(run.current, run.state_meta, run.config, run.ids, run.keys, run.lexical_keys)
-    run.dense, run.dense_searched = dense_table(lambda rows: compute_neighbours(index, run.vectors, run.depth, rows),
-                                                run.vectors, run.depth, run.config.neighbour_count, run.previous)
+    search = neighbour_search(run.executor.shard_runner(run.config.query_shard_rows), index, run.vectors, run.depth)
+    run.dense, run.dense_searched = dense_table(search, run.vectors, run.depth, run.config.neighbour_count,
+                                                run.previous)
 
 
 def related_stage(run: BuildRun) -> None:
     """The related table: the hybrid relatedness of each article's candidates (``related_tables``)."""
     assert run.dense is not None
     run.related = related_tables(run.vectors, run.documents, run.dense, run.config.neighbour_count, run.config,
-                                 run.state_meta, run.previous, tags=run.articles["tags"].tolist())
+                                 run.state_meta, run.previous, tags=run.articles["tags"].tolist(),
+                                 shards=run.executor.shard_runner(run.config.query_shard_rows))
     run.related.stats.update(mode="incremental" if run.previous else "full", dense_rows_searched=run.dense_searched)
 
 

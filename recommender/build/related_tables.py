@@ -38,16 +38,17 @@ import scipy.sparse as sp
 from ..config import BuildConfig, RelatednessConfig
 from ..pairs import pair_cosines, pair_dots
 from ..storage.layout import RELATED_STATE
+from .fusion import fused_tables, lexical_shard
 from .relatedness import (
     LexicalModel,
     candidate_matrix,
     entity_matrix,
     lexical_queries,
-    lexical_search,
     member_matrix,
     pair_entities,
     ranked,
 )
+from .shards import LocalShards, ShardRunner
 from .toptable import TopTable, update
 
 STATE_FILE = RELATED_STATE
@@ -180,7 +181,8 @@ def dense_table(search: Search, vectors: np.ndarray, depth: int, needed: int, pr
 
 def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k: int, config: BuildConfig,
                    meta: dict[str, Any], previous: Previous | None, now: datetime | None = None,
-                   tags: Sequence[Sequence[str]] | None = None) -> RelatedTables:
+                   tags: Sequence[Sequence[str]] | None = None, shards: ShardRunner | None = None
+                   ) -> RelatedTables:
     """The related table (fused, or the dense head when fusion is off) and the state to store with the build.
 
     Args:
@@ -190,6 +192,7 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
         meta: the state's identity (``model``, ``depth``, ``relatedness``), stored with it.
         previous: the previous build's usable state, mapped onto this build; None computes from scratch.
         tags: each article's tags / entities (the entity signal); None or all empty leaves it out.
+        shards: where the query shards of the candidate searches and the fusion run (default in-process).
     """
     settings = config.relatedness
     now = now or datetime.now(UTC)
@@ -217,12 +220,27 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
                     lexical_changed_since_fit=old.meta["lexical_changed_since_fit"] + int(fresh.sum())
                     + previous.deleted)
     stats["lexical"] = "refit" if refit else "reused"
+    shards = shards or LocalShards()
     queries = lexical_queries(matrix, settings)
     transposed = matrix.T.tocsr()
     depth = settings.lexical_candidates + config.neighbour_margin
+    # Entity scores are few and cheap: computed for every pair from this build's tags (and their idf).
+    entity_rows = entity_matrix(tags) if tags is not None else None
+    tagged = int((np.diff(entity_rows.indptr) > 0).sum()) if entity_rows is not None else 0
+    if old is None:  # nothing to reuse: the whole stage by query shard (``fusion``)
+        fused = fused_tables(shards, vectors, matrix, queries, transposed, dense.head(k)[0], k, depth, settings,
+                             entity_rows)
+        stats.update(lexical_rows_searched=n, **fused.stats, tagged_articles=tagged)
+        state = RelatedState(meta, dense, fused.lexical, model, matrix, fused.candidates, fused.cosines,
+                             fused.lexical_scores, fused.shared)
+        return RelatedTables(fused.related, state, stats)
+    search_state = {"queries": queries, "transposed": transposed, "k": min(depth, n - 1)}
 
     def search(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return lexical_search(queries[rows], transposed, rows, min(depth, n - 1))
+        parts = shards.map(lexical_shard, search_state, rows)
+        if not parts:
+            return lexical_shard(search_state, np.asarray(rows, dtype=np.int64))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     if refit:
         lexical, searched = TopTable.from_search(*search(np.arange(n)), depth), n
@@ -236,10 +254,7 @@ def related_tables(vectors: np.ndarray, texts: Sequence[str], dense: TopTable, k
     candidates = candidate_matrix(dense.head(k)[0], lexical.head(settings.lexical_candidates)[0])
     cosines, lexical_scores, shared, pair_stats = _pair_values(vectors, matrix, candidates, settings, old,
                                                                previous, refit)
-    stats.update(pair_stats)
-    # Entity scores are few and cheap: computed for every pair from this build's tags (and their idf).
-    entity_rows = entity_matrix(tags) if tags is not None else None
-    stats["tagged_articles"] = int((np.diff(entity_rows.indptr) > 0).sum()) if entity_rows is not None else 0
+    stats.update(pair_stats, tagged_articles=tagged)
     state = RelatedState(meta, dense, lexical, model, matrix, candidates, cosines, lexical_scores, shared)
     return RelatedTables(ranked(candidates, cosines, lexical_scores, shared, k, settings,
                                 pair_entities(entity_rows, candidates)), state, stats)

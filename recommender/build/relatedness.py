@@ -144,12 +144,15 @@ def lexical_queries(matrix: sp.csr_matrix, config: RelatednessConfig) -> sp.csr_
 
 
 
-def candidate_matrix(dense_rows: np.ndarray, lexical_rows: np.ndarray) -> np.ndarray:
+def candidate_matrix(dense_rows: np.ndarray, lexical_rows: np.ndarray, own: np.ndarray | None = None,
+                     count: int | None = None) -> np.ndarray:
     """Each row's candidates, the union of its dense and lexical neighbours without itself: (n, c) int32,
-    ascending, -1 padding at the end."""
-    n = len(dense_rows)
+    ascending, -1 padding at the end. ``own``/``count``: the row number of each given row and the catalogue's
+    size, when the rows are a shard of it (default 0..n-1 of n)."""
+    selves = np.arange(len(dense_rows)) if own is None else np.asarray(own, dtype=np.int64)
+    n = len(dense_rows) if count is None else count
     both = np.concatenate([np.asarray(dense_rows, dtype=np.int64), np.asarray(lexical_rows, dtype=np.int64)], axis=1)
-    both[(both < 0) | (both == np.arange(n)[:, None])] = n
+    both[(both < 0) | (both == selves[:, None])] = n
     both.sort(axis=1)
     repeated = np.zeros(both.shape, dtype=bool)
     repeated[:, 1:] = both[:, 1:] == both[:, :-1]
@@ -187,11 +190,14 @@ def member_matrix(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarr
 
 
 def ranked(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, shared: np.ndarray, k: int,
-           config: RelatednessConfig, entities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           config: RelatednessConfig, entities: np.ndarray | None = None, count: int | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` best candidates by the fused score (module doc); ``shared`` holds |N(a) & N(b)|.
 
     Args:
         entities: (n, c) entity cosine of every pair (``pair_entities``), or None when no article has tags.
+        count: the catalogue's size when the rows are a shard of it (default: the rows given); ``k`` is capped
+            at ``count - 1``.
 
     Returns:
         rows (n, k) int32 (-1 padding) and relatedness (n, k) float32, best first.
@@ -203,7 +209,7 @@ def ranked(candidates: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, sha
         score = score + config.entity_weight * entities
     score = np.minimum(score / total, 1.0)
     score = np.where(candidates >= 0, score, -np.inf)
-    k = max(min(k, len(candidates) - 1), 0)
+    k = max(min(k, (len(candidates) if count is None else count) - 1), 0)
     order = np.argsort(-score, axis=1, kind="stable")[:, :k]
     rows = np.take_along_axis(candidates, order, axis=1).astype(np.int32)
     scores = np.take_along_axis(score, order, axis=1)

@@ -63,9 +63,11 @@ def rebuild(
     indexes: Path = typer.Option(Path("indexes"), "--indexes", "-i", help="Indexes root."),
     config_file: Path | None = typer.Option(None, "--config", help="Build settings incl. a gates section (TOML/JSON)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run every stage and gate, publish nothing."),
-    executor: str = typer.Option("local", "--executor", help="Embedding stage: local or ray."),
+    executor: str = typer.Option("local", "--executor", help="Where the embedding, neighbour and related stages "
+                                 "run: local or ray."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster (default: local Ray)."),
-    ray_actors: int = typer.Option(1, "--ray-actors", help="Ray actors, one model each."),
+    ray_actors: int = typer.Option(1, "--ray-actors", help="Ray actors, one model (or one copy of the "
+                                 "index and matrices) each."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-actor", help="GPUs per Ray actor."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
     metric_gate: str | None = typer.Option(None, "--metric-gate", help="semeval: gate on SemEval-2022 Pearson "
