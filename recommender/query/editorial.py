@@ -9,6 +9,7 @@ after ``now`` is never listed.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping, Sequence
@@ -58,7 +59,8 @@ class Editorial:
         guardrails: case-folded tag -> the tags never shown beside it (both directions).
         row_guards: row -> its case-folded tags that a guardrail names.
         tag_rows: guardrail tag -> the rows carrying it.
-        multiply / add: (N,) boosts and buries without an age range; ``boosted``: row -> (label, rule id).
+        multiply / add: (N,) boosts and buries without an age range; ``boost_owner``: (N,) index into
+            ``boost_rules`` ((label, rule id)) of the first such rule acting on a row, -1 for none.
         aged: boosts and buries with an age range.
         pins: (list, "beside" | "story" | "section" | "", key) -> pins, by position.
     """
@@ -73,7 +75,8 @@ class Editorial:
     tag_rows: Mapping[str, np.ndarray]
     multiply: np.ndarray
     add: np.ndarray
-    boosted: Mapping[int, tuple[str, str]]
+    boost_owner: np.ndarray
+    boost_rules: tuple[tuple[str, str], ...]
     aged: tuple[AgedBoost, ...]
     pins: Mapping[tuple[str, str, str], tuple[Pin, ...]]
     valid_from: float
@@ -102,7 +105,23 @@ class Editorial:
         guardrails: dict[str, set[str]] = {}
         pins: dict[tuple[str, str, str], list[Pin]] = {}
         multiply, add = np.ones(n), np.zeros(n)
-        boosted: dict[int, tuple[str, str]] = {}
+        boost_owner = np.full(n, -1, dtype=np.int32)
+        boost_rules: list[tuple[str, str]] = []
+        # Boosts and buries: each (criterion, value) is matched against the rows once, and rules with the same
+        # criteria act together (their effects multiply and add up in any order).
+        matches: dict[tuple[str, str], np.ndarray] = {}
+        columns = {"section": sections, "byline": authors}
+        grouped: dict[tuple[tuple[str, str], ...], list] = {}
+
+        def rows_matching(criteria: tuple[tuple[str, str], ...]) -> np.ndarray:
+            match = np.ones(n, dtype=bool)
+            for key in criteria:
+                if key not in matches:
+                    criterion, value = key
+                    matches[key] = (np.fromiter((value in row_tags for row_tags in tags), dtype=bool, count=n)
+                                    if criterion == "tag" else columns[criterion] == value)
+                match &= matches[key]
+            return match
         aged: list[AgedBoost] = []
         for rule in active:
             target = rule.target
@@ -131,24 +150,24 @@ class Editorial:
                 pins.setdefault((target["list"], scope, key), []).append(
                     Pin(row, int(target["position"]), rule.label, rule.id))
             elif rule.kind in ("boost", "bury"):
-                match = np.ones(n, dtype=bool)
-                if "section" in target:
-                    match &= sections == target["section"]
-                if "byline" in target:
-                    match &= authors == target["byline"]
-                if "tag" in target:
-                    tag = target["tag"].casefold()
-                    match &= np.fromiter((tag in row_tags for row_tags in tags), dtype=bool, count=n)
+                criteria = tuple((c, str(target[c]).casefold() if c == "tag" else str(target[c]))
+                                 for c in ("section", "byline", "tag") if c in target)
                 effect = float(target.get("multiply", 1.0)), float(target.get("add", 0.0))
                 label = rule.label if rule.kind == "boost" else ""
                 if "min_age_hours" in target or "max_age_hours" in target:
-                    aged.append(AgedBoost(np.flatnonzero(match), float(target.get("min_age_hours", -np.inf)),
+                    aged.append(AgedBoost(np.flatnonzero(rows_matching(criteria)),
+                                          float(target.get("min_age_hours", -np.inf)),
                                           float(target.get("max_age_hours", np.inf)), *effect, label, rule.id))
                     continue
-                multiply[match] *= effect[0]
-                add[match] += effect[1]
-                for matched in np.flatnonzero(match).tolist():
-                    boosted.setdefault(matched, (label, rule.id))
+                group = grouped.setdefault(criteria, [1.0, 0.0, (label, rule.id)])  # the first rule names it
+                group[0] *= effect[0]
+                group[1] += effect[1]
+        for criteria, (times, plus, first) in grouped.items():  # in the order of each group's first rule
+            match = rows_matching(criteria)
+            multiply[match] *= times
+            add[match] += plus
+            boost_owner[match & (boost_owner < 0)] = len(boost_rules)
+            boost_rules.append(first)
         row_guards = {r: t & guardrails.keys() for r, t in enumerate(tags) if t & guardrails.keys()}
         tag_rows: dict[str, list[int]] = {}
         for r, guarded in row_guards.items():
@@ -159,7 +178,8 @@ class Editorial:
                    beside=_arrays(scoped["beside"]), beside_tag=_arrays(scoped["beside_tag"]),
                    guardrails={t: frozenset(v) for t, v in guardrails.items()},
                    row_guards={r: frozenset(t) for r, t in row_guards.items()}, tag_rows=_arrays(tag_rows),
-                   multiply=multiply, add=add, boosted=boosted, aged=tuple(aged),
+                   multiply=multiply, add=add, boost_owner=boost_owner, boost_rules=tuple(boost_rules),
+                   aged=tuple(aged),
                    pins={k: tuple(sorted(v, key=lambda p: p.position)) for k, v in pins.items()},
                    valid_from=valid_from, valid_until=valid_until, key=(listed.seq, rules.seq))
 
@@ -215,6 +235,7 @@ class RuleBook:
         self._build = build
         self._compiled: Editorial | None = None
         self._build_tags: list[frozenset[str]] | None = None
+        self._compiling = threading.Lock()  # concurrent requests wait for one compilation instead of each running it
 
     @property
     def ruleset(self) -> RuleSet:
@@ -230,9 +251,13 @@ class RuleBook:
         rules, cached = self.ruleset, self._compiled
         if cached is not None and cached.holds(listed, rules, now_hours):
             return cached
-        compiled = Editorial.compile(rules, listed, now_hours, lambda: self._folded_tags(listed))
-        self._compiled = compiled
-        return compiled
+        with self._compiling:
+            cached = self._compiled
+            if cached is not None and cached.holds(listed, rules, now_hours):
+                return cached  # another thread compiled it while this one waited
+            compiled = Editorial.compile(rules, listed, now_hours, lambda: self._folded_tags(listed))
+            self._compiled = compiled
+            return compiled
 
     def for_list(self, kind: str, listed: ListedArticles, now_hours: float, anchor: Anchor | None,
                  section: str | None) -> ListRules:
@@ -308,9 +333,9 @@ class ListRules:
     def boost_of(self, row: int, published_hours: float) -> tuple[str, str] | None:
         """(public label, rule id) of a boost or bury acting on ``row``, if any."""
         rules = self.editorial
-        found = rules.boosted.get(row)
-        if found is not None:
-            return found
+        owner = int(rules.boost_owner[row])
+        if owner >= 0:
+            return rules.boost_rules[owner]
         age = self.now_hours - published_hours
         for boost in rules.aged:
             at = int(np.searchsorted(boost.rows, row))
