@@ -172,6 +172,23 @@ def write_rules(root: Path, count: int, articles: int) -> dict[str, int]:
     return kinds
 
 
+def write_experiment(root: Path, kind: str) -> None:
+    """One running experiment over every widget and every reader (``kind``: ab or interleave) in the root's
+    experiment store (replacing any): control against a freshness-weighted arm of the served build."""
+    from recommender.experiments.definition import Experiment
+    from recommender.service.experiment_store import ExperimentStore
+
+    for stale in root.glob("experiments.sqlite*"):
+        stale.unlink()
+    store = ExperimentStore(root / "experiments.sqlite")
+    store.create(Experiment.from_dict({
+        "name": f"bench-{kind}", "kind": kind, "widgets": ["related", "more-like-this", "popular"],
+        "traffic_share": 1.0, "arms": [{"name": "control"},
+                                       {"name": "fresh", "settings": {"ranking": {"weight_freshness": 0.3}}}]}),
+        "bench", "benchmark")
+    store.close()
+
+
 def wrk(url: str, script: str, duration: float, connections: int, out: Path, threads: int = 2) -> dict:
     """One bounded wrk run (its Lua script written under ``out``); returns its RESULT line as a dict."""
     path = out / "wrk-script.lua"
@@ -203,6 +220,9 @@ def scenarios(articles: int) -> dict[str, str]:
         "healthz (trivial route, baseline)": 'request = function() return wrk.format("GET", "/healthz") end',
         "related (uniform over all ids)": f'request = function() return wrk.format("GET", "/v1/articles/" .. {rid} '
                                           f'.. "/related?k=10") end',
+        "related (uniform, a reader id: in the experiment when one runs)": (
+            'request = function() return wrk.format("GET", "/v1/articles/" .. '
+            f'{rid} .. "/related?k=10&reader=" .. string.format("reader%08d", math.random(0, 99999999))) end'),
         "related (1,000 hot ids)": 'request = function() return wrk.format("GET", "/v1/articles/" .. '
                                    f'string.format("syn-%06d", math.random(0, {hot - 1}) * {stride}) .. '
                                    '"/related?k=10") end',
@@ -240,6 +260,8 @@ def main() -> None:
                         help="embedding cache of the seed headlines")
     parser.add_argument("--only", default="", help="Run only scenarios whose name contains this (no reload run).")
     parser.add_argument("--rules", type=int, default=0, help="Editorial rules loaded (a seeded mix of every kind).")
+    parser.add_argument("--experiment", choices=["none", "ab", "interleave"], default="none",
+                        help="An experiment running over every widget and reader (the reader-id scenario).")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -254,6 +276,8 @@ def main() -> None:
     for stale in root.glob("*.sqlite*"):
         stale.unlink()
     results_rules = write_rules(root, args.rules, args.articles) if args.rules else {}
+    if args.experiment != "none":
+        write_experiment(root, args.experiment)
     log = (out / "service-server.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--index", str(root / "current"),
                                "--port", str(args.port), "--workers", str(args.workers), "--log-level", "warning",
@@ -261,7 +285,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     results: dict[str, object] = {"articles": args.articles, "workers": args.workers, "warmup_s": args.warmup,
                                   "connections": args.connections, "duration_s": args.duration, "runs": {},
-                                  "rules": args.rules, "rule_kinds": results_rules}
+                                  "rules": args.rules, "rule_kinds": results_rules, "experiment": args.experiment}
     try:
         import httpx
 
