@@ -91,9 +91,10 @@ class IndexConfig:
         factory: a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8"); None chooses by size.
         exact_max_count: up to this many vectors the exact "Flat" index is used when factory is None.
         hnsw_m: HNSW graph degree of the automatic approximate index.
-        ef_search: HNSW efSearch (recall/latency trade-off).
-        ef_construction: HNSW efConstruction.
+        ef_search / ef_construction: HNSW efSearch (recall/latency trade-off) and efConstruction.
         nprobe: IVF lists probed at query time.
+        incremental: a rebuild updates the current HNSW index (tombstones + appends, ``build/index_update.py``).
+        max_dead_fraction: past this share of tombstone rows the rebuild compacts (builds the index in full).
     """
 
     factory: str | None = None
@@ -102,10 +103,13 @@ class IndexConfig:
     ef_search: int = 128
     ef_construction: int = 80
     nprobe: int = 32
+    incremental: bool = True
+    max_dead_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("exact_max_count", "hnsw_m", "ef_search", "ef_construction", "nprobe"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _require(0 <= self.max_dead_fraction < 1, f"max_dead_fraction must be in [0, 1), got {self.max_dead_fraction}")
 
 
 @dataclass(frozen=True)

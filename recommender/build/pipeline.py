@@ -36,6 +36,7 @@ from ..times import epoch_hours
 from .current import Current, load_current, previous_state
 from .embed import Embedded, embed_articles, unit_rows
 from .executors import EmbedExecutor, LocalExecutor
+from .index_update import IndexUpdate, index_articles
 from .neighbours import compute_neighbours
 from .related_tables import Previous, RelatedTables, dense_table, related_tables
 from .report import CatalogueDiff
@@ -87,6 +88,7 @@ class BuildRun:
     diff: CatalogueDiff = field(default_factory=CatalogueDiff)
     embedded: Embedded | None = None
     index: FaissIndex | None = None
+    index_update: IndexUpdate | None = None
     previous: Previous | None = None
     dense: TopTable | None = None
     dense_searched: int = 0
@@ -165,8 +167,10 @@ def embed_stage(run: BuildRun) -> None:
 
 
 def index_stage(run: BuildRun) -> None:
-    """The FAISS index over the vectors."""
-    run.index = FaissIndex.build(run.vectors, run.config.index)
+    """The FAISS index over the vectors: the current build's HNSW updated, or a new one (``index_update``)."""
+    run.index_update = index_articles(run.vectors, run.ids, run.keys, run.current, run.embedder.identity,
+                                      run.config.index)
+    run.index = run.index_update.index
 
 
 def neighbours_stage(run: BuildRun) -> None:
@@ -232,7 +236,8 @@ def source_summary(run: BuildRun) -> dict[str, object]:
             "cached": embedded.cached, "executor": run.executor.name,
             "previous": run.current.path.name if run.current else None, "related": run.related.stats,
             "reuse_refused": list(run.current.refused) if run.current else [],
-            "vectors_repaired": embedded.repaired}
+            "vectors_repaired": embedded.repaired,
+            "index": run.index_update.to_dict() if run.index_update else None}
 
 
 STAGES: tuple[tuple[str, Callable[[BuildRun], None]], ...] = (

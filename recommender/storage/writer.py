@@ -51,6 +51,9 @@ def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, in
     events.to_parquet(directory / layout.VIEWS, index=False)
     index.save(directory / layout.INDEX)
     names = list(layout.DATA_FILES)
+    if index.positions is not None:
+        np.save(directory / layout.INDEX_POSITIONS, index.positions)
+        names.append(layout.INDEX_POSITIONS)
     if state is not None:
         names.append(state.save(directory))
     for name in names:
@@ -66,7 +69,7 @@ def make_manifest(stage: Path, build_id: str, names: list[str], model: ModelIden
         build_id=build_id, created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         recommender_version=__version__, embedder=model.to_dict(),
         index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
-               "neighbour_count": related_count},
+               "neighbour_count": related_count, "rows_total": index.rows_total, "dead_rows": index.dead_rows},
         source=source, files=describe_files(stage, names),
         build={"python": platform.python_version(), "faiss": _version("faiss-cpu"),
                "sentence_transformers": _version("sentence-transformers"), "numpy": np.__version__,
