@@ -63,14 +63,15 @@ def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, in
 
 def make_manifest(stage: Path, build_id: str, names: list[str], model: ModelIdentity, index: FaissIndex,
                   related_count: int, source: dict[str, Any], seconds: dict[str, float],
-                  config: dict[str, Any]) -> Manifest:
-    """The manifest of a staged build (per-file sha256 included); written last by the caller."""
+                  config: dict[str, Any], files: dict[str, dict[str, Any]] | None = None) -> Manifest:
+    """The manifest of a staged build (per-file sha256 included, or ``files`` where the caller hashed them);
+    written last by the caller."""
     return Manifest(
         build_id=build_id, created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         recommender_version=__version__, embedder=model.to_dict(),
         index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
                "neighbour_count": related_count, "rows_total": index.rows_total, "dead_rows": index.dead_rows},
-        source=source, files=describe_files(stage, names),
+        source=source, files=files or describe_files(stage, names),
         build={"python": platform.python_version(), "faiss": _version("faiss-cpu"),
                "sentence_transformers": _version("sentence-transformers"), "numpy": np.__version__,
                "seconds": {k: round(v, 3) for k, v in seconds.items()}, "config": config},
