@@ -113,6 +113,7 @@ def test_a_rebuild_updates_the_current_index_and_the_reader_maps_positions(tmp_p
     info = _source(tmp_path)
     assert info["mode"] == "incremental" and info["appended"] == 2 and info["tombstoned"] == 3
     assert stored.index.rows_total == len(frame) + 2 and layout.INDEX_POSITIONS in stored.manifest.files
+    assert stored.manifest.format_version == 3  # readers from before the positions refuse it, not misread it
     found, _ = stored.index.search(np.asarray(stored.vectors), 5)
     exact, _ = exact_search(np.asarray(stored.vectors), np.asarray(stored.vectors), 5)
     assert recall_at_k(found, exact) >= 0.95 and (found[:, 0] == np.arange(len(edited))).mean() >= 0.99
@@ -122,6 +123,7 @@ def test_a_rebuild_updates_the_current_index_and_the_reader_maps_positions(tmp_p
     build(frame, flat, config=BuildConfig(), embedder=embedder)
     build(edited, flat, config=BuildConfig(), embedder=embedder)
     assert _source(flat)["mode"] == "full" and layout.INDEX_POSITIONS not in read_build(flat).manifest.files
+    assert read_build(flat).manifest.format_version == 2
 
 
 def test_a_damaged_current_index_is_rebuilt_with_a_warning(tmp_path, caplog):

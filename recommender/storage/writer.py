@@ -16,7 +16,7 @@ from ..fileio import fsync_path
 from ..version import __version__
 from . import layout
 from .index import FaissIndex
-from .manifest import Manifest, describe_files
+from .manifest import FORMAT_VERSION, POSITIONS_FORMAT_VERSION, Manifest, describe_files
 
 
 class StateFile(Protocol):
@@ -75,6 +75,7 @@ def make_manifest(stage: Path, build_id: str, names: list[str], model: ModelIden
         build={"python": platform.python_version(), "faiss": _version("faiss-cpu"),
                "sentence_transformers": _version("sentence-transformers"), "numpy": np.__version__,
                "seconds": {k: round(v, 3) for k, v in seconds.items()}, "config": config},
+        format_version=POSITIONS_FORMAT_VERSION if layout.INDEX_POSITIONS in names else FORMAT_VERSION,
     )
 
 
