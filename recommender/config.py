@@ -92,9 +92,10 @@ class IndexConfig:
         factory: a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8"); None chooses by size.
         exact_max_count: up to this many vectors the exact "Flat" index is used when factory is None.
         hnsw_m: HNSW graph degree of the automatic approximate index.
-        ef_search: HNSW efSearch (recall/latency trade-off).
-        ef_construction: HNSW efConstruction.
+        ef_search / ef_construction: HNSW efSearch (recall/latency trade-off) and efConstruction.
         nprobe: IVF lists probed at query time.
+        incremental: a rebuild updates the current HNSW index (tombstones + appends, ``build/index_update.py``).
+        max_dead_fraction: past this share of tombstone rows the rebuild compacts (builds the index in full).
     """
 
     factory: str | None = None
@@ -103,10 +104,13 @@ class IndexConfig:
     ef_search: int = 128
     ef_construction: int = 80
     nprobe: int = 32
+    incremental: bool = True
+    max_dead_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("exact_max_count", "hnsw_m", "ef_search", "ef_construction", "nprobe"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _require(0 <= self.max_dead_fraction < 1, f"max_dead_fraction must be in [0, 1), got {self.max_dead_fraction}")
 
 
 @dataclass(frozen=True)
@@ -349,39 +353,10 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BuildConfig:
-        """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        parts = {
-            "catalogue": CatalogueConfig,
-            "embedder": EmbedderConfig,
-            "index": IndexConfig,
-            "popularity": PopularityConfig,
-            "ranking": RankingConfig,
-            "stories": StoryConfig,
-            "relatedness": RelatednessConfig,
-            "gates": GateConfig,
-        }
-        from .config_files import renamed_settings, typed
+        """Inverse of ``to_dict``; unknown keys are an error naming them (``config_files.build_config``)."""
+        from .config_files import build_config
 
-        kwargs: dict[str, Any] = {}
-        if not isinstance(data, Mapping):
-            raise ValueError(f"build settings must be a table of sections, got {type(data).__name__}")
-        data = renamed_settings(data)
-        for key, value in data.items():
-            if key in parts:
-                if not isinstance(value, Mapping):
-                    raise ValueError(f"[{key}] must be a table of settings, got {value!r}")
-                known = {f.name for f in dataclasses.fields(parts[key])}
-                unknown = set(value) - known
-                if unknown:
-                    raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
-                kwargs[key] = typed(parts[key], value, key)
-            elif key in {"neighbour_count", "neighbour_margin", "keep_versions", "query_shard_rows"}:
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise ValueError(f"{key} must be an integer, got {value!r}")
-                kwargs[key] = value
-            else:
-                raise ValueError(f"unknown build setting {key!r}")
-        return cls(**kwargs)
+        return build_config(data)
 
     def with_overrides(self, column_map: Mapping[str, str] | None = None, max_reject_ratio: float | None = None,
                        model: str | None = None, factory: str | None = None) -> BuildConfig:

@@ -9,7 +9,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import BuildConfig
+from .config import (
+    BuildConfig,
+    CatalogueConfig,
+    EmbedderConfig,
+    GateConfig,
+    IndexConfig,
+    PopularityConfig,
+    RankingConfig,
+    RelatednessConfig,
+    StoryConfig,
+)
 
 _ADAPTERS: dict[type, dict[str, Any]] = {}
 
@@ -69,6 +79,40 @@ def renamed_settings(data: Mapping[str, Any]) -> dict[str, Any]:
             out[section] = part
     return out
 
+
+
+def build_config(data: Mapping[str, Any]) -> BuildConfig:
+    """``BuildConfig.from_dict``: build settings from a table of sections; unknown keys are an error naming them."""
+    parts = {
+        "catalogue": CatalogueConfig,
+        "embedder": EmbedderConfig,
+        "index": IndexConfig,
+        "popularity": PopularityConfig,
+        "ranking": RankingConfig,
+        "stories": StoryConfig,
+        "relatedness": RelatednessConfig,
+        "gates": GateConfig,
+    }
+    kwargs: dict[str, Any] = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"build settings must be a table of sections, got {type(data).__name__}")
+    data = renamed_settings(data)
+    for key, value in data.items():
+        if key in parts:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"[{key}] must be a table of settings, got {value!r}")
+            known = {f.name for f in dataclasses.fields(parts[key])}
+            unknown = set(value) - known
+            if unknown:
+                raise ValueError(f"unknown {key} setting(s) {sorted(unknown)}; known: {sorted(known)}")
+            kwargs[key] = typed(parts[key], value, key)
+        elif key in {"neighbour_count", "neighbour_margin", "keep_versions", "query_shard_rows"}:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key} must be an integer, got {value!r}")
+            kwargs[key] = value
+        else:
+            raise ValueError(f"unknown build setting {key!r}")
+    return BuildConfig(**kwargs)
 
 def load_build_config(path: str | Path) -> BuildConfig:
     """Read build settings from a TOML or JSON file with the sections of ``BuildConfig``."""

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from recommender.build import build
 from recommender.build.executors import RayConfig, RayExecutor
+from recommender.build.index_update import updated
+from recommender.build.neighbours import neighbour_search
 from recommender.build.ray_stages import RayShards
 from recommender.build.related_tables import RelatedState
 from recommender.build.shards import LocalShards
 from recommender.catalogue.demo import demo_files
 from recommender.config import BuildConfig, IndexConfig
+from recommender.storage.index import FaissIndex
 from recommender.storage.layout import IDS, INDEX, RELATED_ROWS, RELATED_SCORES, VECTORS
 from recommender.storage.manifest import read_manifest
 
@@ -43,6 +47,21 @@ def test_ray_shards_give_the_local_shards_bytes(factory):
     config = BuildConfig(index=IndexConfig(factory=factory), neighbour_count=20, neighbour_margin=4)
     local = stage_arrays(vectors, texts, tags, config, LocalShards(300))
     assert_same_bytes(stage_arrays(vectors, texts, tags, config, RayShards(300, num_actors=2)), local)
+
+
+def test_ray_actors_search_an_incrementally_updated_index_as_the_build_does():
+    """An HNSW index updated in place (tombstones and appended rows, positions mapped) travels to the actors with
+    its positions: the actors' neighbour tables equal the in-process ones and never name a removed article."""
+    vectors, _, _ = synthetic(2_200)
+    config = IndexConfig(factory="HNSW16,Flat")
+    old = FaissIndex.build(vectors[:2_000], config)
+    new = vectors[200:]  # the first 200 articles removed; 200 new ones appended at the end
+    index = updated(old, new, np.arange(200, 2_000), np.arange(1_800), config)
+    assert index is not None and index.positions is not None and (index.positions == -1).sum() == 200
+    local = neighbour_search(LocalShards(300), index, new, 10)(np.arange(len(new)))
+    remote = neighbour_search(RayShards(300, num_actors=2), index, new, 10)(np.arange(len(new)))
+    assert local[0].tobytes() == remote[0].tobytes() and local[1].tobytes() == remote[1].tobytes()
+    assert local[0].max() < len(new) and (local[0] >= 0).all()
 
 
 def _edited(frame: pd.DataFrame) -> pd.DataFrame:

@@ -40,6 +40,7 @@ class Current:
             state is not reused).
         manifest_files: the manifest's file list (each reused file is checked against it first).
         refused: what could not be reused and why (reported in the build's manifest and summary).
+        factory: its FAISS factory string (the index stage updates an HNSW index of the same factory).
     """
 
     path: Path
@@ -52,6 +53,7 @@ class Current:
     lexical_keys: list[str] | None
     manifest_files: dict[str, dict[str, object]] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    factory: str = ""
 
 
 def load_current(store: IndexStore, max_chars: int) -> Current | None:
@@ -63,7 +65,7 @@ def load_current(store: IndexStore, max_chars: int) -> Current | None:
         manifest = read_manifest(path, verify_files=False)
         import pyarrow.parquet as pq
 
-        _verified(path, layout.ARTICLES, manifest.files)
+        verified(path, layout.ARTICLES, manifest.files)
 
         # Only ids and text hashes: the bodies are not needed (builds from before the hash column re-derive them).
         names = pq.read_schema(path / layout.ARTICLES).names
@@ -76,7 +78,7 @@ def load_current(store: IndexStore, max_chars: int) -> Current | None:
         return None
     refused: list[str] = []
     try:
-        _verified(path, layout.VECTORS, manifest.files)
+        verified(path, layout.VECTORS, manifest.files)
         vectors: np.ndarray | None = np.load(path / layout.VECTORS, mmap_mode="r")
     except (IndexFormatError, OSError, ValueError) as exc:
         log.warning("not reusing the vectors of %s (%s): every article is embedded or read from the cache",
@@ -89,10 +91,11 @@ def load_current(store: IndexStore, max_chars: int) -> Current | None:
     lexical_keys = (table[layout.LEXICAL_HASH_COLUMN].astype(str).tolist()
                     if layout.LEXICAL_HASH_COLUMN in table else None)
     return Current(path, manifest.count, manifest.model, dict(zip(ids, keys)),
-                   {a: r for r, a in enumerate(ids)}, vectors, ids, lexical_keys, dict(manifest.files), refused)
+                   {a: r for r, a in enumerate(ids)}, vectors, ids, lexical_keys, dict(manifest.files), refused,
+                   str(manifest.index["factory"]))
 
 
-def _verified(directory: Path, name: str, files: dict[str, dict[str, object]]) -> None:
+def verified(directory: Path, name: str, files: dict[str, dict[str, object]]) -> None:
     """Raise ``IndexFormatError`` unless ``name`` is listed in the manifest and matches its size and sha256."""
     from ..fileio import file_sha256
 
@@ -112,7 +115,7 @@ def previous_state(current: Current | None, meta: dict[str, Any], config: BuildC
     if layout.RELATED_STATE not in current.manifest_files:
         return None
     try:
-        _verified(current.path, layout.RELATED_STATE, current.manifest_files)
+        verified(current.path, layout.RELATED_STATE, current.manifest_files)
         state = RelatedState.load(current.path)
     except Exception as exc:  # noqa: BLE001 - any damage: the stage runs from scratch, and says so
         log.warning("related state of %s is unusable (%s); computing the related stage from scratch",

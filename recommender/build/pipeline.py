@@ -28,14 +28,16 @@ from ..embedding.cache import EmbeddingCache, text_key
 from ..errors import IndexFormatError, RecommenderError
 from ..storage import layout
 from ..storage.index import FaissIndex
-from ..storage.manifest import write_manifest
+from ..storage.manifest import describe_files, write_manifest
 from ..storage.reader import StoredBuild, empty_events, read_build
+from ..storage.sharing import link_unchanged
 from ..storage.versions import IndexStore, new_build_id
 from ..storage.writer import make_manifest, write_build
 from ..times import epoch_hours
 from .current import Current, load_current, previous_state
 from .embed import Embedded, embed_articles, unit_rows
 from .executors import EmbedExecutor, LocalExecutor
+from .index_update import IndexUpdate, index_articles
 from .neighbours import neighbour_search
 from .related_tables import Previous, RelatedTables, dense_table, related_tables
 from .report import CatalogueDiff
@@ -87,11 +89,13 @@ class BuildRun:
     diff: CatalogueDiff = field(default_factory=CatalogueDiff)
     embedded: Embedded | None = None
     index: FaissIndex | None = None
+    index_update: IndexUpdate | None = None
     previous: Previous | None = None
     dense: TopTable | None = None
     dense_searched: int = 0
     related: RelatedTables | None = None
     stage: Path | None = None
+    shared: list[str] = field(default_factory=list)
     staged: StoredBuild | None = None
 
     def __post_init__(self) -> None:
@@ -165,8 +169,10 @@ def embed_stage(run: BuildRun) -> None:
 
 
 def index_stage(run: BuildRun) -> None:
-    """The FAISS index over the vectors."""
-    run.index = FaissIndex.build(run.vectors, run.config.index)
+    """The FAISS index over the vectors: the current build's HNSW updated, or a new one (``index_update``)."""
+    run.index_update = index_articles(run.vectors, run.ids, run.keys, run.current, run.embedder.identity,
+                                      run.config.index)
+    run.index = run.index_update.index
 
 
 def neighbours_stage(run: BuildRun) -> None:
@@ -201,15 +207,19 @@ def stories_stage(run: BuildRun) -> None:
 
 
 def write_stage(run: BuildRun) -> None:
-    """The data files into a staging directory, then (after the "write" checkpoint) the manifest, last."""
+    """The data files into a staging directory, those equal to current's hard-linked to them
+    (``storage.sharing``), then (after the "write" checkpoint) the manifest, last."""
     assert run.index is not None and run.related is not None and run.embedded is not None
     run.stage = run.store.stage(run.build_id)
     names = write_build(run.stage, run.articles, run.vectors, run.index, run.related.related, run.events,
                         run.related.state)
+    files = describe_files(run.stage, names)
+    if run.current is not None:
+        run.shared = link_unchanged(run.stage, run.current.path, run.current.manifest_files, files)
     run.checkpoint("write")  # data files staged, manifest not yet written
     write_manifest(run.stage, make_manifest(run.stage, run.build_id, names, run.embedder.identity, run.index,
                                             int(run.related.related[0].shape[1]), source_summary(run),
-                                            run.seconds, run.config.to_dict()))
+                                            run.seconds, run.config.to_dict(), files))
 
 
 def verify_stage(run: BuildRun) -> None:
@@ -234,7 +244,9 @@ def source_summary(run: BuildRun) -> dict[str, object]:
             "cached": embedded.cached, "executor": run.executor.name,
             "previous": run.current.path.name if run.current else None, "related": run.related.stats,
             "reuse_refused": list(run.current.refused) if run.current else [],
-            "vectors_repaired": embedded.repaired}
+            "vectors_repaired": embedded.repaired,
+            "index": run.index_update.to_dict() if run.index_update else None,
+            "shared_with_previous": run.shared}
 
 
 STAGES: tuple[tuple[str, Callable[[BuildRun], None]], ...] = (

@@ -26,6 +26,7 @@ class _IndexBlob:
     data: np.ndarray
     factory: str
     config: IndexConfig
+    positions: np.ndarray | None  # an incrementally updated index's row -> article position (tombstones -1)
 
 
 def _pack(value: Any) -> Any:
@@ -33,7 +34,7 @@ def _pack(value: Any) -> Any:
     if isinstance(value, FaissIndex):
         import faiss
 
-        return _IndexBlob(faiss.serialize_index(value.index), value.factory, value.config)
+        return _IndexBlob(faiss.serialize_index(value.index), value.factory, value.config, value.positions)
     return value
 
 
@@ -44,7 +45,7 @@ def _unpack(value: Any) -> Any:
 
         # the object store hands out read-only buffers; FAISS copies what it reads into its own structures
         index = faiss.deserialize_index(np.array(value.data, copy=True))
-        return FaissIndex(index, value.factory, value.config)
+        return FaissIndex(index, value.factory, value.config, value.positions)
     return value
 
 

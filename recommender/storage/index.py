@@ -1,9 +1,17 @@
-"""FAISS vector index: exact and approximate behind one batch-first API (row = position in ids.npy)."""
+"""FAISS vector index: exact and approximate behind one batch-first API; ``search`` returns article positions
+(rows of ids.npy).
+
+An index that a rebuild updated in place of building it again (``build/index_update.py``) holds more rows than
+articles: the rows of removed and changed articles stay in the HNSW graph as tombstones (FAISS HNSW cannot
+delete), and the changed vectors are appended. Its ``positions`` array maps each index row to the article
+position it holds (-1 for a tombstone); ``search`` filters tombstones inside FAISS with an ``IDSelectorBitmap``
+and returns positions, so a removed article is never found and callers see the same contract as a fresh index.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -24,14 +32,28 @@ def choose_factory(count: int, config: IndexConfig) -> str:
 class FaissIndex:
     """Inner product search over L2-normalised vectors (cosine similarity).
 
-    Rows are positions in the vectors given to ``build``; mapping rows to article ids is the caller's job
-    (``ids.npy`` in a build), so the two id spaces never mix.
+    Search results are article positions (the rows of the vectors given to ``build``, or what ``positions`` maps
+    index rows to); mapping positions to article ids is the caller's job (``ids.npy`` in a build), so the two id
+    spaces never mix.
+
+    Attributes:
+        index: the FAISS index.
+        factory: its factory string.
+        config: search parameters.
+        positions: (ntotal,) int64 article position of each index row, -1 for a tombstone; None: row = position.
     """
 
-    def __init__(self, index: faiss.Index, factory: str, config: IndexConfig) -> None:
+    def __init__(self, index: faiss.Index, factory: str, config: IndexConfig,
+                 positions: np.ndarray | None = None) -> None:
         self.index = index
         self.factory = factory
         self.config = config
+        self.positions = None if positions is None else np.asarray(positions, dtype=np.int64)
+        self._params: faiss.SearchParameters | None = None
+        self._bitmap: np.ndarray | None = None
+        self._selector: faiss.IDSelector | None = None
+        if self.positions is not None:
+            _check_positions(self.positions, int(index.ntotal))
         self._apply_search_params()
 
     @classmethod
@@ -55,8 +77,20 @@ class FaissIndex:
 
     @property
     def count(self) -> int:
-        """Number of indexed vectors."""
+        """Number of indexed articles (tombstones not counted)."""
+        if self.positions is None:
+            return int(self.index.ntotal)
+        return int((self.positions >= 0).sum())
+
+    @property
+    def rows_total(self) -> int:
+        """Rows in the FAISS index, tombstones included."""
         return int(self.index.ntotal)
+
+    @property
+    def dead_rows(self) -> int:
+        """Tombstoned rows (removed or changed articles still in the graph, never returned)."""
+        return self.rows_total - self.count
 
     @property
     def dims(self) -> int:
@@ -84,8 +118,13 @@ class FaissIndex:
         if k < 1:
             raise InvalidQueryError(f"k must be at least 1, got {k}")
         k = min(k, max(self.count, 1))
-        scores, rows = self.index.search(queries, k)
-        return rows.astype(np.int64), scores.astype(np.float32)
+        if self._params is None:
+            scores, rows = self.index.search(queries, k)
+            return rows.astype(np.int64), scores.astype(np.float32)
+        scores, rows = self.index.search(queries, k, params=self._params)
+        assert self.positions is not None  # set with _params
+        found = np.where(rows >= 0, self.positions[np.maximum(rows, 0)], -1)
+        return found.astype(np.int64), scores.astype(np.float32)
 
     def save(self, path: str | Path) -> Path:
         """Write the index to ``path`` (a build's ``layout.INDEX``)."""
@@ -96,8 +135,9 @@ class FaissIndex:
 
     @classmethod
     def load(cls, path: str | Path, factory: str, config: IndexConfig | None = None,
-             mmap: bool = True) -> FaissIndex:
-        """Read an index file; memory-mapped where the index type allows it (``mmap``)."""
+             mmap: bool = True, positions: np.ndarray | None = None) -> FaissIndex:
+        """Read an index file; memory-mapped where the index type allows it (``mmap``); ``positions``: the
+        build's index-row -> article-position array (``layout.INDEX_POSITIONS``), where it has one."""
         import faiss
 
         path = Path(path)
@@ -111,7 +151,7 @@ class FaissIndex:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise IndexFormatError(f"{path} is not a readable FAISS index ({exc}); rebuild it") from exc
-        return cls(index, factory, config or IndexConfig())
+        return cls(index, factory, config or IndexConfig(), positions)
 
     def _apply_search_params(self) -> None:
         import faiss
@@ -122,6 +162,31 @@ class FaissIndex:
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
             ivf.nprobe = self.config.nprobe
+        if self.positions is None:
+            return
+        # FAISS filters the tombstones during the graph walk (they still route it); the bitmap must outlive
+        # the selector, which keeps only a pointer to it.
+        self._bitmap = np.packbits(self.positions >= 0, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(self.positions), faiss.swig_ptr(self._bitmap))
+        module: Any = faiss  # the stubs lack the SWIG keyword constructors of the search parameters
+        if hnsw is not None:
+            self._params = module.SearchParametersHNSW(sel=selector, efSearch=self.config.ef_search)
+        elif ivf is not None:
+            self._params = module.SearchParametersIVF(sel=selector, nprobe=self.config.nprobe)
+        else:
+            self._params = module.SearchParameters(sel=selector)
+        self._selector = selector
+
+
+def _check_positions(positions: np.ndarray, ntotal: int) -> None:
+    """The live entries of ``positions`` must be every article position exactly once."""
+    if positions.ndim != 1 or len(positions) != ntotal:
+        raise IndexFormatError(f"the index-row positions hold {positions.shape} entries for an index of {ntotal} "
+                               f"rows; the build is damaged: rebuild it")
+    alive = np.sort(positions[positions >= 0])
+    if not np.array_equal(alive, np.arange(len(alive))) or (positions < -1).any():
+        raise IndexFormatError("the index-row positions are not each article position exactly once; the build is "
+                               "damaged: rebuild it")
 
 
 def _hnsw_of(index: faiss.Index) -> faiss.HNSW | None:

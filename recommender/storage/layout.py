@@ -10,6 +10,9 @@ ARTICLES = "articles.parquet"      # one row per indexed article, in row order (
 IDS = "ids.npy"                    # (n,) str: article id of each row (row = FAISS id)
 VECTORS = "vectors.npy"            # (n, d) float32 unit vectors
 INDEX = "vectors.faiss"            # the FAISS index over VECTORS
+# (rows_total,) int64: the article position of each row of INDEX, -1 for a tombstone (a removed or changed
+# article left in an incrementally updated HNSW graph). Approximate builds only; an exact build's row = position.
+INDEX_POSITIONS = "index_positions.npy"
 RELATED_ROWS = "related_rows.npy"      # (n, k) int32: each row's related rows, best first, -1 padding
 RELATED_SCORES = "related_scores.npy"  # (n, k) float32: their relatedness (hybrid score, not a cosine)
 VIEWS = "views.parquet"            # page-view events the build was given (article_id, timestamp, count)

@@ -26,7 +26,10 @@ from ..fileio import file_sha256, write_atomic
 from . import layout
 
 FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# Builds whose index has tombstones and an index-row -> position array (``layout.INDEX_POSITIONS``): a reader from
+# before it would return tombstoned (removed) articles and wrong rows, so it must refuse them by their version.
+POSITIONS_FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 DIGEST = layout.MANIFEST_DIGEST
 _HEX64 = r"^[0-9a-f]{64}$"
 
@@ -172,6 +175,9 @@ def _check_contents(path: Path, data: dict[str, Any]) -> None:
     for required in layout.DATA_FILES:
         if required not in names and layout.LEGACY_NAMES.get(required) not in names:
             raise _fail(path, f"files does not list {required}")
+    if data["format_version"] == POSITIONS_FORMAT_VERSION and layout.INDEX_POSITIONS not in names:
+        raise _fail(path, f"format {POSITIONS_FORMAT_VERSION} without {layout.INDEX_POSITIONS} (the index rows of "
+                          f"its articles)")
     if data["index"]["dims"] != data["embedder"]["dims"]:
         raise _fail(path, f"index.dims {data['index']['dims']} differs from embedder.dims "
                           f"{data['embedder']['dims']}")

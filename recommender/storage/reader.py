@@ -78,8 +78,10 @@ def read_build(path: str | Path, verify: bool = True, index_config: IndexConfig 
     directory = resolve_build_dir(path)
     manifest = read_manifest(directory, verify_files=verify)
     config = BuildConfig.from_dict(as_built(manifest.build.get("config", {})))
+    positions = (np.load(directory / layout.INDEX_POSITIONS) if layout.INDEX_POSITIONS in manifest.files
+                 else None)
     index = FaissIndex.load(directory / layout.INDEX, manifest.index["factory"], index_config or config.index,
-                            mmap=mmap)
+                            mmap=mmap, positions=positions)
     import pyarrow.parquet as pq
 
     present = set(pq.read_schema(directory / layout.ARTICLES).names)

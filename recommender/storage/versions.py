@@ -9,6 +9,7 @@ build into place and swapping ``current`` leaves a build that was never served).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -20,7 +21,9 @@ from typing import Callable
 from ..errors import IndexFormatError
 from ..fileio import fsync_path
 from .manifest import Manifest, read_manifest
+from .sharing import disk_bytes, freed_bytes
 
+log = logging.getLogger("recommender.storage")
 STAGE_PREFIX = ".stage-"
 PUBLISH_LOG = "published.jsonl"
 
@@ -231,6 +234,8 @@ class IndexStore:
         published = self.published()
         complete = [p for p, m in self.versions() if m is not None and p.name in published]
         doomed = [p for p in complete[: max(len(complete) - keep, 0)] if p != current]
+        if doomed:  # files hard-linked into a kept build are not freed (storage/sharing.py)
+            log.info("gc: deleting %d build(s), freeing %d bytes", len(doomed), freed_bytes(doomed))
         for path in doomed:
             shutil.rmtree(path, ignore_errors=True)
             for rejects in (self.root / "rejects").glob(f"{path.name}*.csv"):
@@ -242,6 +247,11 @@ class IndexStore:
             for rejects in (self.root / "rejects").glob(f"{build_id}*.csv"):
                 rejects.unlink(missing_ok=True)
         return doomed
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes of every kept build: ``apparent`` (each build counted in full) and ``unique`` (on disk: a file
+        hard-linked into several builds counted once)."""
+        return disk_bytes(p for p, _ in self.versions())
 
     def resolve(self, version: str | None = None) -> Path:
         """Directory of a version id (or of ``current`` when None)."""

@@ -16,7 +16,7 @@ from ..fileio import fsync_path
 from ..version import __version__
 from . import layout
 from .index import FaissIndex
-from .manifest import Manifest, describe_files
+from .manifest import FORMAT_VERSION, POSITIONS_FORMAT_VERSION, Manifest, describe_files
 
 
 class StateFile(Protocol):
@@ -51,6 +51,9 @@ def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, in
     events.to_parquet(directory / layout.VIEWS, index=False)
     index.save(directory / layout.INDEX)
     names = list(layout.DATA_FILES)
+    if index.positions is not None:
+        np.save(directory / layout.INDEX_POSITIONS, index.positions)
+        names.append(layout.INDEX_POSITIONS)
     if state is not None:
         names.append(state.save(directory))
     for name in names:
@@ -60,17 +63,19 @@ def write_build(directory: Path, articles: pd.DataFrame, vectors: np.ndarray, in
 
 def make_manifest(stage: Path, build_id: str, names: list[str], model: ModelIdentity, index: FaissIndex,
                   related_count: int, source: dict[str, Any], seconds: dict[str, float],
-                  config: dict[str, Any]) -> Manifest:
-    """The manifest of a staged build (per-file sha256 included); written last by the caller."""
+                  config: dict[str, Any], files: dict[str, dict[str, Any]] | None = None) -> Manifest:
+    """The manifest of a staged build (per-file sha256 included, or ``files`` where the caller hashed them);
+    written last by the caller."""
     return Manifest(
         build_id=build_id, created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         recommender_version=__version__, embedder=model.to_dict(),
         index={"factory": index.factory, "metric": "inner_product", "count": index.count, "dims": index.dims,
-               "neighbour_count": related_count},
-        source=source, files=describe_files(stage, names),
+               "neighbour_count": related_count, "rows_total": index.rows_total, "dead_rows": index.dead_rows},
+        source=source, files=files or describe_files(stage, names),
         build={"python": platform.python_version(), "faiss": _version("faiss-cpu"),
                "sentence_transformers": _version("sentence-transformers"), "numpy": np.__version__,
                "seconds": {k: round(v, 3) for k, v in seconds.items()}, "config": config},
+        format_version=POSITIONS_FORMAT_VERSION if layout.INDEX_POSITIONS in names else FORMAT_VERSION,
     )
 
 
