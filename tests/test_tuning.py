@@ -212,3 +212,35 @@ def test_build_refuses_a_refused_model_and_re_embeds_everything_for_an_allowed_o
     assert manifest.source["tuned_model"]["gate"] == "refused"
     assert manifest.source["reused"] == 0 and manifest.source["cached"] == 0
     assert manifest.source["embedded"] == manifest.count
+
+
+def test_the_loss_masks_in_batch_candidates_of_the_anchors_group_only():
+    """Same-group candidates are no negatives (-inf); the own positive and own negative stay; group -1 masks
+    nothing."""
+    import torch
+
+    from recommender.tuning.training import masked_loss
+
+    loss = masked_loss(torch.nn.Linear(2, 2))  # the masking needs no real model
+    loss._groups = torch.tensor([0, 0, 1, -1])
+    vectors = torch.nn.functional.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    scores = loss._masked(vectors, torch.cat([vectors, vectors]))  # positives, then one negative column
+    masked = torch.isinf(scores)
+    expected = torch.zeros(4, 8, dtype=torch.bool)
+    for row, col in ((0, 1), (1, 0), (0, 5), (1, 4)):
+        expected[row, col] = True
+    assert torch.equal(masked, expected)
+
+
+def test_hard_negatives_skip_the_positive_the_anchors_groups_and_the_other_side():
+    """A hard negative is a near neighbour in no group of the anchor's, on the allowed side of the split."""
+    from recommender.tuning.neighbours import hard_negatives, nearest
+
+    vectors = np.eye(6, dtype=np.float32) + 0.1
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows, _ = nearest(vectors, 5)
+    sections = np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
+    allowed = np.array([True, True, True, False, True, True])
+    found = hard_negatives(np.array([0]), np.array([1]), rows, [sections], allowed, skip=0)
+    assert found[0] in (2, 4, 5)
+    assert hard_negatives(np.array([0]), np.array([1]), rows, [sections], allowed, skip=5)[0] == -1

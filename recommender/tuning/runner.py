@@ -60,6 +60,7 @@ class _Site:
     story_ids: np.ndarray
     copy_groups: np.ndarray
     held_out: np.ndarray
+    neighbour_rows: np.ndarray
 
 
 def _read_site(source: str | Path | pd.DataFrame, base: Embedder, config: TuneConfig,
@@ -79,7 +80,7 @@ def _read_site(source: str | Path | pd.DataFrame, base: Embedder, config: TuneCo
     table = stories.story_table(articles["id"].astype(str).tolist(), articles["title"].astype(str).tolist(), rows,
                                 cosines, hours, RankingConfig(), StoryConfig())
     held_out = split_rows(articles["id"].astype(str).tolist(), config.held_out_share, config.seed)
-    return _Site(articles, texts, vectors, table.story_ids, table.copy_groups, held_out)
+    return _Site(articles, texts, vectors, table.story_ids, table.copy_groups, held_out, rows)
 
 
 def _mine(site: _Site, clicks: pd.DataFrame | None, config: TuneConfig, held: bool,
@@ -90,11 +91,10 @@ def _mine(site: _Site, clicks: pd.DataFrame | None, config: TuneConfig, held: bo
     pairs = mine_site_pairs(site.articles, site.texts, site.story_ids, site.copy_groups, rows, site_kinds,
                             config.pairs_per_article, config.max_chars, rng)
     if config.hard_negatives and len(pairs):
-        neighbour_rows, _ = nearest(site.vectors, NEIGHBOURS)
         sections = (site.articles["section"].fillna("").astype(str).to_numpy(dtype=object)
                     if "section" in site.articles else np.full(len(site.articles), "", dtype=object))
-        negatives = hard_negatives(pairs["anchor_row"].to_numpy(), pairs["positive_row"].to_numpy(), neighbour_rows,
-                                   [site.story_ids, site.copy_groups.astype(object), sections],
+        negatives = hard_negatives(pairs["anchor_row"].to_numpy(), pairs["positive_row"].to_numpy(),
+                                   site.neighbour_rows, [site.story_ids, site.copy_groups.astype(object), sections],
                                    site.held_out == held)
         pairs = pairs[negatives >= 0].assign(negative=[site.texts[r] for r in negatives[negatives >= 0]])
     if clicks is not None and len(clicks):
