@@ -44,7 +44,8 @@ class TrainStats:
 
 def choose_device(config: TuneConfig) -> tuple[str, str]:
     """(device, precision): CUDA when torch sees a GPU (fp16 under "auto"), else the CPU (fp32 under "auto":
-    bf16 training measured slower than fp32 on this project's CPU, benchmarks/tune.py)."""
+    bf16 trained faster in short timing runs on this project's AVX-512 BF16 CPU, benchmarks/tune.py --bf16, but
+    what it does to the tuned model's quality was never measured)."""
     import torch
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
