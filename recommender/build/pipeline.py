@@ -25,6 +25,7 @@ from ..catalogue.views import read_views
 from ..config import BuildConfig
 from ..embedding.base import Embedder
 from ..embedding.cache import EmbeddingCache, text_key
+from ..embedding.tuned import describe as describe_tuned
 from ..errors import IndexFormatError, RecommenderError
 from ..storage import layout
 from ..storage.index import FaissIndex
@@ -244,7 +245,7 @@ def source_summary(run: BuildRun) -> dict[str, object]:
             "cached": embedded.cached, "executor": run.executor.name,
             "previous": run.current.path.name if run.current else None, "related": run.related.stats,
             "reuse_refused": list(run.current.refused) if run.current else [],
-            "vectors_repaired": embedded.repaired,
+            "vectors_repaired": embedded.repaired, "tuned_model": describe_tuned(run.config.embedder.model),
             "index": run.index_update.to_dict() if run.index_update else None,
             "shared_with_previous": run.shared}
 

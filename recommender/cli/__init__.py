@@ -6,7 +6,7 @@ Each command module registers its commands on ``common.app`` and imports its imp
 
 from __future__ import annotations
 
-from . import builds, evaluation, experiments, lists, rules, serve, takedowns  # noqa: F401 - registers the commands
+from . import builds, evaluation, experiments, lists, rules, serve, takedowns, tuning  # noqa: F401 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]

@@ -26,13 +26,19 @@ def build(
     factory: str | None = typer.Option(None, help="FAISS factory string (default: by size)."),
     config_file: Path | None = typer.Option(None, "--config", help="Build settings (TOML or JSON)."),
     cache: Path | None = typer.Option(None, "--cache", help="Embedding cache (default INDEXES/...sqlite)."),
+    allow_refused: bool = typer.Option(False, "--allow-refused", help="Build with a tuned model directory "
+                                       "(recommender tune) that its gate refused."),
 ) -> None:
     """Build a new index version from a catalogue and publish it as `current`."""
     def action() -> None:
+        import dataclasses
+
         from ..build.rebuild import build as run_build
 
         config = build_config(config_file, column_map=column_map(column) or None, max_reject_ratio=max_reject_ratio,
-                         model=model, factory=factory)
+                              model=model, factory=factory)
+        if allow_refused:
+            config = dataclasses.replace(config, embedder=dataclasses.replace(config.embedder, allow_refused=True))
         report = run_build(catalogue, indexes, views_source=views, config=config, progress=sys.stderr.isatty(),
                            cache_path=cache, on_stage=lambda s, t: typer.echo(f"  {s}: {t:.2f}s", err=True))
         typer.echo(report.catalogue_summary)

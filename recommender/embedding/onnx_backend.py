@@ -204,7 +204,7 @@ class OnnxEmbedder(Embedder):
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         self.config = config or EmbedderConfig(backend="onnx")
-        self.name, self.directory = resolve_model(self.config.model)
+        self.name, self.directory = resolve_model(self.config.model, self.config.allow_refused)
         export_dir = Path(self.config.export_dir or Path.home() / ".cache" / "recommender" / "onnx")
         self.encoder = OnnxEncoder(self.directory, model_fingerprint(self.directory), self.config.precision,
                                    export_dir, batch_size=self.config.batch_size or DEFAULT_BATCH_SIZES[

@@ -159,7 +159,7 @@ class TorchEmbedder(Embedder):
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         self.config = config or EmbedderConfig()
-        self.name, self.directory = resolve_model(self.config.model)
+        self.name, self.directory = resolve_model(self.config.model, self.config.allow_refused)
         if self.config.precision == "bf16":
             require_bf16(self.config.device)
         if self.config.precision == "fp16":

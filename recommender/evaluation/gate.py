@@ -20,7 +20,7 @@ from .metrics import pearson
 
 def semeval_pearson(model: Recommender | Embedder, data_dir: str | Path, lang_pairs: Sequence[str] | None = ("en-en",),
                     original_only: bool = True, cache_path: str | Path | None = None,
-                    max_chars: int | None = None) -> float:
+                    max_chars: int | None = None, limit: int | None = None, seed: int = 0) -> float:
     """Pearson between cosine(article 1, article 2) and -Overall on SemEval-2022 Task 8 pairs.
 
     The official task metric is Pearson on ``Overall``; the sign is flipped because 1 means "very similar".
@@ -34,6 +34,7 @@ def semeval_pearson(model: Recommender | Embedder, data_dir: str | Path, lang_pa
         lang_pairs: language pairs to score (default en-en, the clean English subset); None = all.
         original_only: drop machine-translated augmentation rows.
         cache_path: an embedding cache file, so a nightly run embeds the pairs once per model.
+        limit / seed: a seeded sample of this many pairs (None: all).
 
     Returns:
         The correlation in [-1, 1] (higher is better).
@@ -42,7 +43,7 @@ def semeval_pearson(model: Recommender | Embedder, data_dir: str | Path, lang_pa
         embedder, max_chars = model.embedder, model.config.embedder.max_chars
     else:
         embedder, max_chars = model, max_chars or EmbedderConfig().max_chars
-    dataset = load_semeval(data_dir, original_only=original_only, lang_pairs=lang_pairs)
+    dataset = load_semeval(data_dir, original_only=original_only, lang_pairs=lang_pairs, limit=limit, seed=seed)
     articles = validate(dataset.articles.copy(), CatalogueConfig()).articles.set_index("id", drop=False)
     cache = EmbeddingCache(cache_path) if cache_path is not None else None
     try:
