@@ -111,12 +111,21 @@ def metric(text: str, name: str, **labels: str) -> list[float]:
     return values
 
 
+def worker_pids(text: str) -> set[str]:
+    """The workers whose loaded-build gauge a scrape shows (value 1)."""
+    return set(re.findall(r'recommender_index_info\{[^}]*pid="(\d+)"[^}]*\} 1\.0', text))
+
+
 def test_one_scrape_of_metrics_counts_the_requests_of_every_worker(demo_root, tmp_path):
     """Prometheus multiprocess mode: with 2 workers, any scrape sums the counters of both and shows each live
     worker's gauges (one pid series each)."""
     root = service_root(demo_root, tmp_path)
     requests = 60
     with replicas([root], 2) as (client,):
+        started = time.monotonic()  # /readyz answered from one worker; the other may still be loading its build
+        while len(worker_pids(client.get("/metrics").text)) < 2:
+            assert time.monotonic() - started < 60, "the second worker never published its gauges"
+            time.sleep(0.2)
         pids = set()
         for _ in range(requests):
             response = client.get(f"/v1/articles/{ANCHOR}/related", params={"k": 3})
@@ -126,5 +135,5 @@ def test_one_scrape_of_metrics_counts_the_requests_of_every_worker(demo_root, tm
             counted = metric(text, "recommender_requests_total", route="/v1/articles/{article_id}/related",
                              status="200")
             assert sum(counted) == requests
-            pids |= {m for m in re.findall(r'recommender_index_info\{[^}]*pid="(\d+)"', text)}
+            pids |= worker_pids(text)
         assert len(pids) == 2, pids
