@@ -11,6 +11,17 @@ import typer
 from .common import app, run
 
 
+def _metrics_dir(configured: str | None) -> Path:
+    """Where the workers write their metrics, so that one scrape of /metrics answers for all of them
+    (prometheus_client's multiprocess mode): the configured directory or a new one of this run, emptied first
+    (files of an earlier run would count again)."""
+    directory = Path(configured or tempfile.mkdtemp(prefix="recommender-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory
+
+
 @app.command()
 def serve(
     index: Path = typer.Option(Path("indexes/current"), "--index", help="The `current` pointer (watched for "
@@ -62,14 +73,7 @@ def serve(
         os.environ.update({name: value for name, value in stores.items() if value})
         from uvicorn.supervisors import Multiprocess
 
-        # One scrape of /metrics answers for every worker: prometheus_client's multiprocess mode, in a directory
-        # of this run (emptied first: files of an earlier run would count again).
-        metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-                           or tempfile.mkdtemp(prefix="recommender-metrics-"))
-        metrics_dir.mkdir(parents=True, exist_ok=True)
-        for stale in metrics_dir.glob("*.db"):
-            stale.unlink()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
 
         # Always under uvicorn's supervisor, one worker included: a worker that dies (a signal, an out-of-memory
         # kill) is started again instead of taking the service down.

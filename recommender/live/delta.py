@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from ..query.overlay import Overlay
 from ..query.table import ArticleTable, object_array
-from .sql import StoreUnavailableError, create_tables, make_engine, written
+from .sql import create_tables, make_engine, read, written
 
 LIVE, DELETED, DROPPED = "live", "deleted", "dropped"
 
@@ -117,13 +117,10 @@ class DeltaStore:
     def sync(self) -> bool:
         """Apply changes made since the last sync (by any process); True when the snapshot changed."""
         with self._lock:
-            try:
-                with self.engine.connect() as connection:
-                    rows = connection.execute(sa.select(DELTA.c.id, DELTA.c.seq, DELTA.c.state, DELTA.c.article,
-                                                        DELTA.c.vector)
-                                              .where(DELTA.c.seq > self._seq).order_by(DELTA.c.seq)).all()
-            except sa.exc.SQLAlchemyError as exc:
-                raise StoreUnavailableError(f"the live delta {self.location} cannot be read: {exc}") from exc
+            with read(self.engine, f"the live delta {self.location}") as connection:
+                rows = connection.execute(sa.select(DELTA.c.id, DELTA.c.seq, DELTA.c.state, DELTA.c.article,
+                                                    DELTA.c.vector)
+                                          .where(DELTA.c.seq > self._seq).order_by(DELTA.c.seq)).all()
             if not rows:
                 return False
             for article_id, seq, state, article, vector in rows:

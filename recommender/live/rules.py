@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
 import sqlalchemy as sa
 
 from ..query.rules import Rule, RuleError, RuleSet
-from .sql import StoreUnavailableError, change_token, create_tables, make_engine, written
+from .sql import create_tables, make_engine, read, rows_if_changed, utc_stamp, written
 
 _META = sa.MetaData()
 RULES = sa.Table(
@@ -42,10 +41,6 @@ LOCK = sa.Table("editorial_rule_lock", _META, sa.Column("id", sa.Integer, primar
                 sa.Column("writes", sa.Integer, nullable=False))
 
 Check = Callable[[Rule, RuleSet], None]
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _seed_lock(connection: sa.Connection) -> None:
@@ -105,7 +100,7 @@ class RuleStore:
             if rules:
                 connection.execute(sa.insert(RULES), [{"id": r.id, "kind": r.kind, "body": body}
                                                       for r, body in zip(rules, bodies)])
-                connection.execute(sa.insert(LOG), [{"at": _now(), "action": "add", "rule_id": r.id,
+                connection.execute(sa.insert(LOG), [{"at": utc_stamp(), "action": "add", "rule_id": r.id,
                                                      "actor": r.author, "reason": r.reason, "body": body}
                                                     for r, body in zip(rules, bodies)])
         self.sync()
@@ -119,7 +114,7 @@ class RuleStore:
             if row is None:
                 return None
             connection.execute(sa.delete(RULES).where(RULES.c.id == rule_id))
-            connection.execute(sa.insert(LOG).values(at=_now(), action="remove", rule_id=rule_id, actor=actor,
+            connection.execute(sa.insert(LOG).values(at=utc_stamp(), action="remove", rule_id=rule_id, actor=actor,
                                                      reason=reason, body=row["body"]))
         self.sync()
         return Rule.from_dict(json.loads(row["body"]))
@@ -129,23 +124,16 @@ class RuleStore:
         query = sa.select(LOG).order_by(LOG.c.id.desc()).limit(limit)
         if rule_id is not None:
             query = query.where(LOG.c.rule_id == rule_id)
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).mappings().all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the rule store {self.location} cannot be read: {exc}") from exc
+        with read(self.engine, f"the rule store {self.location}") as connection:
+            rows = connection.execute(query).mappings().all()
         return [{**{k: v for k, v in row.items() if k != "body"}, "rule": json.loads(row["body"])} for row in rows]
 
     def sync(self) -> bool:
         """Re-read the rules when the store changed (in any process); True when they did."""
-        try:
-            with self.engine.connect() as connection:
-                token = change_token(connection, LOG)
-                if token == self._ruleset.seq:
-                    return False
-                rows = list(connection.execute(sa.select(RULES)).mappings().all())
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the rule store {self.location} cannot be read: {exc}") from exc
+        changed = rows_if_changed(self.engine, LOG, RULES, self._ruleset.seq, f"the rule store {self.location}")
+        if changed is None:
+            return False
+        token, rows = changed
         ruleset = _ruleset(rows, token)
         with self._lock:
             self._ruleset = ruleset

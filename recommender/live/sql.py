@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -52,6 +53,32 @@ def change_token(connection: sa.Connection, log: sa.Table) -> tuple[int, int]:
     committed after a later id was seen (PostgreSQL assigns ids before commit)."""
     count, top = connection.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(log.c.id), 0))).one()
     return int(count), int(top)
+
+
+def utc_stamp() -> str:
+    """Now in UTC as the stores' logs write it (``2026-12-01T17:42:00.123456Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@contextlib.contextmanager
+def read(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
+    """A connection whose database errors become ``StoreUnavailableError`` naming ``what`` (a 503, not a 500)."""
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreUnavailableError(f"{what} cannot be read: {exc}") from exc
+
+
+def rows_if_changed(engine: sa.Engine, log: sa.Table, table: sa.Table, seen: object, what: str,
+                    ) -> tuple[tuple[int, int], list[sa.RowMapping]] | None:
+    """(the change token, every row of ``table``) when the store's ``log`` changed since token ``seen``, else
+    None: what a store's ``sync`` reads, in one connection."""
+    with read(engine, what) as connection:
+        token = change_token(connection, log)
+        if token == seen:
+            return None
+        return token, list(connection.execute(sa.select(table)).mappings().all())
 
 
 @contextlib.contextmanager

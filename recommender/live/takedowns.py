@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from .sql import StoreUnavailableError, change_token, create_tables, make_engine, written
+from .sql import create_tables, make_engine, read, rows_if_changed, utc_stamp, written
 
 _META = sa.MetaData()
 TAKEDOWNS = sa.Table(
@@ -51,10 +50,6 @@ class Takedown:
                 "taken_at": self.taken_at}
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class TakedownStore:
     """The takedowns of one site: ``take_down``, ``lift``, the active set and the audit log.
 
@@ -87,7 +82,7 @@ class TakedownStore:
 
     def take_down(self, article_id: str, actor: str, reason: str) -> Takedown:
         """Take ``article_id`` down (again: the newest actor and reason are kept), and log it."""
-        when = _now()
+        when = utc_stamp()
         record = Takedown(article_id, actor, reason, when)
         with written(self.engine, f"the takedown store {self.location}") as connection:
             connection.execute(sa.delete(TAKEDOWNS).where(TAKEDOWNS.c.article_id == article_id))
@@ -102,30 +97,23 @@ class TakedownStore:
         with written(self.engine, f"the takedown store {self.location}") as connection:
             removed = connection.execute(sa.delete(TAKEDOWNS).where(TAKEDOWNS.c.article_id == article_id)).rowcount
             if removed:
-                connection.execute(sa.insert(LOG).values(at=_now(), action="lift", article_id=article_id,
+                connection.execute(sa.insert(LOG).values(at=utc_stamp(), action="lift", article_id=article_id,
                                                          actor=actor, reason=reason))
         self.sync()
         return bool(removed)
 
     def history(self, limit: int = 1000) -> list[dict[str, object]]:
         """The newest ``limit`` entries of the audit log, newest first."""
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(sa.select(LOG).order_by(LOG.c.id.desc()).limit(limit)).mappings().all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the takedown store {self.location} cannot be read: {exc}") from exc
+        with read(self.engine, f"the takedown store {self.location}") as connection:
+            rows = connection.execute(sa.select(LOG).order_by(LOG.c.id.desc()).limit(limit)).mappings().all()
         return [dict(row) for row in rows]
 
     def sync(self) -> bool:
         """Re-read the active takedowns when the store changed (in any process); True when they did."""
-        try:
-            with self.engine.connect() as connection:
-                token = change_token(connection, LOG)
-                if token == self._token:
-                    return False
-                rows = connection.execute(sa.select(TAKEDOWNS)).mappings().all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the takedown store {self.location} cannot be read: {exc}") from exc
+        changed = rows_if_changed(self.engine, LOG, TAKEDOWNS, self._token, f"the takedown store {self.location}")
+        if changed is None:
+            return False
+        token, rows = changed
         with self._lock:
             self._active = {row["article_id"]: Takedown(**row) for row in rows}
             self._token = token

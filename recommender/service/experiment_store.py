@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from ..experiments.definition import Experiment
-from ..live.sql import StoreUnavailableError, change_token, create_tables, make_engine, written
+from ..live.sql import create_tables, make_engine, read, rows_if_changed, utc_stamp, written
 
 _META = sa.MetaData()
 EXPERIMENTS = sa.Table(
@@ -33,10 +33,6 @@ LOG = sa.Table(
     sa.Column("actor", sa.String, nullable=False),
     sa.Column("reason", sa.String, nullable=False),
 )
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class ExperimentStore:
                                  f"name)")
             connection.execute(sa.insert(EXPERIMENTS).values(name=experiment.name,
                                                              body=json.dumps(experiment.to_dict()), stopped="[]"))
-            connection.execute(sa.insert(LOG).values(at=_now(), action="create", experiment=experiment.name,
+            connection.execute(sa.insert(LOG).values(at=utc_stamp(), action="create", experiment=experiment.name,
                                                      arm=None, actor=actor, reason=reason))
         self.sync()
         return self.get(experiment.name)
@@ -121,7 +117,7 @@ class ExperimentStore:
                 return False
             connection.execute(sa.update(EXPERIMENTS).where(EXPERIMENTS.c.name == name).values(
                 stopped=json.dumps(sorted(stopped | {arm}))))
-            connection.execute(sa.insert(LOG).values(at=_now(), action="stop_arm", experiment=name, arm=arm,
+            connection.execute(sa.insert(LOG).values(at=utc_stamp(), action="stop_arm", experiment=name, arm=arm,
                                                      actor=actor, reason=reason))
         self.sync()
         return True
@@ -130,10 +126,10 @@ class ExperimentStore:
         """End an experiment now (every reader sees the served build again)."""
         with written(self.engine, f"the experiment store {self.location}") as connection:
             done = connection.execute(sa.update(EXPERIMENTS).where(EXPERIMENTS.c.name == name).values(
-                ended_at=_now())).rowcount
+                ended_at=utc_stamp())).rowcount
             if not done:
                 raise KeyError(f"no experiment {name!r}")
-            connection.execute(sa.insert(LOG).values(at=_now(), action="end", experiment=name, arm=None,
+            connection.execute(sa.insert(LOG).values(at=utc_stamp(), action="end", experiment=name, arm=None,
                                                      actor=actor, reason=reason))
         self.sync()
 
@@ -142,22 +138,16 @@ class ExperimentStore:
         query = sa.select(LOG).order_by(LOG.c.id.desc()).limit(limit)
         if name is not None:
             query = query.where(LOG.c.experiment == name)
-        try:
-            with self.engine.connect() as connection:
-                return [dict(r) for r in connection.execute(query).mappings().all()]
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the experiment store {self.location} cannot be read: {exc}") from exc
+        with read(self.engine, f"the experiment store {self.location}") as connection:
+            return [dict(r) for r in connection.execute(query).mappings().all()]
 
     def sync(self) -> bool:
         """Re-read the experiments when the store changed (in any process); True when they did."""
-        try:
-            with self.engine.connect() as connection:
-                token = change_token(connection, LOG)
-                if token == self._token:
-                    return False
-                rows = connection.execute(sa.select(EXPERIMENTS)).mappings().all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"the experiment store {self.location} cannot be read: {exc}") from exc
+        changed = rows_if_changed(self.engine, LOG, EXPERIMENTS, self._token,
+                                  f"the experiment store {self.location}")
+        if changed is None:
+            return False
+        token, rows = changed
         running = {row["name"]: Running(Experiment.from_dict(json.loads(row["body"])),
                                         frozenset(json.loads(row["stopped"])), row["ended_at"]) for row in rows}
         with self._lock:
