@@ -226,6 +226,10 @@ def scenarios(articles: int) -> dict[str, str]:
         "related (1,000 hot ids)": 'request = function() return wrk.format("GET", "/v1/articles/" .. '
                                    f'string.format("syn-%06d", math.random(0, {hot - 1}) * {stride}) .. '
                                    '"/related?k=10") end',
+        "related (1,000 hot ids, a reader id: in the experiment when one runs)": (
+            'request = function() return wrk.format("GET", "/v1/articles/" .. '
+            f'string.format("syn-%06d", math.random(0, {hot - 1}) * {stride}) .. '
+            '"/related?k=10&reader=" .. string.format("reader%08d", math.random(0, 99999999))) end'),
         "more-like-this (2 ids)": 'request = function() return ' + post.format(
             path="/v1/more-like-this", auth="",
             body=f'\'{{"k": 10, "ids": ["\' .. {rid} .. \'", "\' .. {rid} .. \'"]}}\'') + ' end',

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -32,8 +33,10 @@ class Coin(Protocol):
 
 
 def new_impression_id() -> str:
-    """A fresh opaque impression id (16 URL-safe characters, 96 random bits)."""
-    return secrets.token_urlsafe(12)
+    """A fresh opaque impression id: 12 hex digits of the serving time in milliseconds, then 16 URL-safe
+    characters (96 random bits). Time first, so the counter store's impression key grows at its end (a random key
+    made SQLite's insert 3.5x slower with 300k impressions stored: ``benchmarks/impression_writes.py``)."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_urlsafe(12)}"
 
 
 def impression_rng(impression_id: str) -> random.Random:

@@ -1,4 +1,5 @@
-"""Background loops of a service process: hot reload of ``current``, delta sync, popularity refresh.
+"""Background loops of a service process: hot reload of ``current``, delta sync, popularity refresh, experiment
+guardrails and the experiments' impressions written in batches.
 
 Each loop sleeps in the event loop and does its work in a worker thread, so loading a new build (seconds
 for a large one) or reading counters never blocks a request.
@@ -27,19 +28,16 @@ async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
             log.exception("background %s failed; retrying in %.1fs", name, seconds)
 
 
-def _refresh_popularity(state: ServiceState) -> None:
-    state.served.recommender.refresh_popularity()
-
-
 def background_tasks(state: ServiceState) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """The loops to run for the app's lifetime, as configured."""
     settings = state.settings
     loops = [lambda: _every(settings.delta_poll_seconds, state.sync_live, "live state sync"),
              lambda: _every(settings.experiment_check_seconds, lambda: state.experiments.check_guardrails(
-                 datetime.now(UTC)), "experiment guardrails")]
+                 datetime.now(UTC)), "experiment guardrails"),
+             lambda: _every(settings.experiment_flush_seconds, state.impressions.flush, "experiment impressions")]
     if settings.reload_poll_seconds > 0 and state.pointer is not None:
         loops.append(lambda: _every(settings.reload_poll_seconds, state.check_reload, "reload"))
     if settings.popularity_refresh_seconds > 0:
-        loops.append(lambda: _every(settings.popularity_refresh_seconds, lambda: _refresh_popularity(state),
+        loops.append(lambda: _every(settings.popularity_refresh_seconds, state.refresh_popularity,
                                     "popularity refresh"))
     return loops

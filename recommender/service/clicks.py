@@ -186,7 +186,7 @@ async def click(request: Request) -> Response:
         credited = await run_in_threadpool(state.experiments.clicked, event.impression_id, event.article_id)
         request.app.state.widget_metrics.experiment_clicks.labels("credited" if credited else "not_credited").inc()
     if settings.popularity_refresh_seconds == 0:
-        await run_in_threadpool(live.refresh_popularity)
+        await run_in_threadpool(state.refresh_popularity)
     return Response(status_code=204)
 
 

@@ -1,6 +1,7 @@
 """Impressions and clicks of online experiments, in the view counters' store (SQLite on one node, Redis across
 replicas): counts per arm, widget, hour and position, and each served impression kept for a day so a click that
 comes back with its ``impression_id`` is credited to the arm (A/B) or the team (interleaving) that showed it.
+The service writes impressions in batches (``served_many``, from ``impression_buffer.py``), never one per request.
 
 Count fields, one integer each per experiment (the same names in both stores):
 ``imp|ARM|WIDGET|HOUR`` and ``clk|ARM|WIDGET|HOUR`` (interleaving: ``imp|*|...`` for interleaved impressions and
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
+
+import orjson
 
 from ..sqlitedb import connect_wal
 
@@ -88,16 +92,24 @@ def click_fields(record: dict, article_id: str) -> tuple[dict[str, int], dict]:
     return changes, record
 
 
+@dataclass(frozen=True)
+class Credit:
+    """What a click did: whether its impression was found, and the experiment it was credited to (None: an
+    unknown or expired impression, an item it did not show, or a repeat)."""
+
+    known: bool
+    experiment: str | None = None
+
+
 class ExperimentCounts(Protocol):
     """Where experiment impressions and clicks are counted."""
 
-    def served(self, impression: Impression) -> None:
-        """Count an impression and keep it for attributing its clicks."""
+    def served_many(self, impressions: Sequence[Impression]) -> None:
+        """Count impressions and keep them for attributing their clicks (one transaction or round trip)."""
         ...
 
-    def clicked(self, impression_id: str, article_id: str) -> str | None:
-        """Credit a click; returns the experiment credited, or None (unknown or expired impression, an item it
-        did not show, or a repeat)."""
+    def clicked(self, impression_id: str, article_id: str) -> Credit:
+        """Credit a click to the arm or team that showed the item."""
         ...
 
     def fields(self, experiment: str) -> dict[str, int]:
@@ -130,16 +142,20 @@ class SQLiteExperimentCounts:
                              "UPDATE SET count = count + excluded.count",
                              [(experiment, f, n) for f, n in changes.items()])
 
-    def served(self, impression: Impression) -> None:  # noqa: D102 - documented on ExperimentCounts
-        import time
-
+    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
         now = time.time()
+        changes: dict[tuple[str, str], int] = {}
+        for impression in impressions:
+            for field, count in impression.fields().items():
+                changes[impression.experiment, field] = changes.get((impression.experiment, field), 0) + count
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._add(impression.experiment, impression.fields())
-                self._db.execute("INSERT INTO experiment_impressions VALUES (?, ?, ?)",
-                                 (impression.id, now, json.dumps(asdict(impression))))
+                self._db.executemany("INSERT INTO experiment_counts VALUES (?, ?, ?) ON CONFLICT (experiment, "
+                                     "field) DO UPDATE SET count = count + excluded.count",
+                                     [(e, f, n) for (e, f), n in changes.items()])
+                self._db.executemany("INSERT INTO experiment_impressions VALUES (?, ?, ?)",
+                                     [(i.id, now, orjson.dumps(i).decode()) for i in impressions])
                 if now - self._purged_at > PURGE_EVERY_SECONDS:  # expired impressions leave once a minute
                     self._db.execute("DELETE FROM experiment_impressions WHERE at < ?",
                                      (now - IMPRESSION_TTL_SECONDS,))
@@ -149,7 +165,7 @@ class SQLiteExperimentCounts:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def clicked(self, impression_id: str, article_id: str) -> str | None:  # noqa: D102
+    def clicked(self, impression_id: str, article_id: str) -> Credit:  # noqa: D102
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -157,7 +173,7 @@ class SQLiteExperimentCounts:
                                        (impression_id,)).fetchone()
                 if row is None:
                     self._db.execute("COMMIT")
-                    return None
+                    return Credit(False)
                 changes, record = click_fields(json.loads(row[0]), article_id)
                 if changes:
                     self._add(record["experiment"], changes)
@@ -167,7 +183,7 @@ class SQLiteExperimentCounts:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return record["experiment"] if changes else None
+        return Credit(True, record["experiment"] if changes else None)
 
     def fields(self, experiment: str) -> dict[str, int]:  # noqa: D102
         with self._lock:
@@ -189,15 +205,20 @@ class RedisExperimentCounts:
         self.client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
         self.prefix = prefix
 
-    def served(self, impression: Impression) -> None:  # noqa: D102 - documented on ExperimentCounts
+    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
+        changes: dict[tuple[str, str], int] = {}
+        for impression in impressions:
+            for field, count in impression.fields().items():
+                changes[impression.experiment, field] = changes.get((impression.experiment, field), 0) + count
         pipe = self.client.pipeline(transaction=True)
-        for field, count in impression.fields().items():
-            pipe.hincrby(f"{self.prefix}:counts:{impression.experiment}", field, count)
-        pipe.set(f"{self.prefix}:impression:{impression.id}", json.dumps(asdict(impression)),
-                 ex=IMPRESSION_TTL_SECONDS)
+        for (experiment, field), count in changes.items():
+            pipe.hincrby(f"{self.prefix}:counts:{experiment}", field, count)
+        for impression in impressions:
+            pipe.set(f"{self.prefix}:impression:{impression.id}", orjson.dumps(impression).decode(),
+                     ex=IMPRESSION_TTL_SECONDS)
         pipe.execute()
 
-    def clicked(self, impression_id: str, article_id: str) -> str | None:  # noqa: D102
+    def clicked(self, impression_id: str, article_id: str) -> Credit:  # noqa: D102
         import redis
 
         key = f"{self.prefix}:impression:{impression_id}"
@@ -207,16 +228,16 @@ class RedisExperimentCounts:
                     pipe.watch(key)
                     raw = pipe.get(key)
                     if raw is None:
-                        return None
+                        return Credit(False)
                     changes, record = click_fields(json.loads(raw), article_id)
                     if not changes:
-                        return None
+                        return Credit(True)
                     pipe.multi()
                     pipe.set(key, json.dumps(record), keepttl=True)
                     for field, count in changes.items():
                         pipe.hincrby(f"{self.prefix}:counts:{record['experiment']}", field, count)
                     pipe.execute()
-                    return str(record["experiment"])
+                    return Credit(True, str(record["experiment"]))
                 except redis.WatchError:
                     continue
 

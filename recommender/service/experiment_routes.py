@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
@@ -53,8 +54,10 @@ def list_experiments(state: State) -> dict[str, Any]:
 def experiment_report(state: State, name: NAME) -> dict[str, Any]:
     """The decision: per arm impressions, clicks, CTR with a 95% interval and per position; interleaving's wins,
     losses and ties with a sign test; one line saying which arm wins or how much more data is needed; the counts
-    per hour; the log (guardrail stops included)."""
+    per hour; the log (guardrail stops included). It counts every list served before it was asked: each worker
+    writes its impressions within one flush interval (``experiment_flush_seconds``), so it waits that long."""
     _known(state, name)
+    time.sleep(state.settings.experiment_flush_seconds * 1.5)
     report = state.experiments.report(name)
     return {"report": report.to_dict(), "verdict": report.verdict,
             "experiment": state.experiments.store.get(name).to_dict(state.served.recommender.clock()),

@@ -5,6 +5,10 @@ An arm is a ranking of the one query path: the served build with the arm's ``[ra
 ``[relatedness]`` settings (``Arm.build_config``), or another published build (``Arm.build_id``), with the same
 live layer, rules and views. Lists outside every running experiment, or of readers outside its traffic share, are
 the served build's own (and the response cache serves them as before).
+
+Each arm's rendered list is kept per request (``kept_lists.py``); when every list a request needs is kept, the
+response cache serves it without the app (``serve_kept``), still as its own impression. Impressions are appended
+to the worker's buffer (``impression_buffer.py``) and written by the background loop.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 from ..errors import UnknownArticleError
 from ..experiments.assignment import assign, in_traffic
@@ -24,12 +28,13 @@ from ..experiments.interleaving import impression_rng, new_impression_id, team_d
 from ..experiments.report import Report, report
 from ..experiments.statistics import ArmCounts, Outcomes
 from ..query.recommender import Recommender
-from ..query.results import Recommendation
 from .experiment_counts import ExperimentCounts, Impression, open_experiment_counts
 from .experiment_store import ExperimentStore, Running
+from .kept_lists import Generation, KeptLists
+from .rendering import RenderedList
 
 log = logging.getLogger("recommender.service")
-Compute = Callable[[Recommender], list[Recommendation]]
+Compute = Callable[[Recommender], RenderedList]
 ArmLoader = Callable[[Arm], Recommender]
 EXPERIMENTS_FILE = "experiments.sqlite"
 
@@ -79,14 +84,20 @@ class Experiments:
 
     Args:
         store: the definitions (synced with the live state).
-        counts: where impressions and clicks are counted.
+        counts: where impressions and clicks are counted (the service's is buffered).
         arm_loader: a recommender for an arm (the service caches them per served build).
+        list_cache_seconds / list_cache_entries: how long and how many arms' ranked lists are kept (0: none).
+        generation: what every kept list depends on (the served build, the live state, the rules in force):
+            when it changes, every kept list is dropped.
     """
 
-    def __init__(self, store: ExperimentStore, counts: ExperimentCounts, arm_loader: ArmLoader) -> None:
+    def __init__(self, store: ExperimentStore, counts: ExperimentCounts, arm_loader: ArmLoader,
+                 list_cache_seconds: float = 0.0, list_cache_entries: int = 0,
+                 generation: Generation = lambda: None) -> None:
         self.store = store
         self.counts = counts
         self.arm_loader = arm_loader
+        self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
         self._arms: dict[tuple[str, str], Recommender] = {}
         self._lock = threading.Lock()
 
@@ -94,6 +105,12 @@ class Experiments:
         """Drop the arms' recommenders (a new build is served: they are made again from it)."""
         with self._lock:
             self._arms.clear()
+        self.kept.clear()
+
+    def arm_recommenders(self) -> list[Recommender]:
+        """The arms' recommenders made so far (their popularity is refreshed with the served build's)."""
+        with self._lock:
+            return list(self._arms.values())
 
     def running(self, widget: str, now: datetime) -> list[Running]:
         """The experiments covering ``widget`` now, by name."""
@@ -112,52 +129,94 @@ class Experiments:
                 self._arms[key] = found
         return found
 
+    def _list(self, experiment: Experiment, arm: str, key: Hashable, compute: Compute, k: int) -> RenderedList:
+        """An arm's rendered list for the request ``key``: kept, or ranked now and kept."""
+        full_key = (experiment.name, arm, key)
+        kept, generation = self.kept.get(full_key)
+        if kept is not None:
+            return kept[0]
+        listed = compute(self._arm(experiment, arm))
+        self.kept.put(full_key, (listed, k), generation)
+        return listed
+
+    @staticmethod
+    def _arms_of(running: Running, reader: str) -> tuple[str, ...]:
+        """The arms whose lists make this reader's list: the A/B arm (control once it is stopped), or both
+        interleaved arms."""
+        experiment = running.experiment
+        if experiment.kind != "ab":
+            return tuple(experiment.arm_names)
+        arm = assign(experiment, reader)
+        arm = experiment.control if arm is None or arm in running.stopped else arm
+        assert arm is not None
+        return (arm,)
+
+    def _covering(self, widget: str, reader: str | None, now: datetime) -> Running | None:
+        """The first running experiment that covers the widget and the reader."""
+        if reader is None:
+            return None
+        return next((r for r in self.running(widget, now) if in_traffic(r.experiment, reader)), None)
+
     def serve(self, widget: str, reader: str | None, now: datetime, served: Recommender, compute: Compute, k: int,
-              ) -> tuple[list[Recommendation], Served | None]:
+              key: Hashable) -> tuple[RenderedList, Served | None]:
         """The list for ``reader``: the served build's, or an arm's / an interleaved merge of two arms' inside the
-        first running experiment that covers the widget and the reader (counted as an impression)."""
-        if reader is not None:
-            for running in self.running(widget, now):
-                experiment = running.experiment
-                if in_traffic(experiment, reader):
-                    try:
-                        return self._serve(running, widget, reader, now, compute, k)
-                    except UnknownArticleError:
-                        # An arm's own build lacks the article (a live one, or newer than that build): the
-                        # reader gets the served list, outside the experiment (no impression is counted).
-                        break
+        first running experiment that covers the widget and the reader (counted as an impression). ``key`` names
+        the request (its route and parameters): an arm's list for it is kept for the list cache's lifetime."""
+        running = self._covering(widget, reader, now)
+        if running is not None:
+            assert reader is not None
+            try:
+                lists = {arm: self._list(running.experiment, arm, key, compute, k)
+                         for arm in self._arms_of(running, reader)}
+            except UnknownArticleError:
+                # An arm's own build lacks the article (a live one, or newer than that build): the reader gets the
+                # served list, outside the experiment (no impression is counted).
+                return compute(served), None
+            return self._impression(running, widget, now, lists, k)
         return compute(served), None
 
-    def _serve(self, running: Running, widget: str, reader: str, now: datetime, compute: Compute, k: int,
-               ) -> tuple[list[Recommendation], Served]:
+    def serve_kept(self, widget: str, reader: str, now: datetime, key: Hashable,
+                   ) -> tuple[RenderedList, Served] | None:
+        """What ``serve`` would answer, when every arm list it needs is kept (counted as an impression); None
+        when one is not (or no experiment covers the reader): the request goes to the app."""
+        running = self._covering(widget, reader, now)
+        if running is None:
+            return None
+        lists, k = {}, 0
+        for arm in self._arms_of(running, reader):
+            kept, _ = self.kept.get((running.experiment.name, arm, key))
+            if kept is None:
+                return None
+            lists[arm], k = kept
+        return self._impression(running, widget, now, lists, k)
+
+    def _impression(self, running: Running, widget: str, now: datetime, lists: dict[str, RenderedList], k: int,
+                    ) -> tuple[RenderedList, Served]:
+        """The list shown (the A/B arm's, or the team-draft merge seeded by a new impression id) and its
+        impression, counted."""
         experiment = running.experiment
         impression_id = new_impression_id()
         hour = int(now.timestamp() // 3600)
         if experiment.kind == "ab":
-            arm = assign(experiment, reader)
-            arm = experiment.control if arm is None or arm in running.stopped else arm
-            assert arm is not None
-            results = compute(self._arm(experiment, arm))
-            record = Impression(impression_id, experiment.name, "ab", widget, arm,
-                                tuple(r.article_id for r in results), (arm,) * len(results), hour)
+            (arm, results), = lists.items()
+            record = Impression(impression_id, experiment.name, "ab", widget, arm, results.ids,
+                                (arm,) * len(results), hour)
             served = Served(impression_id, experiment.name, arm)
         else:
             first, second = experiment.arm_names
-            lists = {name: compute(self._arm(experiment, name)) for name in (first, second)}
-            by_id = {r.article_id: r for name in (second, first) for r in lists[name]}
-            merged, teams = team_draft([r.article_id for r in lists[first]], [r.article_id for r in lists[second]],
-                                       k, impression_rng(impression_id))
-            results = [by_id[a] for a in merged]
+            merged, teams = team_draft(list(lists[first].ids), list(lists[second].ids), k,
+                                       impression_rng(impression_id))
+            results = lists[first].picked(merged, [lists[second]])
             record = Impression(impression_id, experiment.name, "interleave", widget, "*", tuple(merged),
                                 tuple(first if t == "a" else second for t in teams), hour, (first, second))
             served = Served(impression_id, experiment.name, None)
         if results:
-            self.counts.served(record)
+            self.counts.served_many([record])
         return results, served
 
     def clicked(self, impression_id: str, article_id: str) -> str | None:
         """Credit a widget click that came back with its impression id; the experiment credited, or None."""
-        return self.counts.clicked(impression_id, article_id)
+        return self.counts.clicked(impression_id, article_id).experiment
 
     def series(self, name: str) -> list[dict[str, object]]:
         """Impressions and clicks per hour and arm (interleaving: clicks per team, impressions shared), oldest

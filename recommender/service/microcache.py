@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
-Scope = dict[str, Any]
+from .rendering import body
+from .schemas import READER_PATTERN
+
+Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
@@ -26,6 +29,17 @@ CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"),
               "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
 Entry = tuple[float, Any, list, bytes]
+READER = re.compile(READER_PATTERN)
+
+
+def _widget(scope: Scope) -> str:
+    return "popular" if scope["path"] == "/v1/popular" else "related"
+
+
+def list_key(scope: Scope) -> tuple:
+    """What names a list request's list (its route and parameters, not who asks): the key of an experiment arm's
+    kept list (``kept_lists.py``)."""
+    return cache_key(scope, vary_origin=False)
 
 
 def cache_key(scope: Scope, vary_origin: bool) -> tuple:
@@ -68,25 +82,32 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         service = getattr(scope["app"].state, "service", None)
-        if service is None or self._in_experiment(scope, service):
+        if service is None:
             await self.app(scope, receive, send)
             return
-        rules = service.live.ruleset
-        # A rule change, or a rule starting or expiring, makes every kept response stale.
-        generation = (service.served.path, service.served.loaded_at, service.live.overlay.seq, rules.seq,
-                      rules.validity(service.served.recommender.clock().timestamp() / 3600)[0])
+        generation = service.list_generation()
         if generation != self.generation:
             self.clear()
             self.generation = generation
         key = cache_key(scope, self.vary_origin)
         now = time.monotonic()
         self._expire(now)
+        reader = self._reader(scope)
+        if reader is not None and service.experiments.covers(_widget(scope), reader,
+                                                             service.served.recommender.clock()):
+            await self._experiment_list(scope, receive, send, service, reader, ("experiment", key), generation)
+            return
         hit = self.entries.get(key)
         if hit is not None:
             scope["route"] = hit[1]  # the metrics and impression middlewares label the request by its route
             await send({"type": "http.response.start", "status": 200, "headers": hit[2]})
             await send({"type": "http.response.body", "body": hit[3]})
             return
+        await self._through_app(scope, receive, send, key, generation, now)
+
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: tuple, generation: tuple | None,
+                           now: float, keep_body: bool = True) -> None:
+        """Answer from the app; keep a 200 (its headers only, without ``keep_body``)."""
         start: dict | None = None
         chunks: list[bytes] = []
 
@@ -100,17 +121,36 @@ class ResponseCache:
 
         await self.app(scope, receive, capture)
         if start is not None and start["status"] == 200 and generation == self.generation:
-            self._add(key, (now, scope.get("route"), list(start.get("headers", [])), b"".join(chunks)))
+            self._add(key, (now, scope.get("route"), list(start.get("headers", [])),
+                            b"".join(chunks) if keep_body else b""))
+
+    async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, reader: str,
+                               key: tuple, generation: tuple | None) -> None:
+        """A list inside an experiment: each is its own impression, never a kept response. When the arms' lists
+        it needs are kept (``Experiments.serve_kept``), it is assembled here with the headers the app last sent
+        for the same request, without routing or validation; otherwise the app answers (and keeps them)."""
+        headers = self.entries.get(key)
+        if headers is not None:
+            recommender = service.served.recommender
+            found = service.experiments.serve_kept(_widget(scope), reader, recommender.clock(), list_key(scope))
+            if found is not None:
+                content = body(recommender.manifest.build_id, *found)
+                scope["route"] = headers[1]
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    *(h for h in headers[2] if h[0] != b"content-length"),
+                    (b"content-length", str(len(content)).encode())]})
+                await send({"type": "http.response.body", "body": content})
+                return
+        await self._through_app(scope, receive, send, key, generation, time.monotonic(), keep_body=False)
 
     @staticmethod
-    def _in_experiment(scope: Scope, service: Any) -> bool:
-        """A list a running experiment serves to this reader: each is its own impression, never a cached one."""
+    def _reader(scope: Scope) -> str | None:
+        """The request's reader id, when it is a valid one (an invalid one goes to the app, which refuses it)."""
         query = scope.get("query_string", b"")
         if b"reader=" not in query:
-            return False
+            return None
         reader = dict(parse_qsl(query.decode("latin-1"))).get("reader")
-        widget = "popular" if scope["path"] == "/v1/popular" else "related"
-        return bool(service.experiments.covers(widget, reader, service.served.recommender.clock()))
+        return reader if reader is not None and READER.match(reader) else None
 
     def _add(self, key: tuple, entry: Entry) -> None:
         size = len(entry[3]) + sum(len(k) + len(v) for k, v in entry[2])

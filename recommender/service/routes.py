@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..query.results import Recommendation
 from .counters import CountedEvent
-from .degraded import DEGRADED_HEADER
 from .errors import ApiError, unauthorized
-from .experiments import Served
+from .microcache import list_key
+from .rendering import rendered, respond
 from .schemas import (
     READER_PATTERN,
     DeleteResponse,
@@ -71,27 +69,6 @@ def require_writer(request: Request,
 Writer = Depends(require_writer)
 
 
-def render(build_id: str, results: Sequence[Recommendation], explain: bool, degraded: bool = False,
-           served: Served | None = None) -> Response:
-    """A list response, serialised directly (the hot path skips response-model validation; repeated GETs of
-    the same list are answered by the response cache, ``microcache.py``); flagged when live views are stale; a
-    list served inside an experiment carries its impression id."""
-    items = []
-    fallback = None
-    for result in results:
-        item = result.to_dict()
-        if result.source == "fallback" and fallback is None:
-            fallback = result.reasons[0]  # "popular in section 'world'" (query.popular.fallback)
-        if not explain:
-            del item["components"], item["duplicates"], item["reasons"], item["explanation"], item["shared_tags"]
-        items.append(item)
-    headers = {DEGRADED_HEADER: "views"} if degraded else None
-    body: dict[str, Any] = {"build_id": build_id, "items": items, "fallback": fallback}
-    if served is not None:
-        body.update(impression_id=served.impression_id, experiment=served.experiment, arm=served.arm)
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
-
-
 @router.get("/healthz", tags=["ops"])
 async def healthz() -> dict[str, str]:
     """Alive."""
@@ -121,16 +98,18 @@ async def metrics(state: State) -> Response:
 
 
 @router.get("/v1/articles/{article_id:path}/related", response_model=ListResponse, responses=ERRORS, tags=["lists"])
-async def related(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)], k: int = K,
+async def related(request: Request, state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)],
+                  k: int = K,
                   section: str | None = SECTION,
                   max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
                   explain: bool = EXPLAIN, language: str | None = LANGUAGE, reader: str | None = READER) -> Response:
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     recommender = state.served.recommender
-    results, served = state.experiments.serve(
-        "related", reader, recommender.clock(), recommender, lambda engine: engine.related(
-            article_id, k=k, section=section, max_age_hours=max_age_hours, language=language), k)
-    return render(recommender.manifest.build_id, results, explain, state.views.degraded, served)
+    listed, served = state.experiments.serve(
+        "related", reader, recommender.clock(), recommender, lambda engine: rendered(engine.related(
+            article_id, k=k, section=section, max_age_hours=max_age_hours, language=language), explain), k,
+        list_key(request.scope))
+    return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
 
 
 @router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -139,7 +118,8 @@ async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_
                 explain: bool = EXPLAIN) -> Response:
     """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
     recommender = state.served.recommender
-    return render(recommender.manifest.build_id, recommender.story(article_id, k=k), explain, state.views.degraded)
+    return respond(recommender.manifest.build_id, rendered(recommender.story(article_id, k=k), explain),
+                   state.views.degraded)
 
 
 @router.post("/v1/more-like-this", response_model=ListResponse, responses=ERRORS, tags=["lists"])
@@ -150,15 +130,18 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
         raise ApiError(413, "payload_too_large", f"text has {len(text)} characters; the limit is "
                        f"{state.settings.max_text_chars}: send the headline and lead only")
     recommender = state.served.recommender
-    results, served = state.experiments.serve(
-        "more-like-this", body.reader, recommender.clock(), recommender, lambda engine: engine.more_like_this(
-            ids=body.ids, text=text, negative_ids=body.negative_ids, exclude_ids=body.exclude_ids, k=body.k,
-            section=body.section, max_age_hours=body.max_age_hours, language=body.language), body.k)
-    return render(recommender.manifest.build_id, results, body.explain, state.views.degraded, served)
+    listed, served = state.experiments.serve(
+        "more-like-this", body.reader, recommender.clock(), recommender, lambda engine: rendered(
+            engine.more_like_this(ids=body.ids, text=text, negative_ids=body.negative_ids,
+                                  exclude_ids=body.exclude_ids, k=body.k, section=body.section,
+                                  max_age_hours=body.max_age_hours, language=body.language), body.explain), body.k,
+        ("more-like-this", tuple(body.ids), text, tuple(body.negative_ids), tuple(body.exclude_ids), body.k,
+         body.section, body.max_age_hours, body.language, body.explain))
+    return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
-async def popular(state: State, k: int = K, section: str | None = SECTION,
+async def popular(request: Request, state: State, k: int = K, section: str | None = SECTION,
                   window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
                   explain: bool = EXPLAIN, language: str | None = LANGUAGE,
                   beside: str | None = Query(None, min_length=1, max_length=200, description="The article the list "
@@ -169,10 +152,11 @@ async def popular(state: State, k: int = K, section: str | None = SECTION,
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
     recommender = state.served.recommender
     beside = beside if beside is not None and recommender.contains(beside) else None
-    results, served = state.experiments.serve(
-        "popular", reader, recommender.clock(), recommender, lambda engine: engine.popular(
-            k=k, section=section, window_hours=window_hours, language=language, beside=beside), k)
-    return render(recommender.manifest.build_id, results, explain, state.views.degraded, served)
+    listed, served = state.experiments.serve(
+        "popular", reader, recommender.clock(), recommender, lambda engine: rendered(engine.popular(
+            k=k, section=section, window_hours=window_hours, language=language, beside=beside), explain), k,
+        list_key(request.scope))
+    return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],
@@ -252,7 +236,7 @@ def events(state: State, body: EventsRequest) -> EventsResponse:
         if total:
             state.metrics.events.labels(kind).inc(total)
     if settings.popularity_refresh_seconds == 0:
-        state.served.recommender.refresh_popularity()
+        state.refresh_popularity()
     recommender = state.served.recommender
     unknown = sorted({e.article_id for e in counted if not recommender.contains(e.article_id)})
     return EventsResponse(accepted=len(counted), unknown_ids=unknown)

@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
             in the ``views`` store.
         experiment_check_seconds: how often each worker applies the experiments' guardrails (stops an arm
             clearly worse than control).
+        experiment_flush_seconds: how often each worker writes the impressions it served inside experiments to
+            the counter store (they are kept in the worker until then, off the request path).
         reload_poll_seconds: how often ``current`` is checked for a new version (0: never).
         delta_poll_seconds: how often a worker picks up changes other workers and replicas made to the delta, the
             takedowns and the rules.
@@ -59,6 +61,7 @@ class ServiceSettings(BaseSettings):
     rules: str | None = None
     experiments: str | None = None
     experiment_check_seconds: float = Field(default=60.0, gt=0)
+    experiment_flush_seconds: float = Field(default=0.25, gt=0, le=60)
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     max_header_bytes: int = Field(default=16_384, ge=1_024)
     max_text_chars: int = Field(default=5_000, ge=1)

@@ -28,6 +28,7 @@ from .degraded import GuardedViews
 from .experiment_counts import open_experiment_counts
 from .experiment_store import ExperimentStore
 from .experiments import EXPERIMENTS_FILE, Experiments
+from .impression_buffer import BufferedCounts
 from .metrics import Metrics
 from .settings import ServiceSettings
 
@@ -76,8 +77,11 @@ class ServiceState:
         self.delta, self.takedowns, self.rules = self.live.delta, self.live.takedowns, self.live.rules
         self.refused: tuple[Path, str] | None = None
         self.pointer_problem: str | None = None
+        self.impressions = BufferedCounts(open_experiment_counts(settings.views, self.root),
+                                          settings.experiment_flush_seconds)
         self.experiments = Experiments(ExperimentStore(settings.experiments or self.root / EXPERIMENTS_FILE),
-                                       open_experiment_counts(settings.views, self.root), self.arm_recommender)
+                                       self.impressions, self.arm_recommender, settings.list_cache_seconds,
+                                       settings.response_cache_entries, self.list_generation)
         self.served: Served = self.load(first)
         self._publish_metrics()
 
@@ -105,10 +109,10 @@ class ServiceState:
 
     def arm_recommender(self, arm: Arm) -> Recommender:
         """An experiment arm's recommender: the served build with the arm's settings, or the published build it
-        names (verified like any load), over the same live layer; its popularity is recomputed at most once per
-        refresh interval."""
+        names (verified like any load), over the same live layer; its popularity is refreshed with the served
+        build's."""
         served = self.served.recommender
-        max_age = self.settings.popularity_refresh_seconds or 1.0
+        max_age = math.inf  # refreshed with the served build's (``refresh_popularity``), never on a request
         if arm.build_id is None:
             return Recommender(served.stored, arm.build_config(served.config), **self._options(max_age))
         path = self.root / "builds" / arm.build_id
@@ -117,6 +121,20 @@ class ServiceState:
                                    f"{self.root / 'builds'}")
         loaded = Recommender.load(path, verify=True, mmap=self.settings.mmap_builds, **self._options(max_age))
         return Recommender(loaded.stored, arm.build_config(loaded.config), **self._options(max_age))
+
+    def list_generation(self) -> tuple:
+        """What every kept list depends on: the served build, the live state, the rules and which of them are in
+        force now (a rule change, or a rule starting or expiring, makes every kept list stale)."""
+        rules = self.live.ruleset
+        return (self.served.path, self.served.loaded_at, self.live.overlay.seq, rules.seq,
+                rules.validity(self.served.recommender.clock().timestamp() / 3600)[0])
+
+    def refresh_popularity(self) -> None:
+        """Recompute trending and freshness of the served build and of every experiment arm made from it (the
+        background loop's work: a request never recomputes them)."""
+        self.served.recommender.refresh_popularity()
+        for arm in self.experiments.arm_recommenders():
+            arm.refresh_popularity()
 
     def sync_live(self) -> None:
         """Pick up what other processes wrote: the live state and the experiments."""
@@ -186,4 +204,4 @@ class ServiceState:
         self.counter.close()
         self.live.close()
         self.experiments.store.close()
-        self.experiments.counts.close()
+        self.impressions.close()

@@ -1,0 +1,83 @@
+"""A list response's bytes: each item serialised once, the body assembled around them.
+
+A list is rendered item by item (``rendered``: one JSON object per item, the score components, duplicates and
+reasons only with ``explain``) and the body is joined around those bytes (``body``), so an experiment can keep
+each arm's rendered list and serve an A/B list or a team-draft merge of two of them per impression without
+ranking or serialising again. Kept as bytes, not as result objects: the garbage collector does not walk them
+(with tens of thousands of kept result objects, full collections made the p99 of interleaved lists 6x worse
+in one run: 85 against 14 ms, one worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import orjson
+from fastapi import Response
+
+from .degraded import DEGRADED_HEADER
+
+if TYPE_CHECKING:
+    from ..query.results import Recommendation
+    from .experiments import Served
+
+HIDDEN_UNLESS_EXPLAINED = ("components", "duplicates", "reasons", "explanation", "shared_tags")
+
+
+@dataclass(frozen=True)
+class RenderedList:
+    """A ranked list as the service sends it.
+
+    Attributes:
+        ids: the article ids, in order.
+        items: each item's JSON object, in the same order.
+        fallback: the reason of the first item that came from the fallback ("popular in section 'world'"), or
+            None.
+    """
+
+    ids: tuple[str, ...]
+    items: tuple[bytes, ...]
+    fallback: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def picked(self, ids: Sequence[str], others: Sequence[RenderedList]) -> RenderedList:
+        """The list of ``ids`` (each in this list or one of ``others``), items as rendered there."""
+        by_id = {a: item for lst in (*reversed(others), self) for a, item in zip(lst.ids, lst.items)}
+        fallback = next((lst.fallback for lst in (self, *others) if lst.fallback is not None), None)
+        return RenderedList(tuple(ids), tuple(by_id[a] for a in ids), fallback)
+
+
+def rendered(results: Sequence[Recommendation], explain: bool) -> RenderedList:
+    """Serialise each result (the explanation fields only with ``explain``)."""
+    items = []
+    fallback = None
+    for result in results:
+        item = result.to_dict()
+        if result.source == "fallback" and fallback is None:
+            fallback = result.reasons[0]  # "popular in section 'world'" (query.popular.fallback)
+        if not explain:
+            for name in HIDDEN_UNLESS_EXPLAINED:
+                del item[name]
+        items.append(orjson.dumps(item))
+    return RenderedList(tuple(r.article_id for r in results), tuple(items), fallback)
+
+
+def body(build_id: str, listed: RenderedList, served: Served | None = None) -> bytes:
+    """A list response's JSON body: the items as rendered; inside an experiment, its impression id, experiment
+    and A/B arm."""
+    tail = b""
+    if served is not None:
+        tail = (b',"impression_id":' + orjson.dumps(served.impression_id) + b',"experiment":'
+                + orjson.dumps(served.experiment) + b',"arm":' + orjson.dumps(served.arm))
+    return (b'{"build_id":' + orjson.dumps(build_id) + b',"items":[' + b",".join(listed.items) + b'],"fallback":'
+            + orjson.dumps(listed.fallback) + tail + b"}")
+
+
+def respond(build_id: str, listed: RenderedList, degraded: bool = False, served: Served | None = None) -> Response:
+    """The list response (the hot path skips response-model validation; repeated GETs of the same list are
+    answered by the response cache, ``microcache.py``), flagged when live views are stale."""
+    headers = {DEGRADED_HEADER: "views"} if degraded else None
+    return Response(body(build_id, listed, served), media_type="application/json", headers=headers)

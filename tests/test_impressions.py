@@ -1,0 +1,185 @@
+"""Experiment lists off the request path (issue 18): impressions kept in the worker and written in batches, a click
+served by another worker credited once that worker flushes, a store that is down costs no impression until the
+bound, and each arm's ranked list kept for the list cache's lifetime, dropped when the build or live state moves."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from recommender.experiments.definition import Experiment
+from recommender.experiments.interleaving import impression_rng, team_draft
+from recommender.query import Recommender
+from recommender.service.app import create_app
+from recommender.service.experiment_counts import Impression, RedisExperimentCounts, SQLiteExperimentCounts
+from recommender.service.experiment_store import ExperimentStore
+from recommender.service.experiments import Experiments
+from recommender.service.impression_buffer import BufferedCounts
+from recommender.service.rendering import rendered
+
+from .service_helpers import AUTH, free_port, make_settings
+
+ANCHOR = "demo-001"
+FRESH = {"name": "fresh", "settings": {"ranking": {"weight_freshness": 1.0, "weight_trending": 0.5}}}
+
+
+def impression(n: int, experiment: str = "test") -> Impression:
+    return Impression(f"impression-{n:04d}", experiment, "ab", "related", "control", ("a", "b", "c"),
+                      ("control",) * 3, 490_000)
+
+
+def test_impressions_reach_the_store_only_when_flushed_and_all_at_once(tmp_path):
+    worker = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.2)
+    reader = SQLiteExperimentCounts(tmp_path / "views.sqlite")  # another process reading the same file
+    worker.served_many([impression(n) for n in range(50)])
+    assert reader.fields("test") == {} and worker.pending == 50
+    assert worker.flush() == 50 and worker.pending == 0
+    fields = reader.fields("test")
+    assert fields["imp|control|related|490000"] == 50
+    assert [fields[f"pimp|control|{p}"] for p in range(3)] == [50, 50, 50]
+    assert worker.flush() == 0  # nothing twice
+    worker.served_many([impression(50)])
+    assert worker.fields("test")["imp|control|related|490000"] == 51  # its own pending ones are written first
+    worker.close()
+    reader.close()
+
+
+def test_a_click_that_reaches_another_worker_before_the_flush_is_credited(tmp_path):
+    serving = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)
+    clicked = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)
+    serving.served_many([impression(1)])
+    flusher = threading.Timer(0.2, serving.flush)  # the serving worker's background loop, a moment later
+    flusher.start()
+    credit = clicked.clicked("impression-0001", "b")
+    flusher.join()
+    assert credit.known and credit.experiment == "test"
+    assert clicked.fields("test")["clk|control|related|490000"] == 1
+    assert clicked.fields("test")["pclk|control|1"] == 1
+    unknown = clicked.clicked("impression-9999", "b")  # never served anywhere: looked up twice, then not credited
+    assert not unknown.known and unknown.experiment is None
+    serving.close()
+    clicked.close()
+
+
+def test_a_counter_store_that_is_down_keeps_impressions_pending_up_to_the_bound():
+    down = RedisExperimentCounts(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    worker = BufferedCounts(down, flush_seconds=0.1, max_pending=5)
+    worker.served_many([impression(n) for n in range(3)])
+    with pytest.raises(redis.exceptions.ConnectionError):
+        worker.flush()
+    assert worker.pending == 3 and worker.given_up == 0  # kept for the next round
+    worker.served_many([impression(n) for n in range(3, 7)])
+    with pytest.raises(redis.exceptions.ConnectionError):
+        worker.flush()
+    assert worker.pending == 5 and worker.given_up == 2  # the two oldest are given up, and counted
+    assert [i.id for i in worker._pending] == [f"impression-{n:04d}" for n in range(2, 7)]
+
+
+def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
+    store = ExperimentStore(tmp_path / "experiments.sqlite")
+    definition = Experiment.from_dict({"name": "test", "kind": "interleave", "arms": [{"name": "control"}, FRESH]})
+    store.create(definition, "test", "")
+    generation = [0]
+    arms = {arm.name: arm for arm in definition.arms}
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+                              lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)),
+                              list_cache_seconds=60, list_cache_entries=100, generation=lambda: generation[0])
+    rankings: list[str] = []
+
+    def compute(engine, article_id=ANCHOR):
+        rankings.append(article_id)
+        return rendered(engine.related(article_id, k=5, now=now), explain=False)
+
+    now = demo_engine.clock()
+    first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
+    again, served_again = experiments.serve("related", "reader-2", now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert len(rankings) == 2  # one ranking per arm, then both kept
+    assert served is not None and served_again is not None and served.impression_id != served_again.impression_id
+    own = {name: [r.article_id for r in Recommender(demo_engine.stored, arm.build_config(demo_engine.config))
+                  .related(ANCHOR, k=5, now=now)] for name, arm in arms.items()}
+    for results, record in ((first, served), (again, served_again)):  # each the team-draft of the arms' own lists
+        merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(record.impression_id))
+        assert list(results.ids) == merged
+    kept = experiments.serve_kept("related", "reader-3", now, (ANCHOR, 5))  # the response cache's fast path
+    assert kept is not None and kept[1].impression_id not in (served.impression_id, served_again.impression_id)
+    merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(kept[1].impression_id))
+    assert list(kept[0].ids) == merged and len(rankings) == 2  # assembled from the kept lists, nothing ranked
+    assert experiments.serve_kept("related", "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
+    experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
+    assert len(rankings) == 4  # another request: ranked
+    generation[0] += 1  # a takedown, an upsert, a rule change or a new build
+    experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert len(rankings) == 6
+    assert experiments.counts.fields("test")["imp|*|related|" + str(int(now.timestamp() // 3600))] == 5
+    experiments.counts.close()
+    store.close()
+
+
+def test_a_takedown_leaves_the_kept_experiment_lists_at_once(root, embedder):
+    settings = make_settings(root, list_cache_seconds=60)
+    with TestClient(create_app(settings, embedder=embedder)) as http:
+        definition = {"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}
+        assert http.post("/v1/experiments", json=definition, headers=AUTH).status_code == 201
+        readers = [f"reader-{i:03d}" for i in range(8)]
+        before = {r: http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": r}).json()
+                  for r in readers}
+        assert all("impression_id" in body for body in before.values())
+        gone = before[readers[0]]["items"][0]["article_id"]
+        assert http.delete(f"/v1/articles/{gone}", headers=AUTH).status_code == 200
+        for reader in readers:
+            after = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": reader}).json()
+            assert gone not in [i["article_id"] for i in after["items"]], reader
+        deadline = time.monotonic() + 5
+        while http.app.state.service.impressions.pending and time.monotonic() < deadline:
+            time.sleep(0.05)  # the background loop writes them within one flush interval
+        assert http.app.state.service.impressions.pending == 0
+
+
+def test_kept_experiment_lists_are_served_by_the_response_cache_as_the_app_serves_them(root, embedder):
+    """Once both arms' lists of a request are kept, the response cache assembles the interleaved list itself: the
+    same body shape, the CORS headers of the app's answer, a new impression each time, and every impression
+    counted; a new request (other parameters) still goes to the app."""
+    from recommender.experiments.interleaving import impression_rng, team_draft
+
+    from .service_helpers import ORIGIN
+
+    settings = make_settings(root, list_cache_seconds=60)
+    definition = {"name": "test", "kind": "interleave", "arms": [{"name": "control"}, FRESH]}
+    with TestClient(create_app(settings, embedder=embedder)) as http:
+        assert http.post("/v1/experiments", json=definition, headers=AUTH).status_code == 201
+        service = http.app.state.service
+        through_app = []
+        serve = service.experiments.serve
+
+        def counted(*args, **kwargs):  # a spy on the route's call: which requests reached the app
+            through_app.append(args[0])
+            return serve(*args, **kwargs)
+
+        service.experiments.serve = counted
+        bodies = []
+        for n in range(6):
+            response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": f"reader-{n:03d}"},
+                                headers={"Origin": ORIGIN})
+            assert response.status_code == 200 and response.headers["access-control-allow-origin"] == ORIGIN
+            assert int(response.headers["content-length"]) == len(response.content)
+            bodies.append(response.json())
+        assert through_app == ["related"]  # the first; the five others were assembled by the response cache
+        assert len({b["impression_id"] for b in bodies}) == 6
+        assert all(set(b) == {"build_id", "items", "fallback", "impression_id", "experiment", "arm"} for b in bodies)
+        engine = service.served.recommender
+        now = engine.clock()
+        lists = {arm: [r.article_id for r in Recommender(engine.stored, Experiment.from_dict(definition).arm(arm)
+                                                         .build_config(engine.config)).related(ANCHOR, k=5, now=now)]
+                 for arm in ("control", "fresh")}
+        for b in bodies:  # the first from the app, the others assembled by the response cache: all the same merge
+            merged, _ = team_draft(lists["control"], lists["fresh"], 5, impression_rng(b["impression_id"]))
+            assert [i["article_id"] for i in b["items"]] == merged
+        assert bodies[1]["items"][0].keys() == bodies[0]["items"][0].keys()  # rendered alike (no explain fields)
+        assert http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 4, "reader": "reader-000"}).status_code == 200
+        assert through_app == ["related", "related"]  # other parameters: the app ranks (and keeps) them
+        report = http.get("/v1/experiments/test", headers=AUTH).json()["report"]
+        assert {r["arm"]: r["impressions"] for r in report["rows"]} == {"control": 7, "fresh": 7}
