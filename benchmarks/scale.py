@@ -14,8 +14,11 @@ efSearch 128, the engine's automatic choice) over ``--size`` vectors; each night
 (half edited: their vector moves, half taken down, and as many new ones published) and the index is updated
 (``index_update.updated``: tombstones + appends; compaction past ``max_dead_fraction``). Each night records the
 update's seconds, the tombstone share, recall@10 of ``--queries`` sampled articles against exact search over the
-night's vectors, and how many taken-down articles were returned (must be 0). A from-scratch build of the last
-night's vectors gives the full-rebuild time and its recall for comparison. Writes out/scale-index-<size>.json.
+night's vectors, and how many taken-down articles were returned (must be 0), first at the configured efSearch,
+then after the build's calibration (``build/index_calibration.py``: the efSearch doubled until recall@10 of its
+own seeded 500-article sample reaches 0.95), measured on the night's other sample (chosen on one sample, reported
+on another). A from-scratch build of the last night's vectors gives the full-rebuild time and its recall for
+comparison (``--no-scratch`` skips it). Writes out/scale-index-<size>.json.
 
 ``pipeline``: real text (``build_100k.corpus``: Reuters + BBC expanded into sentence-rotated variants) through the
 whole ``rebuild``, perturbed vectors. A full build, then ``--nights`` rebuilds with 1% of the articles edited
@@ -44,6 +47,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from scale_support import churn, mixed, seed_vectors  # noqa: E402
 
+from recommender.build.index_calibration import calibrated  # noqa: E402
 from recommender.build.index_update import updated  # noqa: E402
 from recommender.config import IndexConfig  # noqa: E402
 from recommender.storage.index import FaissIndex, exact_search, recall_at_k  # noqa: E402
@@ -121,17 +125,31 @@ def run_index(args: argparse.Namespace) -> dict:
         if next_index is None:
             mode, next_index = "compaction (full build)", FaissIndex.build(fresh, config)
         seconds = time.perf_counter() - started
-        index, vectors = next_index, fresh
+        index, vectors = next_index.searching_with(config.ef_search), fresh
+        state = rng.bit_generator.state
         recall, leaked = recall_night(index, vectors, ids, removed_ids, args.queries, rng)
+        rng.bit_generator.state = state  # the same held-out sample for both efSearch values
+        started = time.perf_counter()
+        index, calibration = calibrated(index, vectors, config)
+        calibration_seconds = time.perf_counter() - started
+        tuned_recall, tuned_leaked = recall_night(index, vectors, ids, removed_ids, args.queries, rng)
         nights.append({"night": night, "mode": mode, "seconds": round(seconds, 2), "articles": len(vectors),
                        "rows_total": index.rows_total, "dead_share": round(index.dead_rows / index.rows_total, 4),
-                       "recall_at_10": round(recall, 4), "removed_returned": leaked})
+                       "recall_at_10": round(recall, 4), "removed_returned": leaked + tuned_leaked,
+                       "calibrated_ef_search": calibration.ef_search,
+                       "calibrated_recall_at_10": round(tuned_recall, 4),
+                       "calibration_seconds": round(calibration_seconds, 2),
+                       "calibration": calibration.to_dict()})
         print(json.dumps(nights[-1]), flush=True)
-    started = time.perf_counter()
-    scratch = FaissIndex.build(vectors, config)
-    scratch_seconds = time.perf_counter() - started
-    scratch_recall, _ = recall_night(scratch, vectors, ids, removed_ids, args.queries, np.random.default_rng(1))
+    scratch_seconds = scratch_recall = None
+    if not args.no_scratch:
+        started = time.perf_counter()
+        scratch = FaissIndex.build(vectors, config)
+        scratch_seconds = round(time.perf_counter() - started, 1)
+        scratch_recall = round(recall_night(scratch, vectors, ids, removed_ids, args.queries,
+                                            np.random.default_rng(1))[0], 4)
     final_recall, _ = recall_night(index, vectors, ids, removed_ids, args.queries, np.random.default_rng(1))
+    latency = _latency_by_ef(index, vectors, sorted({config.ef_search, index.config.ef_search}))
     import faiss
 
     started = time.perf_counter()
@@ -140,19 +158,37 @@ def run_index(args: argparse.Namespace) -> dict:
     incremental = [n["seconds"] for n in nights if n["mode"] == "incremental"]
     return {
         "vectors": f"{args.size} perturbations of {len(seed)} real all-MiniLM-L6-v2 embeddings of Reuters/BBC articles",
-        "index": "HNSW32,Flat efConstruction 80 efSearch 128", "churn_per_night": args.churn,
+        "index": "HNSW32,Flat efConstruction 80 efSearch 128 (calibrated per night to recall@10 0.95)",
+        "churn_per_night": args.churn,
         "max_dead_fraction": args.max_dead_fraction, "queries_per_night": args.queries,
         "night0_full_build_seconds": round(build_seconds, 1), "night0_recall_at_10": round(recall0, 4),
         "nights": nights, "incremental_update_seconds_median": round(float(np.median(incremental)), 2)
         if incremental else None,
         "min_recall_at_10": min(n["recall_at_10"] for n in nights),
+        "min_calibrated_recall_at_10": min(n["calibrated_recall_at_10"] for n in nights),
+        "calibrated_ef_search_by_night": [n["calibrated_ef_search"] for n in nights],
+        "single_query_ms_by_ef_search": latency,
         "removed_returned_total": sum(n["removed_returned"] for n in nights),
-        "last_night": {"incremental_recall_at_10": round(final_recall, 4),
-                       "from_scratch_recall_at_10": round(scratch_recall, 4),
-                       "from_scratch_build_seconds": round(scratch_seconds, 1)},
+        "last_night": {"incremental_recall_at_10_calibrated": round(final_recall, 4),
+                       "from_scratch_recall_at_10": scratch_recall, "from_scratch_build_seconds": scratch_seconds},
         "index_bytes": index_bytes, "serialise_seconds": round(serialise_seconds, 2),
         "peak_rss_gib": round(_peak_rss_gib(), 2),
     }
+
+
+def _latency_by_ef(index: FaissIndex, vectors: np.ndarray, values: list[int], queries: int = 2000) -> dict:
+    """Median and p99 milliseconds of single-vector searches (k=10) at each efSearch, interleaved in one loop."""
+    rng = np.random.default_rng(2)
+    sample = vectors[rng.choice(len(vectors), size=queries, replace=False)]
+    searchers = {ef: index.searching_with(ef) for ef in values}
+    times: dict[int, list[float]] = {ef: [] for ef in values}
+    for row in sample:
+        for ef, searcher in searchers.items():
+            started = time.perf_counter()
+            searcher.search(row[None, :], 10)
+            times[ef].append((time.perf_counter() - started) * 1000)
+    return {str(ef): {"p50_ms": round(float(np.median(t)), 3), "p99_ms": round(float(np.percentile(t, 99)), 3)}
+            for ef, t in times.items()}
 
 
 def _peak_rss_gib() -> float:
@@ -173,6 +209,7 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=0.01)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--max-dead-fraction", type=float, default=IndexConfig().max_dead_fraction)
+    parser.add_argument("--no-scratch", action="store_true", help="skip the from-scratch build after the last night")
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()

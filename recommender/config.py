@@ -94,7 +94,11 @@ class IndexConfig:
         factory: a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8"); None chooses by size.
         exact_max_count: up to this many vectors the exact "Flat" index is used when factory is None.
         hnsw_m: HNSW graph degree of the automatic approximate index.
-        ef_search / ef_construction: HNSW efSearch (recall/latency trade-off) and efConstruction.
+        ef_search / ef_construction: HNSW efSearch (recall/latency trade-off) and efConstruction; ef_search is
+            where a build's calibration starts.
+        recall_target: a build raises efSearch (doubling, up to ``max_ef_search``) until recall@10 of
+            ``calibration_queries`` sampled articles against exact search reaches this
+            (``build/index_calibration.py``); 0 serves ``ef_search`` as it is.
         nprobe: IVF lists probed at query time.
         incremental: a rebuild updates the current HNSW index (tombstones + appends, ``build/index_update.py``).
         max_dead_fraction: past this share of tombstone rows the rebuild compacts (builds the index in full).
@@ -105,14 +109,21 @@ class IndexConfig:
     hnsw_m: int = 32
     ef_search: int = 128
     ef_construction: int = 80
+    recall_target: float = 0.95
+    max_ef_search: int = 1024
+    calibration_queries: int = 500
     nprobe: int = 32
     incremental: bool = True
     max_dead_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("exact_max_count", "hnsw_m", "ef_search", "ef_construction", "nprobe"):
+        for name in ("exact_max_count", "hnsw_m", "ef_search", "ef_construction", "nprobe", "max_ef_search",
+                     "calibration_queries"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _require(0 <= self.max_dead_fraction < 1, f"max_dead_fraction must be in [0, 1), got {self.max_dead_fraction}")
+        _require(0 <= self.recall_target <= 1, f"recall_target must be in [0, 1], got {self.recall_target}")
+        _require(self.max_ef_search >= self.ef_search, f"max_ef_search ({self.max_ef_search}) must be >= ef_search "
+                 f"({self.ef_search})")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ exact or IVF index) the index is built in full, and a damaged file says so in a 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..errors import IndexFormatError
 from ..storage import layout
 from ..storage.index import FaissIndex, choose_factory
 from .current import Current, verified
+from .index_calibration import Calibration, calibrated
 
 log = logging.getLogger("recommender.build")
 _COMPARE_BATCH = 65_536
@@ -42,6 +43,7 @@ class IndexUpdate:
         reason: why a full build was chosen (empty for incremental).
         appended: vectors added to the current index (incremental) or indexed (full).
         tombstoned: rows that became tombstones this build.
+        calibration: the efSearch the index searches with, and the recall that chose it.
     """
 
     index: FaissIndex
@@ -49,11 +51,18 @@ class IndexUpdate:
     reason: str
     appended: int
     tombstoned: int
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the manifest's ``source.index``)."""
         return {"mode": self.mode, "reason": self.reason, "appended": self.appended, "tombstoned": self.tombstoned,
-                "rows_total": self.index.rows_total, "dead_rows": self.index.dead_rows}
+                "rows_total": self.index.rows_total, "dead_rows": self.index.dead_rows,
+                "calibration": self.calibration.to_dict() if self.calibration else None}
+
+    def calibrated(self, vectors: np.ndarray, config: IndexConfig) -> IndexUpdate:
+        """This update with its index searching at the calibrated efSearch (``index_calibration``)."""
+        index, calibration = calibrated(self.index, vectors, config)
+        return replace(self, index=index, calibration=calibration)
 
 
 def index_articles(vectors: np.ndarray, ids: list[str], keys: list[str], current: Current | None,

@@ -170,9 +170,10 @@ def embed_stage(run: BuildRun) -> None:
 
 
 def index_stage(run: BuildRun) -> None:
-    """The FAISS index over the vectors: the current build's HNSW updated, or a new one (``index_update``)."""
-    run.index_update = index_articles(run.vectors, run.ids, run.keys, run.current, run.embedder.identity,
-                                      run.config.index)
+    """The FAISS index over the vectors: the current build's HNSW updated, or a new one (``index_update``),
+    searching at the efSearch that reaches the recall target (``index_calibration``)."""
+    update = index_articles(run.vectors, run.ids, run.keys, run.current, run.embedder.identity, run.config.index)
+    run.index_update = update.calibrated(run.vectors, run.config.index)
     run.index = run.index_update.index
 
 

@@ -10,6 +10,7 @@ and returns positions, so a removed article is never found and callers see the s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -75,6 +76,10 @@ class FaissIndex:
         index.add(vectors)
         return cls(index, factory, config)
 
+    def searching_with(self, ef_search: int) -> FaissIndex:
+        """This index searching with another HNSW efSearch (the FAISS index is shared, not copied)."""
+        return FaissIndex(self.index, self.factory, replace(self.config, ef_search=ef_search), self.positions)
+
     @property
     def count(self) -> int:
         """Number of indexed articles (tombstones not counted)."""
@@ -120,9 +125,10 @@ class FaissIndex:
         k = min(k, max(self.count, 1))
         if self._params is None:
             scores, rows = self.index.search(queries, k)
+        else:
+            scores, rows = self.index.search(queries, k, params=self._params)
+        if self.positions is None:
             return rows.astype(np.int64), scores.astype(np.float32)
-        scores, rows = self.index.search(queries, k, params=self._params)
-        assert self.positions is not None  # set with _params
         found = np.where(rows >= 0, self.positions[np.maximum(rows, 0)], -1)
         return found.astype(np.int64), scores.astype(np.float32)
 
@@ -162,13 +168,15 @@ class FaissIndex:
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
             ivf.nprobe = self.config.nprobe
+        module: Any = faiss  # the stubs lack the SWIG keyword constructors of the search parameters
         if self.positions is None:
+            if hnsw is not None:  # per search, so two FaissIndex objects over one FAISS index keep their own
+                self._params = module.SearchParametersHNSW(efSearch=self.config.ef_search)
             return
         # FAISS filters the tombstones during the graph walk (they still route it); the bitmap must outlive
         # the selector, which keeps only a pointer to it.
         self._bitmap = np.packbits(self.positions >= 0, bitorder="little")
         selector = faiss.IDSelectorBitmap(len(self.positions), faiss.swig_ptr(self._bitmap))
-        module: Any = faiss  # the stubs lack the SWIG keyword constructors of the search parameters
         if hnsw is not None:
             self._params = module.SearchParametersHNSW(sel=selector, efSearch=self.config.ef_search)
         elif ivf is not None:

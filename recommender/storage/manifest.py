@@ -81,6 +81,7 @@ class _Index(_Strict):
     count: int = Field(ge=0)
     dims: int = Field(ge=1)
     neighbour_count: int = Field(ge=0)
+    ef_search: int | None = Field(default=None, ge=1)  # the calibrated efSearch (build/index_calibration.py)
 
 
 class _File(_Strict):

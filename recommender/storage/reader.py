@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -69,7 +69,8 @@ def read_build(path: str | Path, verify: bool = True, index_config: IndexConfig 
     Args:
         path: a build directory, an indexes root (its ``current`` is resolved once) or a ``current`` link.
         verify: check every file's sha256 against the manifest.
-        index_config: search parameters (efSearch, nprobe) for the index; default: the build's own.
+        index_config: search parameters (efSearch, nprobe) for the index; default: the build's own (its
+            calibrated efSearch, ``manifest.index.ef_search``, unless ``index_config`` sets another).
         mmap: memory-map the large arrays and the index instead of reading them into memory.
 
     Raises:
@@ -80,8 +81,12 @@ def read_build(path: str | Path, verify: bool = True, index_config: IndexConfig 
     config = BuildConfig.from_dict(as_built(manifest.build.get("config", {})))
     positions = (np.load(directory / layout.INDEX_POSITIONS) if layout.INDEX_POSITIONS in manifest.files
                  else None)
-    index = FaissIndex.load(directory / layout.INDEX, manifest.index["factory"], index_config or config.index,
-                            mmap=mmap, positions=positions)
+    search = index_config or config.index
+    if "ef_search" in manifest.index and search.ef_search == config.index.ef_search:
+        # The build's calibrated efSearch (``build/index_calibration.py``), unless the caller asks for another.
+        search = replace(search, ef_search=int(manifest.index["ef_search"]))
+    index = FaissIndex.load(directory / layout.INDEX, manifest.index["factory"], search, mmap=mmap,
+                            positions=positions)
     import pyarrow.parquet as pq
 
     present = set(pq.read_schema(directory / layout.ARTICLES).names)
