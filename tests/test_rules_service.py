@@ -85,6 +85,26 @@ def test_rules_over_http_act_in_the_lists_and_are_logged(root, embedder, clock):
         assert log[1]["rule"]["article_id"] == base[0]
 
 
+def test_a_rule_written_elsewhere_is_compiled_by_the_background_sync_not_by_the_next_list(root, embedder, clock):
+    from recommender.live.rules import RuleStore
+    from recommender.query.rules import Rule
+    from recommender.times import epoch_hours
+
+    with app_client(root, embedder, clock) as http:
+        service = http.app.state.service
+        blocked = related(http)[0]["article_id"]
+        store = RuleStore(root / "rules.sqlite")  # another worker's write
+        store.add_many([Rule.from_dict({"id": "elsewhere", "kind": "block", "article_id": blocked,
+                                        "author": "desk", "reason": "test"})])
+        store.close()
+        engine = service.served.recommender
+        service.live.sync()  # what the loop reads first: the rules are known, not compiled yet
+        assert not engine.rules.ready(engine.listed(), float(epoch_hours(clock())))
+        service.sync_live()  # one round of the background loop
+        assert engine.rules.ready(engine.listed(), float(epoch_hours(clock())))
+        assert blocked not in [i["article_id"] for i in related(http)]
+
+
 def test_conflicts_and_bad_rules_are_422s_that_name_the_problem(root, embedder, clock):
     with app_client(root, embedder, clock) as http:
         victim = related(http)[0]["article_id"]

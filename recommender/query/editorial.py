@@ -259,6 +259,11 @@ class RuleBook:
             self._compiled = compiled
             return compiled
 
+    def ready(self, listed: ListedArticles, now_hours: float) -> bool:
+        """Whether the rules as last read are compiled for ``listed`` at ``now_hours`` (a list would not wait)."""
+        cached = self._compiled
+        return cached is not None and cached.holds(listed, self.ruleset, now_hours)
+
     def for_list(self, kind: str, listed: ListedArticles, now_hours: float, anchor: Anchor | None,
                  section: str | None) -> ListRules:
         """The rules of one list beside ``anchor`` (None: free text, plain popular)."""

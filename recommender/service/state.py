@@ -137,9 +137,12 @@ class ServiceState:
             arm.refresh_popularity()
 
     def sync_live(self) -> None:
-        """Pick up what other processes wrote: the live state and the experiments."""
+        """Pick up what other processes wrote (the live state and the experiments) and compile the rules they
+        make."""
         self.live.sync()
         self.experiments.store.sync()
+        for recommender in (self.served.recommender, *self.experiments.arm_recommenders()):
+            recommender.prepare()  # the rules compiled here, not by the next request
         self.update_gauges()  # each worker's own gauges stay current, whichever worker answers a scrape
 
     def check_reload(self) -> bool:
