@@ -124,7 +124,7 @@ def run_neighbours(args: argparse.Namespace) -> dict:
         row: dict = {}
         exact, exact_rows = _time_precompute(vectors, "Flat", IndexConfig(), queries, full=size <= args.exact_full_max)
         row["exact_Flat"] = exact
-        config = IndexConfig(hnsw_m=32, ef_construction=80, ef_search=128)  # the engine's automatic choice
+        config = IndexConfig(hnsw_m=32, ef_construction=80, ef_search=128)  # the engine's choice when measured
         measured, rows = _time_precompute(vectors, "HNSW32,Flat", config, queries, full=size <= args.full_max)
         measured["recall_at_10_vs_exact"] = round(recall_at_k(rows[:, :10], exact_rows[:, :10]), 4)
         measured["recall_at_50_vs_exact"] = round(recall_at_k(rows, exact_rows), 4)

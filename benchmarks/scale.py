@@ -9,16 +9,17 @@ Vectors: ``--seed-texts`` real Reuters-21578/BBC articles embedded with the defa
 (benchmarks/out/scale-seed-vectors.npy), every other vector a perturbation of those (``scale_support``): real
 anisotropy, no semantic neighbours. Stated in each JSON.
 
-``index``: the index stage alone, as ``recommender.build.index_update`` runs it. Night 0 builds HNSW32 (efC 80,
-efSearch 128, the engine's automatic choice) over ``--size`` vectors; each night ``--churn`` of the articles change
-(half edited: their vector moves, half taken down, and as many new ones published) and the index is updated
-(``index_update.updated``: tombstones + appends; compaction past ``max_dead_fraction``). Each night records the
-update's seconds, the tombstone share, recall@10 of ``--queries`` sampled articles against exact search over the
-night's vectors, and how many taken-down articles were returned (must be 0), first at the configured efSearch,
-then after the build's calibration (``build/index_calibration.py``: the efSearch doubled until recall@10 of its
-own seeded 500-article sample reaches 0.95), measured on the night's other sample (chosen on one sample, reported
-on another). A from-scratch build of the last night's vectors gives the full-rebuild time and its recall for
-comparison (``--no-scratch`` skips it). Writes out/scale-index-<size>.json.
+``index``: the index stage alone, as ``recommender.build.index_update`` runs it. Night 0 builds HNSW32 (the engine's
+defaults: efConstruction 200, efSearch 128; ``--ef-construction`` / ``--hnsw-m`` change them) over ``--size``
+vectors; each night ``--churn`` of the articles change (half edited: their vector moves, half taken down, and as
+many new ones published) and the index is updated (``index_update.updated``: tombstones + appends; compaction past
+``max_dead_fraction``). Each night records the update's seconds, the tombstone share, recall@10 of ``--queries``
+sampled articles against exact search over the night's vectors, and how many taken-down articles were returned (must
+be 0), first at the configured efSearch, then after the build's calibration (``build/index_calibration.py``: the
+efSearch doubled until recall@10 of its own seeded 500-article sample reaches 0.95), measured on the night's other
+sample (chosen on one sample, reported on another). A from-scratch build of the last night's vectors gives the full-
+rebuild time and its recall for comparison (``--no-scratch`` skips it). Writes out/scale-index-<size>.json
+(``-m<M>-efc<efC>`` added when those differ from the engine's).
 
 ``pipeline``: real text (``build_100k.corpus``: Reuters + BBC expanded into sentence-rotated variants) through the
 whole ``rebuild``, perturbed vectors. A full build, then ``--nights`` rebuilds with 1% of the articles edited
@@ -53,7 +54,7 @@ from recommender.config import IndexConfig  # noqa: E402
 from recommender.storage.index import FaissIndex, exact_search, recall_at_k  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
-ENGINE_HNSW = IndexConfig(factory="HNSW32,Flat", hnsw_m=32, ef_construction=80, ef_search=128)
+ENGINE_HNSW = IndexConfig(factory="HNSW32,Flat")  # the engine's defaults above 50k articles
 
 
 def machine() -> str:
@@ -94,7 +95,9 @@ def run_index(args: argparse.Namespace) -> dict:
     vectors = mixed(seed, rng, args.size)
     ids = np.arange(args.size, dtype=np.int64)
     next_id, removed_ids = args.size, set()
-    config = IndexConfig(**{**ENGINE_HNSW.__dict__, "max_dead_fraction": args.max_dead_fraction})
+    config = IndexConfig(**{**ENGINE_HNSW.__dict__, "max_dead_fraction": args.max_dead_fraction,
+                            "ef_construction": args.ef_construction, "hnsw_m": args.hnsw_m,
+                            "factory": f"HNSW{args.hnsw_m},Flat"})
     started = time.perf_counter()
     index = FaissIndex.build(vectors, config)
     build_seconds = time.perf_counter() - started
@@ -158,7 +161,8 @@ def run_index(args: argparse.Namespace) -> dict:
     incremental = [n["seconds"] for n in nights if n["mode"] == "incremental"]
     return {
         "vectors": f"{args.size} perturbations of {len(seed)} real all-MiniLM-L6-v2 embeddings of Reuters/BBC articles",
-        "index": "HNSW32,Flat efConstruction 80 efSearch 128 (calibrated per night to recall@10 0.95)",
+        "index": f"HNSW{args.hnsw_m},Flat efConstruction {args.ef_construction} efSearch 128 (calibrated per night "
+                 f"to recall@10 0.95)",
         "churn_per_night": args.churn,
         "max_dead_fraction": args.max_dead_fraction, "queries_per_night": args.queries,
         "night0_full_build_seconds": round(build_seconds, 1), "night0_recall_at_10": round(recall0, 4),
@@ -210,13 +214,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--max-dead-fraction", type=float, default=IndexConfig().max_dead_fraction)
     parser.add_argument("--no-scratch", action="store_true", help="skip the from-scratch build after the last night")
+    parser.add_argument("--ef-construction", type=int, default=ENGINE_HNSW.ef_construction)
+    parser.add_argument("--hnsw-m", type=int, default=ENGINE_HNSW.hnsw_m)
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.part == "index":
-        result, name = run_index(args), f"scale-index-{args.size}.json"
+        suffix = "" if (args.hnsw_m, args.ef_construction) == (ENGINE_HNSW.hnsw_m, ENGINE_HNSW.ef_construction) \
+            else f"-m{args.hnsw_m}-efc{args.ef_construction}"
+        result, name = run_index(args), f"scale-index-{args.size}{suffix}.json"
     elif args.part == "pipeline":
         from scale_pipeline import run_pipeline
 
