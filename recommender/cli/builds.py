@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Callable, cast
 
 import typer
 
@@ -60,6 +61,24 @@ def info(indexes: Path = INDEXES, verify: bool = typer.Option(False, "--verify",
     run(action)
 
 
+def _no_progress_bars() -> None:
+    """No model-loading progress bars on stderr (the rebuild's JSON log owns it)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (reads the variable at import): switch it off
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+def _metric_gate(name: str | None, cache: Path | None) -> Callable[[Path], float] | None:
+    """The quality metric ``--metric-gate`` names (None: none)."""
+    if name is None:
+        return None
+    if name != "semeval":
+        raise ValueError(f"--metric-gate {name!r} is unknown; use semeval")
+    from ..evaluation.gate import semeval_gate
+
+    return semeval_gate(os.environ.get("RECOMMENDER_DATA", "../shared/data"), cache_path=cache)
+
+
 @app.command()
 def rebuild(
     articles: str = typer.Option(..., "--articles", help="Catalogue: .csv/.jsonl/.parquet/MIND .tsv, or "
@@ -82,16 +101,12 @@ def rebuild(
     """Nightly rebuild: incremental, gated, published atomically. Exit codes: 0 published (or dry run passed),
     1 other failure (nothing published), 2 input invalid, 3 a quality gate failed (nothing published),
     4 another rebuild is running."""
-    import os
-
     from ..errors import GateFailedError, InvalidCatalogueError, RebuildLockedError, RecommenderError
     from .runlog import EXIT_FAILED, EXIT_GATE_FAILED, EXIT_INVALID_INPUT, EXIT_LOCKED, RunLog, pause_at
 
     log = RunLog()
-    if log.as_json:  # keep stderr pure JSON lines: no model-loading progress bars
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        if "transformers" in sys.modules:  # already imported (reads the variable at import): switch it off
-            sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if log.as_json:  # keep stderr pure JSON lines
+        _no_progress_bars()
     try:
         from ..build.executors import RayConfig, make_executor
         from ..build.rebuild import rebuild as run_rebuild
@@ -99,16 +114,9 @@ def rebuild(
         config = build_config(config_file)
         chosen = make_executor(executor, RayConfig(address=ray_address, num_actors=ray_actors,
                                                    num_gpus_per_actor=ray_gpus))
-        metric = None
-        if metric_gate == "semeval":
-            from ..evaluation.gate import semeval_gate
-
-            metric = semeval_gate(os.environ.get("RECOMMENDER_DATA", "../shared/data"), cache_path=cache)
-        elif metric_gate is not None:
-            raise ValueError(f"--metric-gate {metric_gate!r} is unknown; use semeval")
         report = run_rebuild(source(articles), indexes, views_source=source(views), config=config, cache_path=cache,
                              progress=not log.as_json, publish=not dry_run, on_stage=log.stage, executor=chosen,
-                             metric=metric, metric_name=metric_gate or "metric",
+                             metric=_metric_gate(metric_gate, cache), metric_name=metric_gate or "metric",
                              checkpoint=pause_at(os.environ.get("RECOMMENDER_PAUSE_AT"), log))
     except RebuildLockedError as exc:
         log.event("error", f"error: {exc}", kind="locked", message=str(exc))

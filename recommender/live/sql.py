@@ -61,13 +61,20 @@ def utc_stamp() -> str:
 
 
 @contextlib.contextmanager
-def read(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
-    """A connection whose database errors become ``StoreUnavailableError`` naming ``what`` (a 503, not a 500)."""
+def _unavailable_as_503(open_connection: Callable[[], contextlib.AbstractContextManager[sa.Connection]],
+                        failure: str) -> Iterator[sa.Connection]:
+    """A connection from ``open_connection`` (called inside, so a failed connect is caught too), its database
+    errors raised as ``StoreUnavailableError`` (a 503, not a 500)."""
     try:
-        with engine.connect() as connection:
+        with open_connection() as connection:
             yield connection
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreUnavailableError(f"{what} cannot be read: {exc}") from exc
+        raise StoreUnavailableError(f"{failure}: {exc}") from exc
+
+
+def read(engine: sa.Engine, what: str) -> contextlib.AbstractContextManager[sa.Connection]:
+    """A connection whose database errors become ``StoreUnavailableError`` naming ``what``."""
+    return _unavailable_as_503(engine.connect, f"{what} cannot be read")
 
 
 def rows_if_changed(engine: sa.Engine, log: sa.Table, table: sa.Table, seen: object, what: str,
@@ -81,14 +88,9 @@ def rows_if_changed(engine: sa.Engine, log: sa.Table, table: sa.Table, seen: obj
         return token, list(connection.execute(sa.select(table)).mappings().all())
 
 
-@contextlib.contextmanager
-def written(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
-    """A transaction whose database errors become ``StoreUnavailableError`` naming ``what`` (a 503, not a 500)."""
-    try:
-        with engine.begin() as connection:
-            yield connection
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreUnavailableError(f"{what} cannot be written now: {exc}") from exc
+def written(engine: sa.Engine, what: str) -> contextlib.AbstractContextManager[sa.Connection]:
+    """A transaction whose database errors become ``StoreUnavailableError`` naming ``what``."""
+    return _unavailable_as_503(engine.begin, f"{what} cannot be written now")
 
 
 def create_tables(engine: sa.Engine, metadata: sa.MetaData, what: str,

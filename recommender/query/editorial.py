@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..times import epoch_hours
-from .rules import RuleSet, RuleSource
+from .rules import Rule, RuleSet, RuleSource
 from .table import Anchor, ArticleTable, ListedArticles
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -104,25 +104,6 @@ class Editorial:
         scoped: dict[str, dict[str, list[int]]] = {"section": {}, "beside": {}, "beside_tag": {}}
         guardrails: dict[str, set[str]] = {}
         pins: dict[tuple[str, str, str], list[Pin]] = {}
-        multiply, add = np.ones(n), np.zeros(n)
-        boost_owner = np.full(n, -1, dtype=np.int32)
-        boost_rules: list[tuple[str, str]] = []
-        # Boosts and buries: each (criterion, value) is matched against the rows once, and rules with the same
-        # criteria act together (their effects multiply and add up in any order).
-        matches: dict[tuple[str, str], np.ndarray] = {}
-        columns = {"section": sections, "byline": authors}
-        grouped: dict[tuple[tuple[str, str], ...], list] = {}
-
-        def rows_matching(criteria: tuple[tuple[str, str], ...]) -> np.ndarray:
-            match = np.ones(n, dtype=bool)
-            for key in criteria:
-                if key not in matches:
-                    criterion, value = key
-                    matches[key] = (np.fromiter((value in row_tags for row_tags in tags), dtype=bool, count=n)
-                                    if criterion == "tag" else columns[criterion] == value)
-                match &= matches[key]
-            return match
-        aged: list[AgedBoost] = []
         for rule in active:
             target = rule.target
             row = row_of.get(str(target.get("article_id", "")))
@@ -149,37 +130,15 @@ class Editorial:
                     key = str(story_ids[story_row])
                 pins.setdefault((target["list"], scope, key), []).append(
                     Pin(row, int(target["position"]), rule.label, rule.id))
-            elif rule.kind in ("boost", "bury"):
-                criteria = tuple((c, str(target[c]).casefold() if c == "tag" else str(target[c]))
-                                 for c in ("section", "byline", "tag") if c in target)
-                effect = float(target.get("multiply", 1.0)), float(target.get("add", 0.0))
-                label = rule.label if rule.kind == "boost" else ""
-                if "min_age_hours" in target or "max_age_hours" in target:
-                    aged.append(AgedBoost(np.flatnonzero(rows_matching(criteria)),
-                                          float(target.get("min_age_hours", -np.inf)),
-                                          float(target.get("max_age_hours", np.inf)), *effect, label, rule.id))
-                    continue
-                group = grouped.setdefault(criteria, [1.0, 0.0, (label, rule.id)])  # the first rule names it
-                group[0] *= effect[0]
-                group[1] += effect[1]
-        for criteria, (times, plus, first) in grouped.items():  # in the order of each group's first rule
-            match = rows_matching(criteria)
-            multiply[match] *= times
-            add[match] += plus
-            boost_owner[match & (boost_owner < 0)] = len(boost_rules)
-            boost_rules.append(first)
-        row_guards = {r: t & guardrails.keys() for r, t in enumerate(tags) if t & guardrails.keys()}
-        tag_rows: dict[str, list[int]] = {}
-        for r, guarded in row_guards.items():
-            for tag in guarded:
-                tag_rows.setdefault(tag, []).append(r)
+        multiply, add, boost_owner, boost_rules, aged = _boosts(active, {"section": sections, "byline": authors},
+                                                                tags, n)
+        row_guards, tag_rows = _guarded_rows(tags, guardrails)
         valid_from, valid_until = rules.validity(now_hours)
         return cls(blocked=blocked, not_before=not_before, in_section=_arrays(scoped["section"]),
                    beside=_arrays(scoped["beside"]), beside_tag=_arrays(scoped["beside_tag"]),
                    guardrails={t: frozenset(v) for t, v in guardrails.items()},
-                   row_guards={r: frozenset(t) for r, t in row_guards.items()}, tag_rows=_arrays(tag_rows),
-                   multiply=multiply, add=add, boost_owner=boost_owner, boost_rules=tuple(boost_rules),
-                   aged=tuple(aged),
+                   row_guards=row_guards, tag_rows=_arrays(tag_rows), multiply=multiply, add=add,
+                   boost_owner=boost_owner, boost_rules=boost_rules, aged=aged,
                    pins={k: tuple(sorted(v, key=lambda p: p.position)) for k, v in pins.items()},
                    valid_from=valid_from, valid_until=valid_until, key=(listed.seq, rules.seq))
 
@@ -219,6 +178,64 @@ class Editorial:
             pins += self.pins.get((kind, "story", anchor_story), ()) if anchor_story is not None else ()
         return ListRules(self, now_hours, np.unique(np.concatenate(excluded)), anchor_row,
                          tuple(sorted(pins, key=lambda p: p.position)))
+
+
+def _boosts(active: Sequence[Rule], columns: Mapping[str, np.ndarray], tags: list[frozenset[str]], n: int,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[str, str], ...], tuple[AgedBoost, ...]]:
+    """The boosts and buries among ``active``: (N,) multiply and add of those without an age range, the index into
+    the (label, rule id) list of the first such rule acting on each row (-1: none), and the aged ones. Each
+    (criterion, value) is matched against the rows once, and rules with the same criteria act together (their
+    effects multiply and add up in any order)."""
+    matches: dict[tuple[str, str], np.ndarray] = {}
+
+    def rows_matching(criteria: tuple[tuple[str, str], ...]) -> np.ndarray:
+        match = np.ones(n, dtype=bool)
+        for key in criteria:
+            if key not in matches:
+                criterion, value = key
+                matches[key] = (np.fromiter((value in row_tags for row_tags in tags), dtype=bool, count=n)
+                                if criterion == "tag" else columns[criterion] == value)
+            match &= matches[key]
+        return match
+
+    grouped: dict[tuple[tuple[str, str], ...], list] = {}
+    aged: list[AgedBoost] = []
+    for rule in active:
+        if rule.kind not in ("boost", "bury"):
+            continue
+        target = rule.target
+        criteria = tuple((c, str(target[c]).casefold() if c == "tag" else str(target[c]))
+                         for c in ("section", "byline", "tag") if c in target)
+        effect = float(target.get("multiply", 1.0)), float(target.get("add", 0.0))
+        label = rule.label if rule.kind == "boost" else ""
+        if "min_age_hours" in target or "max_age_hours" in target:
+            aged.append(AgedBoost(np.flatnonzero(rows_matching(criteria)), float(target.get("min_age_hours", -np.inf)),
+                                  float(target.get("max_age_hours", np.inf)), *effect, label, rule.id))
+            continue
+        group = grouped.setdefault(criteria, [1.0, 0.0, (label, rule.id)])  # the first rule names it
+        group[0] *= effect[0]
+        group[1] += effect[1]
+    multiply, add = np.ones(n), np.zeros(n)
+    boost_owner = np.full(n, -1, dtype=np.int32)
+    boost_rules: list[tuple[str, str]] = []
+    for criteria, (times, plus, first) in grouped.items():  # in the order of each group's first rule
+        match = rows_matching(criteria)
+        multiply[match] *= times
+        add[match] += plus
+        boost_owner[match & (boost_owner < 0)] = len(boost_rules)
+        boost_rules.append(first)
+    return multiply, add, boost_owner, tuple(boost_rules), tuple(aged)
+
+
+def _guarded_rows(tags: list[frozenset[str]], guardrails: Mapping[str, set[str]],
+                  ) -> tuple[dict[int, frozenset[str]], dict[str, list[int]]]:
+    """Each row's case-folded tags that a guardrail names, and each such tag's rows."""
+    row_guards = {r: frozenset(t & guardrails.keys()) for r, t in enumerate(tags) if t & guardrails.keys()}
+    tag_rows: dict[str, list[int]] = {}
+    for r, guarded in row_guards.items():
+        for tag in guarded:
+            tag_rows.setdefault(tag, []).append(r)
+    return row_guards, tag_rows
 
 
 class RuleBook:
