@@ -1,10 +1,12 @@
-"""Writing experiment impressions to the SQLite counter store: random vs time-ordered impression ids.
+"""Writing experiment impressions to the SQLite counter store: random vs time-ordered impression ids, and what
+preparing an impression (on the request) costs against writing it (in the background flush).
 
 Usage: python benchmarks/impression_writes.py [--stored 300000] [--batches 60] [--batch 500] [--out PATH]
 
 Each run opens a fresh counter file, stores ``--stored`` impressions first (a day of a small site's experiment
 lists, which the store keeps for 24 h), then times ``--batches`` flushes of ``--batch`` impressions each through
-``SQLiteExperimentCounts.served_many``, as the service's background loop writes them. Both id kinds run in one
+``SQLiteExperimentCounts.write``, as the service's background loop writes them, each batch prepared first
+(``Batch.of``: counts summed, records serialised; the service does that as it serves). Both id kinds run in one
 process, alternating, so the machine's load hits both alike. Prints and saves JSON (default out/impression_writes.json).
 """
 
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from recommender.experiments.interleaving import new_impression_id
-from recommender.service.experiment_counts import Impression, SQLiteExperimentCounts
+from recommender.service.experiment_counts import Batch, Impression, SQLiteExperimentCounts
 
 ITEMS = tuple(f"syn-{i:06d}" for i in range(10))
 
@@ -35,20 +37,24 @@ def impressions(make_id, n: int) -> list[Impression]:
             for _ in range(n)]
 
 
-def run(make_id, args: argparse.Namespace) -> float:
-    """Microseconds per impression of the timed flushes."""
+def run(make_id, args: argparse.Namespace) -> tuple[float, float]:
+    """Microseconds per impression preparing and writing the timed flushes."""
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteExperimentCounts(Path(folder) / "views.sqlite")
         for start in range(0, args.stored, 5000):
             store.served_many(impressions(make_id, min(5000, args.stored - start)))
-        seconds = 0.0
+        preparing = writing = 0.0
         for _ in range(args.batches):
-            batch = impressions(make_id, args.batch)
+            served = impressions(make_id, args.batch)
             started = time.perf_counter()
-            store.served_many(batch)
-            seconds += time.perf_counter() - started
+            batch = Batch.of(served)
+            prepared = time.perf_counter()
+            store.write(batch)
+            preparing += prepared - started
+            writing += time.perf_counter() - prepared
         store.close()
-    return seconds / (args.batches * args.batch) * 1e6
+    per = 1e6 / (args.batches * args.batch)
+    return preparing * per, writing * per
 
 
 def main() -> None:
@@ -59,9 +65,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "impression_writes.json"))
     args = parser.parse_args()
+    (random_prepare, random_write), (ordered_prepare, ordered_write) = run(random_id, args), run(new_impression_id,
+                                                                                                 args)
     result = {"stored_first": args.stored, "batches": args.batches, "batch": args.batch,
-              "random_id_us_per_impression": round(run(random_id, args), 2),
-              "time_ordered_id_us_per_impression": round(run(new_impression_id, args), 2),
+              "random_id_us_per_impression": round(random_prepare + random_write, 2),
+              "time_ordered_id_us_per_impression": round(ordered_prepare + ordered_write, 2),
+              "time_ordered_prepare_us": round(ordered_prepare, 2), "time_ordered_write_us": round(ordered_write, 2),
               "load_average_at_end": round(os.getloadavg()[0], 1), "date_utc": time.strftime("%Y-%m-%d %H:%M",
                                                                                            time.gmtime())}
     result["ratio"] = round(result["random_id_us_per_impression"] / result["time_ordered_id_us_per_impression"], 2)

@@ -4,8 +4,10 @@ bound, and each arm's ranked list kept for the list cache's lifetime, dropped wh
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -19,6 +21,7 @@ from recommender.service.experiment_counts import Impression, RedisExperimentCou
 from recommender.service.experiment_store import ExperimentStore
 from recommender.service.experiments import Experiments
 from recommender.service.impression_buffer import BufferedCounts
+from recommender.service.kept_lists import KeptLists
 from recommender.service.rendering import rendered
 
 from .service_helpers import AUTH, free_port, make_settings
@@ -30,6 +33,11 @@ FRESH = {"name": "fresh", "settings": {"ranking": {"weight_freshness": 1.0, "wei
 def impression(n: int, experiment: str = "test") -> Impression:
     return Impression(f"impression-{n:04d}", experiment, "ab", "related", "control", ("a", "b", "c"),
                       ("control",) * 3, 490_000)
+
+
+def kept_list(experiments, reader, now, key):
+    """The response cache's fast path: the list of ``reader`` assembled from kept arm lists, or None."""
+    return experiments.serve_kept(experiments.covering("related", reader, now), "related", reader, now, key)
 
 
 def test_impressions_reach_the_store_only_when_flushed_and_all_at_once(tmp_path):
@@ -76,7 +84,9 @@ def test_a_counter_store_that_is_down_keeps_impressions_pending_up_to_the_bound(
     with pytest.raises(redis.exceptions.ConnectionError):
         worker.flush()
     assert worker.pending == 5 and worker.given_up == 2  # the two oldest are given up, and counted
-    assert [i.id for i in worker._pending] == [f"impression-{n:04d}" for n in range(2, 7)]
+    assert [r[0] for r in worker._pending.records] == [f"impression-{n:04d}" for n in range(2, 7)]
+    assert worker._pending.changes()[("test", "imp|control|related|490000")] == 5  # their counts left with them
+    assert worker._pending.changes()[("test", "pimp|control|2")] == 5
 
 
 def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
@@ -104,11 +114,11 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     for results, record in ((first, served), (again, served_again)):  # each the team-draft of the arms' own lists
         merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(record.impression_id))
         assert list(results.ids) == merged
-    kept = experiments.serve_kept("related", "reader-3", now, (ANCHOR, 5))  # the response cache's fast path
+    kept = kept_list(experiments, "reader-3", now, (ANCHOR, 5))  # the response cache's fast path
     assert kept is not None and kept[1].impression_id not in (served.impression_id, served_again.impression_id)
     merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(kept[1].impression_id))
     assert list(kept[0].ids) == merged and len(rankings) == 2  # assembled from the kept lists, nothing ranked
-    assert experiments.serve_kept("related", "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
+    assert kept_list(experiments, "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
     experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
     assert len(rankings) == 4  # another request: ranked
     generation[0] += 1  # a takedown, an upsert, a rule change or a new build
@@ -119,11 +129,17 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     store.close()
 
 
-def test_a_takedown_leaves_the_kept_experiment_lists_at_once(root, embedder):
-    settings = make_settings(root, list_cache_seconds=60)
-    with TestClient(create_app(settings, embedder=embedder)) as http:
-        definition = {"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}
+@contextlib.contextmanager
+def experiment_app(root, embedder, kind: str) -> Iterator[TestClient]:
+    """The app, lists kept 60 s, with experiment "test" running: control against the freshness arm."""
+    with TestClient(create_app(make_settings(root, list_cache_seconds=60), embedder=embedder)) as http:
+        definition = {"name": "test", "kind": kind, "arms": [{"name": "control"}, FRESH]}
         assert http.post("/v1/experiments", json=definition, headers=AUTH).status_code == 201
+        yield http
+
+
+def test_a_takedown_leaves_the_kept_experiment_lists_at_once(root, embedder):
+    with experiment_app(root, embedder, "ab") as http:
         readers = [f"reader-{i:03d}" for i in range(8)]
         before = {r: http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": r}).json()
                   for r in readers}
@@ -183,3 +199,70 @@ def test_kept_experiment_lists_are_served_by_the_response_cache_as_the_app_serve
         assert through_app == ["related", "related"]  # other parameters: the app ranks (and keeps) them
         report = http.get("/v1/experiments/test", headers=AUTH).json()["report"]
         assert {r["arm"]: r["impressions"] for r in report["rows"]} == {"control": 7, "fresh": 7}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_kept_list_past_its_due_age_is_ranked_again_after_the_response_never_served_past_its_lifetime(
+        tmp_path, demo_engine):
+    store = ExperimentStore(tmp_path / "experiments.sqlite")
+    store.create(Experiment.from_dict({"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}),
+                 "test", "")
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+                              lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)))
+    clock = Clock()
+    experiments.kept = KeptLists(60, 100, lambda: 0, timer=clock)
+    rankings: list[float] = []
+    now = demo_engine.clock()
+
+    def compute(engine):
+        rankings.append(clock.now)
+        return rendered(engine.related(ANCHOR, k=5, now=now), explain=False)
+
+    first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert served is not None and len(rankings) == 1
+    clock.now += 29  # younger than half the lifetime (the earliest a list is due): served as kept
+    listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
+    assert listed.ids == first.ids and due == () and len(rankings) == 1
+    clock.now += 20  # past 80% (the latest a list is due): still served as kept, and due once (not twice)
+    listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
+    assert listed.ids == first.ids and due == (("test", served.arm, (ANCHOR, 5)),) and len(rankings) == 1
+    assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] == ()
+    experiments.refresh(due)  # what the response cache runs once the response is sent
+    assert rankings == [1000.0, 1049.0]
+    clock.now += 59  # the new list is 59 s old: kept (and due); the first would have run out 48 s ago
+    assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] != ()
+    clock.now += 2  # nobody asked in time: it ran out, the app ranks the next request
+    assert kept_list(experiments, "reader-1", now, (ANCHOR, 5)) is None
+    experiments.counts.close()
+    store.close()
+
+
+def test_the_response_cache_ranks_due_experiment_lists_after_its_response(root, embedder):
+    with experiment_app(root, embedder, "interleave") as http:
+        service = http.app.state.service
+        clock = Clock()
+        kept = service.experiments.kept = KeptLists(60, 100, service.list_generation, timer=clock)
+        through_app: list[str] = []
+        serve = service.experiments.serve
+        service.experiments.serve = lambda *a, **kw: (through_app.append(a[0]), serve(*a, **kw))[1]
+
+        def made_at() -> set[float]:  # when each kept list was ranked, from when it is due (30-48 s later)
+            return {next(t for t in (1000.0, 1049.0) if 30 <= entry[1] - t <= 48) for entry in kept._cache.values()}
+
+        for n in range(3):
+            response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": f"reader-{n:03d}"})
+            assert response.status_code == 200
+        assert through_app == ["related"] and made_at() == {1000.0}  # both arms ranked once, then assembled
+        clock.now += 49
+        assert http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-004"}).status_code == 200
+        deadline = time.monotonic() + 5
+        while made_at() != {1049.0} and time.monotonic() < deadline:
+            time.sleep(0.01)  # ranked on the event loop after the response
+        assert made_at() == {1049.0} and through_app == ["related"]  # ranked again, no request went to the app

@@ -99,6 +99,7 @@ def test_exact_neighbours_do_not_depend_on_the_faiss_thread_count():
             assert faiss.omp_get_max_threads() == threads
     finally:
         faiss.omp_set_num_threads(before)
-    assert plain[0] != plain[1]  # the unpinned search does differ here (else this test would show nothing)
     assert sharded[0][0].tobytes() == sharded[1][0].tobytes()
     assert sharded[0][1].tobytes() == sharded[1][1].tobytes()
+    if plain[0] == plain[1]:  # the AMD EPYC of 2026-12-01 differs here; the Xeon (AMX) of that evening does not
+        pytest.skip("on this CPU FAISS's Flat search sums alike with 1 and 2 threads: the pinning shows nothing")

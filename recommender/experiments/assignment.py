@@ -60,6 +60,11 @@ def assign(experiment: Experiment, reader_id: str) -> str | None:
                          f"sees both (use in_traffic), none is assigned one arm")
     if not in_traffic(experiment, reader_id):
         return None
+    return arm_in_traffic(experiment, reader_id)
+
+
+def arm_in_traffic(experiment: Experiment, reader_id: str) -> str:
+    """``assign`` for a reader already known to be in the traffic share (``in_traffic``): one hash, not two."""
     point = unit_hash(experiment.name, "arm", reader_id) * sum(a.weight for a in experiment.arms)
     for arm in experiment.arms:
         point -= arm.weight

@@ -14,9 +14,11 @@ merge, and its teams, from the impression id the widget sends back with a click.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import random
-import secrets
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -36,7 +38,34 @@ def new_impression_id() -> str:
     """A fresh opaque impression id: 12 hex digits of the serving time in milliseconds, then 16 URL-safe
     characters (96 random bits). Time first, so the counter store's impression key grows at its end (a random key
     made SQLite's insert 3.5x slower with 300k impressions stored: ``benchmarks/impression_writes.py``)."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_urlsafe(12)}"
+    return f"{time.time_ns() // 1_000_000:012x}{_RANDOM.token()}"
+
+
+class _RandomPool:
+    """96-bit URL-safe tokens cut from ``os.urandom`` read 4 KiB at a time (one system call per 341 ids instead
+    of one per id: ``secrets.token_urlsafe`` was 4% of a worker's time serving experiment lists)."""
+
+    def __init__(self, chunk_bytes: int = 4092) -> None:
+        self.chunk_bytes = chunk_bytes
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the bytes read (a forked child must not reuse its parent's)."""
+        self._bytes = b""
+        self._at = 0
+
+    def token(self) -> str:
+        with self._lock:
+            if self._at + 12 > len(self._bytes):
+                self._bytes, self._at = os.urandom(self.chunk_bytes), 0
+            piece = self._bytes[self._at:self._at + 12]
+            self._at += 12
+        return base64.urlsafe_b64encode(piece).decode("ascii")
+
+
+_RANDOM = _RandomPool()
+os.register_at_fork(after_in_child=_RANDOM.reset)
 
 
 def impression_rng(impression_id: str) -> random.Random:

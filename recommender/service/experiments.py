@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Hashable
 
 from ..errors import UnknownArticleError
-from ..experiments.assignment import assign, in_traffic
+from ..experiments.assignment import arm_in_traffic, in_traffic
 from ..experiments.definition import Arm, Experiment
 from ..experiments.guardrail import Stop, arms_to_stop
 from ..experiments.interleaving import impression_rng, new_impression_id, team_draft
@@ -99,6 +99,7 @@ class Experiments:
         self.arm_loader = arm_loader
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
         self._arms: dict[tuple[str, str], Recommender] = {}
+        self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
         self._lock = threading.Lock()
 
     def forget_arms(self) -> None:
@@ -114,11 +115,18 @@ class Experiments:
 
     def running(self, widget: str, now: datetime) -> list[Running]:
         """The experiments covering ``widget`` now, by name."""
-        return [r for _, r in sorted(self.store.all().items()) if widget in r.experiment.widgets and r.active(now)]
+        token, by_name = self._by_name
+        if token != self.store.token:
+            token = self.store.token
+            by_name = [r for _, r in sorted(self.store.all().items())]
+            self._by_name = token, by_name
+        return [r for r in by_name if widget in r.experiment.widgets and r.active(now)]
 
-    def covers(self, widget: str, reader: str | None, now: datetime) -> bool:
-        """Whether a list of ``widget`` for ``reader`` is served inside an experiment."""
-        return reader is not None and any(in_traffic(r.experiment, reader) for r in self.running(widget, now))
+    def covering(self, widget: str, reader: str | None, now: datetime) -> Running | None:
+        """The first running experiment that covers the widget and the reader: the one its list is served in."""
+        if reader is None:
+            return None
+        return next((r for r in self.running(widget, now) if in_traffic(r.experiment, reader)), None)
 
     def _arm(self, experiment: Experiment, name: str) -> Recommender:
         key = (experiment.name, name)
@@ -135,34 +143,32 @@ class Experiments:
         kept, generation = self.kept.get(full_key)
         if kept is not None:
             return kept[0]
-        listed = compute(self._arm(experiment, arm))
-        self.kept.put(full_key, (listed, k), generation)
+        def remake() -> tuple[RenderedList, int]:
+            return compute(self._arm(experiment, arm)), k
+
+        listed = remake()[0]
+        self.kept.put(full_key, (listed, k), generation, remake)
         return listed
 
     @staticmethod
     def _arms_of(running: Running, reader: str) -> tuple[str, ...]:
-        """The arms whose lists make this reader's list: the A/B arm (control once it is stopped), or both
-        interleaved arms."""
+        """The arms whose lists make the list of a reader it covers: the A/B arm (control once it is stopped), or
+        both interleaved arms."""
         experiment = running.experiment
         if experiment.kind != "ab":
             return tuple(experiment.arm_names)
-        arm = assign(experiment, reader)
-        arm = experiment.control if arm is None or arm in running.stopped else arm
-        assert arm is not None
+        arm = arm_in_traffic(experiment, reader)
+        if arm in running.stopped:
+            assert experiment.control is not None  # an A/B experiment always has one
+            return (experiment.control,)
         return (arm,)
-
-    def _covering(self, widget: str, reader: str | None, now: datetime) -> Running | None:
-        """The first running experiment that covers the widget and the reader."""
-        if reader is None:
-            return None
-        return next((r for r in self.running(widget, now) if in_traffic(r.experiment, reader)), None)
 
     def serve(self, widget: str, reader: str | None, now: datetime, served: Recommender, compute: Compute, k: int,
               key: Hashable) -> tuple[RenderedList, Served | None]:
         """The list for ``reader``: the served build's, or an arm's / an interleaved merge of two arms' inside the
         first running experiment that covers the widget and the reader (counted as an impression). ``key`` names
         the request (its route and parameters): an arm's list for it is kept for the list cache's lifetime."""
-        running = self._covering(widget, reader, now)
+        running = self.covering(widget, reader, now)
         if running is not None:
             assert reader is not None
             try:
@@ -175,20 +181,28 @@ class Experiments:
             return self._impression(running, widget, now, lists, k)
         return compute(served), None
 
-    def serve_kept(self, widget: str, reader: str, now: datetime, key: Hashable,
-                   ) -> tuple[RenderedList, Served] | None:
-        """What ``serve`` would answer, when every arm list it needs is kept (counted as an impression); None
-        when one is not (or no experiment covers the reader): the request goes to the app."""
-        running = self._covering(widget, reader, now)
-        if running is None:
-            return None
-        lists, k = {}, 0
+    def serve_kept(self, running: Running, widget: str, reader: str, now: datetime, key: Hashable,
+                   generation: Hashable = None) -> tuple[RenderedList, Served, tuple[Hashable, ...]] | None:
+        """What ``serve`` would answer inside ``running`` (which covers the reader: ``covering``), when every arm
+        list it needs is kept (counted as an impression), and the kept lists now due to be ranked again (pass
+        them to ``refresh`` once the response is sent); None when one is not kept: the request goes to the
+        app. ``generation``: the caller's reading of the kept lists' generation (None: read it here)."""
+        lists, k, due = {}, 0, []
         for arm in self._arms_of(running, reader):
-            kept, _ = self.kept.get((running.experiment.name, arm, key))
+            full_key = (running.experiment.name, arm, key)
+            kept, stale = self.kept.lookup(full_key, generation)
             if kept is None:
                 return None
             lists[arm], k = kept
-        return self._impression(running, widget, now, lists, k)
+            if stale:
+                due.append(full_key)
+        results, served = self._impression(running, widget, now, lists, k)
+        return results, served, tuple(due)
+
+    def refresh(self, due: tuple[Hashable, ...]) -> None:
+        """Rank kept lists again (``serve_kept``'s due ones), keeping the new lists."""
+        for key in due:
+            self.kept.refresh(key)
 
     def _impression(self, running: Running, widget: str, now: datetime, lists: dict[str, RenderedList], k: int,
                     ) -> tuple[RenderedList, Served]:

@@ -1,6 +1,7 @@
 """Experiment impressions kept in the worker and written in batches, off the request path.
 
-A list served inside an experiment only appends its impression here; the service's background loop writes what
+A list served inside an experiment only adds its impression here (its counts summed, its record serialised:
+``experiment_counts.Batch``); the service's background loop writes what
 is pending every ``experiment_flush_seconds`` in one transaction (SQLite) or one pipelined round trip (Redis). So
 the counter store sees a worker's impressions at most one flush interval late, and a click, a report or a
 guardrail check first writes this worker's own pending impressions. A click that reaches another worker (or
@@ -18,7 +19,7 @@ import threading
 import time
 from typing import Sequence
 
-from .experiment_counts import Credit, ExperimentCounts, Impression
+from .experiment_counts import Batch, Credit, ExperimentCounts, Impression
 
 log = logging.getLogger("recommender.service")
 
@@ -37,14 +38,20 @@ class BufferedCounts:
         self.flush_seconds = flush_seconds
         self.max_pending = max_pending
         self.given_up = 0
-        self._pending: list[Impression] = []
+        self._pending = Batch()
         self._lock = threading.Lock()  # guards _pending
         self._flushing = threading.Lock()  # one flush at a time, so impressions reach the store in order
 
     def served_many(self, impressions: Sequence[Impression]) -> None:
         """Keep impressions for the next flush."""
+        at = time.time()
         with self._lock:
-            self._pending.extend(impressions)
+            self._pending.add(impressions, at)
+
+    def write(self, batch: Batch) -> None:
+        """Keep a prepared batch for the next flush."""
+        with self._lock:
+            self._pending.extend(batch)
 
     @property
     def pending(self) -> int:
@@ -55,17 +62,18 @@ class BufferedCounts:
         """Write every pending impression; the number written. On failure they stay pending and it raises."""
         with self._flushing:
             with self._lock:
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending, Batch()
             if not batch:
                 return 0
             try:
-                self.store.served_many(batch)
+                self.store.write(batch)
             except BaseException:
                 with self._lock:
-                    self._pending[:0] = batch
-                    excess = len(self._pending) - self.max_pending
+                    batch.extend(self._pending)
+                    self._pending = batch
+                    excess = len(batch) - self.max_pending
                     if excess > 0:
-                        del self._pending[:excess]
+                        batch.drop_oldest(excess)
                         self.given_up += excess
                         log.error("experiment counts: %d impressions given up (the counter store has not been "
                                   "writable for %d pending ones)", excess, self.max_pending)

@@ -8,10 +8,16 @@ in bytes and in entries (oldest first out), expired entries are evicted as new o
 at once when the served build or the live state changes (a takedown, upsert or rule change, in any worker, once
 this worker has synced it, or an editorial rule starting or expiring). Only 200 responses are kept; errors always
 go through the app.
+
+A list inside an experiment is its own impression: it is assembled here from the arms' kept lists
+(``Experiments.serve_kept``) with the headers the app sent for the same request (a *template*, kept until the
+generation changes, by whether the live views are degraded, as the app's ``X-Degraded`` header is), and the kept
+lists it found due are ranked again on the event loop right after the response is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import OrderedDict
@@ -36,18 +42,23 @@ def _widget(scope: Scope) -> str:
     return "popular" if scope["path"] == "/v1/popular" else "related"
 
 
-def list_key(scope: Scope) -> tuple:
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters, the last value of each."""
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+def list_key(scope: Scope, query: dict[str, str] | None = None) -> tuple:
     """What names a list request's list (its route and parameters, not who asks): the key of an experiment arm's
-    kept list (``kept_lists.py``)."""
-    return cache_key(scope, vary_origin=False)
+    kept list (``kept_lists.py``). ``query``: the parsed query string, when the caller has it."""
+    return cache_key(scope, vary_origin=False, query=query)
 
 
-def cache_key(scope: Scope, vary_origin: bool) -> tuple:
+def cache_key(scope: Scope, vary_origin: bool, query: dict[str, str] | None = None) -> tuple:
     """(path, the route's own parameters sorted, last value of each, the Origin when CORS headers vary by it)."""
     path = scope["path"]
     accepted = PARAMETERS["popular" if path == "/v1/popular" else "related"]
-    values = {name: value for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                                        keep_blank_values=True) if name in accepted}
+    values = {name: value for name, value in (query if query is not None else _query(scope)).items()
+              if name in accepted}
     origin = None
     if vary_origin:
         origin = next((value for name, value in scope.get("headers", ()) if name == b"origin"), None)
@@ -72,6 +83,7 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self.vary_origin = vary_origin
         self.entries: OrderedDict[tuple, Entry] = OrderedDict()
+        self.templates: OrderedDict[tuple, tuple[Any, list]] = OrderedDict()  # experiment lists: route, headers
         self.bytes = 0
         self.generation: tuple | None = None
 
@@ -89,13 +101,16 @@ class ResponseCache:
         if generation != self.generation:
             self.clear()
             self.generation = generation
-        key = cache_key(scope, self.vary_origin)
+        query = _query(scope)
+        key = cache_key(scope, self.vary_origin, query)
         now = time.monotonic()
         self._expire(now)
-        reader = self._reader(scope)
-        if reader is not None and service.experiments.covers(_widget(scope), reader,
-                                                             service.served.recommender.clock()):
-            await self._experiment_list(scope, receive, send, service, reader, ("experiment", key), generation)
+        reader = query.get("reader")
+        reader = reader if reader is not None and READER.match(reader) else None  # an invalid one: the app refuses
+        running = service.experiments.covering(_widget(scope), reader, service.served.recommender.clock())
+        if running is not None and reader is not None:
+            await self._experiment_list(scope, receive, send, service, running, reader, query,
+                                        (key, service.views.degraded), generation)
             return
         hit = self.entries.get(key)
         if hit is not None:
@@ -106,8 +121,8 @@ class ResponseCache:
         await self._through_app(scope, receive, send, key, generation, now)
 
     async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: tuple, generation: tuple | None,
-                           now: float, keep_body: bool = True) -> None:
-        """Answer from the app; keep a 200 (its headers only, without ``keep_body``)."""
+                           now: float, template: bool = False) -> None:
+        """Answer from the app; keep a 200 (as an experiment list's header template, with ``template``)."""
         start: dict | None = None
         chunks: list[bytes] = []
 
@@ -115,42 +130,43 @@ class ResponseCache:
             nonlocal start
             if message["type"] == "http.response.start":
                 start = message
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not template:
                 chunks.append(message.get("body", b""))
             await send(message)
 
         await self.app(scope, receive, capture)
-        if start is not None and start["status"] == 200 and generation == self.generation:
-            self._add(key, (now, scope.get("route"), list(start.get("headers", [])),
-                            b"".join(chunks) if keep_body else b""))
+        if start is None or start["status"] != 200 or generation != self.generation:
+            return
+        headers = [h for h in start.get("headers", []) if not template or h[0] != b"content-length"]
+        if not template:
+            self._add(key, (now, scope.get("route"), headers, b"".join(chunks)))
+            return
+        self.templates[key] = (scope.get("route"), headers)
+        while len(self.templates) > self.max_entries:
+            self.templates.popitem(last=False)
 
-    async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, reader: str,
-                               key: tuple, generation: tuple | None) -> None:
+    async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, running: Any,
+                               reader: str, query: dict[str, str], key: tuple, generation: tuple | None) -> None:
         """A list inside an experiment: each is its own impression, never a kept response. When the arms' lists
-        it needs are kept (``Experiments.serve_kept``), it is assembled here with the headers the app last sent
-        for the same request, without routing or validation; otherwise the app answers (and keeps them)."""
-        headers = self.entries.get(key)
-        if headers is not None:
+        it needs are kept (``Experiments.serve_kept``), it is assembled here with the template's headers, without
+        routing or validation, and the lists due are ranked again after it is sent; otherwise the app answers
+        (and keeps them)."""
+        template = self.templates.get(key)
+        if template is not None:
             recommender = service.served.recommender
-            found = service.experiments.serve_kept(_widget(scope), reader, recommender.clock(), list_key(scope))
+            found = service.experiments.serve_kept(running, _widget(scope), reader, recommender.clock(),
+                                                   list_key(scope, query), generation)
             if found is not None:
-                content = body(recommender.manifest.build_id, *found)
-                scope["route"] = headers[1]
-                await send({"type": "http.response.start", "status": 200, "headers": [
-                    *(h for h in headers[2] if h[0] != b"content-length"),
-                    (b"content-length", str(len(content)).encode())]})
+                listed, served, due = found
+                content = body(recommender.manifest.build_id, listed, served)
+                scope["route"] = template[0]
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [*template[1], (b"content-length", str(len(content)).encode())]})
                 await send({"type": "http.response.body", "body": content})
+                if due:
+                    asyncio.get_running_loop().call_soon(service.experiments.refresh, due)
                 return
-        await self._through_app(scope, receive, send, key, generation, time.monotonic(), keep_body=False)
-
-    @staticmethod
-    def _reader(scope: Scope) -> str | None:
-        """The request's reader id, when it is a valid one (an invalid one goes to the app, which refuses it)."""
-        query = scope.get("query_string", b"")
-        if b"reader=" not in query:
-            return None
-        reader = dict(parse_qsl(query.decode("latin-1"))).get("reader")
-        return reader if reader is not None and READER.match(reader) else None
+        await self._through_app(scope, receive, send, key, generation, time.monotonic(), template=True)
 
     def _add(self, key: tuple, entry: Entry) -> None:
         size = len(entry[3]) + sum(len(k) + len(v) for k, v in entry[2])
@@ -181,4 +197,5 @@ class ResponseCache:
     def clear(self) -> None:
         """Drop every entry."""
         self.entries.clear()
+        self.templates.clear()
         self.bytes = 0
