@@ -42,7 +42,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: setup services browser lint
-	$(VENV)/bin/pytest -v
+	$(VENV)/bin/pytest -v --durations=15
 
 # Every task x method on the shared datasets, with sweeps; table in docs/evaluation.md (about 20 min on 2 cores cold).
 evaluate: setup

@@ -22,7 +22,7 @@ from .service_helpers import AUTH, free_port, publish_copy, serve, service_root,
 pytestmark = pytest.mark.slow
 DEFAULTS = ServiceSettings()
 # README: "events reach popular and the blend within RECOMMENDER_POPULARITY_REFRESH_SECONDS +
-# RECOMMENDER_LIST_CACHE_SECONDS (1 + 5 s by default)".
+# RECOMMENDER_LIST_CACHE_SECONDS (1 + 30 s by default)".
 STATED_DELAY = DEFAULTS.popularity_refresh_seconds + DEFAULTS.list_cache_seconds
 
 

@@ -72,12 +72,13 @@ class Server:
 
 
 def settings_for(demo_root: Path, tmp: Path, **overrides) -> ServiceSettings:
-    """The demo build (read-only) with private counters and delta; no reload polling; popularity on every event."""
+    """The demo build (read-only) with private counters and delta; no reload polling; popularity on every event;
+    lists kept 5 s (not the default 30 s), so a click reaches popular within the tests' waits."""
     values = dict(index=demo_root / "current", views=f"sqlite:///{tmp / 'views.sqlite'}",
                   delta=str(tmp / "live-delta.sqlite"), takedowns=str(tmp / "takedowns.sqlite"),
                   rules=str(tmp / "rules.sqlite"), experiments=str(tmp / "experiments.sqlite"), write_token=TOKEN,
-                  reload_poll_seconds=0, popularity_refresh_seconds=0, warm_model=False, click_burst=1_000,
-                  demo_pages=True)
+                  reload_poll_seconds=0, popularity_refresh_seconds=0, list_cache_seconds=5, warm_model=False,
+                  click_burst=1_000, demo_pages=True)
     values.update(overrides)
     return ServiceSettings(**values)
 

@@ -37,7 +37,10 @@ class ServiceSettings(BaseSettings):
             takedowns and the rules.
         popularity_refresh_seconds: live views reach trending at most this late (0: on the next request).
         list_cache_seconds: a ranked list is served again for up to this long after its popularity snapshot
-            (takedowns and upserts invalidate at once); with the refresh, the blend lags views by at most the sum.
+            (takedowns, upserts, rule changes and new builds invalidate at once); with the refresh, the blend lags
+            views by at most the sum. 30 s: a hot page's list is ranked twice a minute per worker, not twelve
+            times (at 5 s the hot-page benchmark answered half as many requests, p99 above 5 ms:
+            benchmarks/RESULTS.md, "Related inside a running experiment").
         response_cache_entries / response_cache_bytes: bounds of the rendered list responses kept for
             ``list_cache_seconds`` and sent again to repeated requests without routing or ranking
             (``microcache.py``); 0 entries turns that cache off.
@@ -70,7 +73,7 @@ class ServiceSettings(BaseSettings):
     reload_poll_seconds: float = Field(default=2.0, ge=0)
     delta_poll_seconds: float = Field(default=0.25, gt=0)
     popularity_refresh_seconds: float = Field(default=1.0, ge=0)
-    list_cache_seconds: float = Field(default=5.0, ge=0)
+    list_cache_seconds: float = Field(default=30.0, ge=0)
     response_cache_entries: int = Field(default=20_000, ge=0)
     response_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     view_bucket_seconds: int = Field(default=600, ge=1)
