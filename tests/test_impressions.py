@@ -266,3 +266,19 @@ def test_the_response_cache_ranks_due_experiment_lists_after_its_response(root, 
         while made_at() != {1049.0} and time.monotonic() < deadline:
             time.sleep(0.01)  # ranked on the event loop after the response
         assert made_at() == {1049.0} and through_app == ["related"]  # ranked again, no request went to the app
+
+
+def test_arms_are_made_by_the_background_sync_never_by_a_request(root, embedder):
+    """Making an arm's recommender takes 0.5-1 s at 100k articles; a request that did it stalled its worker."""
+    with experiment_app(root, embedder, "interleave") as http:
+        experiments = http.app.state.service.experiments
+        deadline = time.monotonic() + 10
+        while len(experiments.arm_recommenders()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sync loop makes them within a poll
+        assert len(experiments.arm_recommenders()) == 2
+        made_by_requests: list[str] = []
+        loader = experiments.arm_loader
+        experiments.arm_loader = lambda arm: (made_by_requests.append(arm.name), loader(arm))[1]
+        response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-000"})
+        assert response.status_code == 200 and "impression_id" in response.json()
+        assert made_by_requests == []

@@ -83,6 +83,7 @@ class ServiceState:
                                        self.impressions, self.arm_recommender, settings.list_cache_seconds,
                                        settings.response_cache_entries, self.list_generation)
         self.served: Served = self.load(first)
+        self.experiments.make_arms(self.served.recommender.clock())  # before the first request needs them
         self._publish_metrics()
 
     def _options(self, popularity_max_age_seconds: float) -> dict:
@@ -107,11 +108,11 @@ class ServiceState:
         recommender.refresh_popularity()
         return Served(recommender, path, datetime.now(UTC))
 
-    def arm_recommender(self, arm: Arm) -> Recommender:
+    def arm_recommender(self, arm: Arm, served: Recommender | None = None) -> Recommender:
         """An experiment arm's recommender: the served build with the arm's settings, or the published build it
         names (verified like any load), over the same live layer; its popularity is refreshed with the served
-        build's."""
-        served = self.served.recommender
+        build's. ``served``: the build to make it from (default the served one)."""
+        served = served or self.served.recommender
         max_age = math.inf  # refreshed with the served build's (``refresh_popularity``), never on a request
         if arm.build_id is None:
             return Recommender(served.stored, arm.build_config(served.config), **self._options(max_age))
@@ -141,8 +142,8 @@ class ServiceState:
         make."""
         self.live.sync()
         self.experiments.store.sync()
-        for recommender in (self.served.recommender, *self.experiments.arm_recommenders()):
-            recommender.prepare()  # the rules compiled here, not by the next request
+        self.served.recommender.prepare()  # the rules compiled here, not by the next request
+        self.experiments.make_arms(self.served.recommender.clock())  # arms made and compiled here too
         self.update_gauges()  # each worker's own gauges stay current, whichever worker answers a scrape
 
     def check_reload(self) -> bool:
@@ -175,8 +176,10 @@ class ServiceState:
             self.metrics.flag_only(self.metrics.reload_refused, (target.name,))
             log.error("refused new index version %s: %s", target, exc)
             return False
+        arms = self.experiments.made_arms(served.recommender.clock(),
+                                          lambda arm: self.arm_recommender(arm, served.recommender))
         self.served, self.refused = served, None
-        self.experiments.forget_arms()
+        self.experiments.use_arms(arms)
         # The new build's objects join the permanent generation (see app.lifespan). Unfreeze and collect first:
         # the old build may hold reference cycles, which a frozen generation would keep forever (one full pass
         # per reload, in this background thread).
