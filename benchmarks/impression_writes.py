@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from recommender.experiments.interleaving import new_impression_id
-from recommender.service.experiment_counts import Batch, Impression, SQLiteExperimentCounts
+from recommender.service.experiment_counts import SQLiteExperimentCounts
+from recommender.service.impression_batch import Batch, Impression
 
 ITEMS = tuple(f"syn-{i:06d}" for i in range(10))
 

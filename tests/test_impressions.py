@@ -17,9 +17,10 @@ from recommender.experiments.definition import Experiment
 from recommender.experiments.interleaving import impression_rng, team_draft
 from recommender.query import Recommender
 from recommender.service.app import create_app
-from recommender.service.experiment_counts import Impression, RedisExperimentCounts, SQLiteExperimentCounts
+from recommender.service.experiment_counts import RedisExperimentCounts, SQLiteExperimentCounts
 from recommender.service.experiment_store import ExperimentStore
 from recommender.service.experiments import Experiments
+from recommender.service.impression_batch import Impression
 from recommender.service.impression_buffer import BufferedCounts
 from recommender.service.kept_lists import KeptLists
 from recommender.service.rendering import rendered
@@ -273,12 +274,12 @@ def test_arms_are_made_by_the_background_sync_never_by_a_request(root, embedder)
     with experiment_app(root, embedder, "interleave") as http:
         experiments = http.app.state.service.experiments
         deadline = time.monotonic() + 10
-        while len(experiments.arm_recommenders()) < 2 and time.monotonic() < deadline:
+        while len(experiments.arms.all()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)  # the sync loop makes them within a poll
-        assert len(experiments.arm_recommenders()) == 2
+        assert len(experiments.arms.all()) == 2
         made_by_requests: list[str] = []
-        loader = experiments.arm_loader
-        experiments.arm_loader = lambda arm: (made_by_requests.append(arm.name), loader(arm))[1]
+        loader = experiments.arms.loader
+        experiments.arms.loader = lambda arm: (made_by_requests.append(arm.name), loader(arm))[1]
         response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-000"})
         assert response.status_code == 200 and "impression_id" in response.json()
         assert made_by_requests == []

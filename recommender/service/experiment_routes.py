@@ -35,7 +35,7 @@ def create(state: State, body: Annotated[dict[str, Any], Body(description="An ex
     try:
         experiment = Experiment.from_dict(body)
         for arm in experiment.arms:  # an arm's build must exist and load now, not at its first reader
-            state.experiments.arm_loader(arm)
+            state.experiments.arms.loader(arm)
         running = state.experiments.store.create(experiment, actor, reason)
     except (ValueError, KeyError, IndexFormatError) as exc:  # a bad definition, or an arm's build that won't load
         raise ApiError(422, "invalid_experiment", str(exc).strip("'\"")) from None

@@ -14,7 +14,6 @@ to the worker's buffer (``impression_buffer.py``) and written by the background 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,14 +27,15 @@ from ..experiments.interleaving import impression_rng, new_impression_id, team_d
 from ..experiments.report import Report, report
 from ..experiments.statistics import ArmCounts, Outcomes
 from ..query.recommender import Recommender
-from .experiment_counts import ExperimentCounts, Impression, open_experiment_counts
+from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
+from .experiment_counts import ExperimentCounts, open_experiment_counts
 from .experiment_store import ExperimentStore, Running
+from .impression_batch import Impression
 from .kept_lists import Generation, KeptLists
 from .rendering import RenderedList
 
 log = logging.getLogger("recommender.service")
 Compute = Callable[[Recommender], RenderedList]
-ArmLoader = Callable[[Arm], Recommender]
 EXPERIMENTS_FILE = "experiments.sqlite"
 
 
@@ -85,7 +85,7 @@ class Experiments:
     Args:
         store: the definitions (synced with the live state).
         counts: where impressions and clicks are counted (the service's is buffered).
-        arm_loader: a recommender for an arm (the service caches them per served build).
+        arm_loader: a recommender for an arm (made by the background threads: ``experiment_arms.py``).
         list_cache_seconds / list_cache_entries: how long and how many arms' ranked lists are kept (0: none).
         generation: what every kept list depends on (the served build, the live state, the rules in force):
             when it changes, every kept list is dropped.
@@ -96,59 +96,18 @@ class Experiments:
                  generation: Generation = lambda: None) -> None:
         self.store = store
         self.counts = counts
-        self.arm_loader = arm_loader
+        self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
-        self._arms: dict[tuple[str, str], Recommender] = {}
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
-        self._failed: set[tuple[str, str]] = set()  # arms that could not be made with the served build
-        self._lock = threading.Lock()
 
-    def forget_arms(self) -> None:
-        """Drop the arms' recommenders (a new build is served: they are made again from it)."""
-        self.use_arms({})
-
-    def use_arms(self, arms: dict[tuple[str, str], Recommender]) -> None:
-        """Serve with these arm recommenders (by experiment and arm name) from now on, every kept list dropped."""
-        with self._lock:
-            self._arms = dict(arms)
-            self._failed = set()
+    def use_arms(self, arms: dict[ArmKey, Recommender]) -> None:
+        """Serve with these arm recommenders from now on (a new build), every kept list dropped."""
+        self.arms.use(arms)
         self.kept.clear()
 
-    def made_arms(self, now: datetime, loader: ArmLoader | None = None) -> dict[tuple[str, str], Recommender]:
-        """Every running experiment's arm recommenders, rules compiled: those made already and the others made
-        now with ``loader`` (default: the arm loader; all of them, when one is given). The background threads
-        call it (a worker's sync, a reload before it swaps the build in), so no request builds an arm: that took
-        0.5-1 s at 100k articles and stalled every request of the worker meanwhile (p99 130-430 ms in
-        ``service_load.py --experiment`` runs where a worker's first experiment list fell in the timed window)."""
-        made: dict[tuple[str, str], Recommender] = {}
-        for name, running in self.store.all().items():
-            if not running.active(now):
-                continue
-            for arm in running.experiment.arms:
-                key = (name, arm.name)
-                found = None if loader is not None else self._arms.get(key)
-                if found is None and key not in self._failed:
-                    try:
-                        found = (loader or self.arm_loader)(arm)
-                    except Exception:  # noqa: BLE001 - logged once; a request for it then fails as before
-                        log.exception("experiment %s: arm %s could not be made", name, arm.name)
-                        self._failed.add(key)
-                if found is not None:
-                    found.prepare(now)
-                    made[key] = found
-        return made
-
-    def make_arms(self, now: datetime) -> None:
-        """Make the running experiments' arms not made yet, and compile every arm's rules (``made_arms``)."""
-        made = self.made_arms(now)
-        with self._lock:
-            for key, recommender in made.items():
-                self._arms.setdefault(key, recommender)
-
-    def arm_recommenders(self) -> list[Recommender]:
-        """The arms' recommenders made so far (their popularity is refreshed with the served build's)."""
-        with self._lock:
-            return list(self._arms.values())
+    def active(self, now: datetime) -> list[Running]:
+        """The experiments running now, whatever their widgets."""
+        return [r for r in self.store.all().values() if r.active(now)]
 
     def running(self, widget: str, now: datetime) -> list[Running]:
         """The experiments covering ``widget`` now, by name."""
@@ -165,15 +124,6 @@ class Experiments:
             return None
         return next((r for r in self.running(widget, now) if in_traffic(r.experiment, reader)), None)
 
-    def _arm(self, experiment: Experiment, name: str) -> Recommender:
-        key = (experiment.name, name)
-        found = self._arms.get(key)
-        if found is None:
-            found = self.arm_loader(experiment.arm(name))
-            with self._lock:
-                self._arms[key] = found
-        return found
-
     def _list(self, experiment: Experiment, arm: str, key: Hashable, compute: Compute, k: int) -> RenderedList:
         """An arm's rendered list for the request ``key``: kept, or ranked now and kept."""
         full_key = (experiment.name, arm, key)
@@ -181,7 +131,7 @@ class Experiments:
         if kept is not None:
             return kept[0]
         def remake() -> tuple[RenderedList, int]:
-            return compute(self._arm(experiment, arm)), k
+            return compute(self.arms.get(experiment.name, experiment.arm(arm))), k
 
         listed = remake()[0]
         self.kept.put(full_key, (listed, k), generation, remake)

@@ -1,7 +1,7 @@
 """Experiment impressions kept in the worker and written in batches, off the request path.
 
 A list served inside an experiment only adds its impression here (its counts summed, its record serialised:
-``experiment_counts.Batch``); the service's background loop writes what
+``impression_batch.Batch``); the service's background loop writes what
 is pending every ``experiment_flush_seconds`` in one transaction (SQLite) or one pipelined round trip (Redis). So
 the counter store sees a worker's impressions at most one flush interval late, and a click, a report or a
 guardrail check first writes this worker's own pending impressions. A click that reaches another worker (or
@@ -19,7 +19,8 @@ import threading
 import time
 from typing import Sequence
 
-from .experiment_counts import Batch, Credit, ExperimentCounts, Impression
+from .experiment_counts import Credit, ExperimentCounts
+from .impression_batch import Batch, Impression
 
 log = logging.getLogger("recommender.service")
 

@@ -9,7 +9,7 @@ live state or the rules in force change (the ``generation``, the one the respons
 An entry is *due* once it is older than a random 50-80% of its lifetime (drawn when it is kept, so lists kept
 together, e.g. after a takedown cleared them all, are not all ranked again in the same second): the response
 cache, having sent a list assembled from it, ranks it again after the response (``refresh``), so a list asked
-for at least every ~15 s (of 30) is never ranked on a request, and none is served older than
+for at least every 6 s (the last 20% of 30) is never ranked on a request, and none is served older than
 ``list_cache_seconds``. (Without this, every kept list ran out once per lifetime and its next request ranked it
 through the app: a third of the requests of 1,000 hot articles in an A/B test at 5 s, and the tail of their
 latency.)

@@ -83,7 +83,8 @@ class ServiceState:
                                        self.impressions, self.arm_recommender, settings.list_cache_seconds,
                                        settings.response_cache_entries, self.list_generation)
         self.served: Served = self.load(first)
-        self.experiments.make_arms(self.served.recommender.clock())  # before the first request needs them
+        now = self.served.recommender.clock()
+        self.experiments.arms.make(self.experiments.active(now), now)  # before the first request needs them
         self._publish_metrics()
 
     def _options(self, popularity_max_age_seconds: float) -> dict:
@@ -134,7 +135,7 @@ class ServiceState:
         """Recompute trending and freshness of the served build and of every experiment arm made from it (the
         background loop's work: a request never recomputes them)."""
         self.served.recommender.refresh_popularity()
-        for arm in self.experiments.arm_recommenders():
+        for arm in self.experiments.arms.all():
             arm.refresh_popularity()
 
     def sync_live(self) -> None:
@@ -143,7 +144,8 @@ class ServiceState:
         self.live.sync()
         self.experiments.store.sync()
         self.served.recommender.prepare()  # the rules compiled here, not by the next request
-        self.experiments.make_arms(self.served.recommender.clock())  # arms made and compiled here too
+        now = self.served.recommender.clock()
+        self.experiments.arms.make(self.experiments.active(now), now)  # arms made and compiled here too
         self.update_gauges()  # each worker's own gauges stay current, whichever worker answers a scrape
 
     def check_reload(self) -> bool:
@@ -176,7 +178,8 @@ class ServiceState:
             self.metrics.flag_only(self.metrics.reload_refused, (target.name,))
             log.error("refused new index version %s: %s", target, exc)
             return False
-        arms = self.experiments.made_arms(served.recommender.clock(),
+        now = served.recommender.clock()
+        arms = self.experiments.arms.made(self.experiments.active(now), now,
                                           lambda arm: self.arm_recommender(arm, served.recommender))
         self.served, self.refused = served, None
         self.experiments.use_arms(arms)
