@@ -11,10 +11,10 @@ from recommender.embedding.batching import encode_length_sorted, length_sorted_b
 from recommender.errors import ModelMismatchError, RecommenderError
 from recommender.evaluation.fidelity import FidelityConfig, load_slice, may_be_default, measure, verdicts
 
-from .conftest import DATA, REPO, data_path
+from .conftest import DATA, USER_CACHE, data_path
 
 # Exports are cached across runs like the embedding cache: the first run pays the export once per machine.
-EXPORT_DIR = REPO / ".cache" / "onnx"
+EXPORT_DIR = USER_CACHE / "test-onnx"
 TEXTS = ["Train drivers strike over pay", "Rail workers walk out in a long-running wage dispute with the operator "
          "after talks broke down overnight", "Chocolate cake recipe with cherries", "Election results", "x"]
 
