@@ -31,6 +31,7 @@ from recommender.experiments import (
 )
 from recommender.experiments.assignment import unit_hash
 from recommender.experiments.guardrail import win_share_line
+from recommender.experiments.interleaving import FLIP_BITS, Flips, merge_pattern
 from recommender.experiments.statistics import (
     ab_sample_size,
     more_ab_impressions,
@@ -268,6 +269,13 @@ def test_team_draft_is_reproducible_from_the_impression_id():
     first = team_draft(a, b, 10, impression_rng("imp-123"))
     assert first == team_draft(a, b, 10, impression_rng("imp-123"))
     assert len({tuple(team_draft(a, b, 10, impression_rng(f"imp-{i}"))[1]) for i in range(50)}) > 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=lists, b=lists, k=st.integers(1, 100), bits=st.integers(0, 2**FLIP_BITS - 1))
+def test_a_merge_is_decided_by_its_pattern_of_flips(a, b, k, bits):
+    """The service keeps one merge per pattern (``merge_pattern``): the flips past it never change a draft."""
+    assert team_draft(a, b, k, Flips(bits)) == team_draft(a, b, k, Flips(merge_pattern(bits, k)))
 
 
 def test_team_draft_credit_is_fair_to_both_teams():
