@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 from datetime import datetime
 from typing import AsyncIterator, Callable
@@ -25,6 +26,19 @@ from .routes import router
 from .rule_routes import router as rule_router
 from .settings import ServiceSettings
 from .state import ServiceState
+
+
+class ServiceApp(FastAPI):
+    """The service's FastAPI app with a *front door*: an ASGI wrapper around FastAPI's whole middleware stack
+    (its error, telemetry and body-limit middlewares and ours), here the response cache. A repeated list, or one
+    assembled from an experiment's kept lists, then costs no routing and no middleware at all."""
+
+    front: Callable[[Callable], Callable] | None = None
+
+    def build_middleware_stack(self) -> Callable:
+        """FastAPI's stack, inside the front door when there is one."""
+        stack = super().build_middleware_stack()
+        return stack if self.front is None else self.front(stack)
 
 
 def create_app(settings: ServiceSettings | None = None, embedder: Embedder | None = None,
@@ -64,7 +78,7 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
             state.close()
             worker_exited()
 
-    app = FastAPI(title="recommender", version=__version__, lifespan=lifespan,
+    app = ServiceApp(title="recommender", version=__version__, lifespan=lifespan,
                   description="Related, more-like-this and popular articles for news sites, with live updates.")
     app.state.metrics = metrics
     app.state.settings = settings
@@ -79,12 +93,12 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
                            allow_headers=["Content-Type"], max_age=600)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
-    # Inside the impression counter and the metrics middleware, so cache hits are counted (impressions exactly)
-    # and timed under their route like any request.
-    if settings.response_cache_entries:
-        app.add_middleware(ResponseCache, max_age_seconds=settings.list_cache_seconds,
-                           max_entries=settings.response_cache_entries, max_bytes=settings.response_cache_bytes,
-                           vary_origin=bool(settings.cors_origins))
     install_impressions(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.response_cache_entries:
+        # The front door: it counts and times what it answers as the two middlewares above count the app's.
+        app.front = functools.partial(
+            ResponseCache, max_age_seconds=settings.list_cache_seconds, max_entries=settings.response_cache_entries,
+            max_bytes=settings.response_cache_bytes, vary_origin=bool(settings.cors_origins), metrics=metrics,
+            widgets=app.state.widget_metrics, origins=frozenset(settings.cors_origins))
     return app

@@ -10,14 +10,14 @@ by every replica), and, when the service has a CORS allow-list, only from those 
 
 An impression is a list answered 200 to the widget's own request: ``?widget=<kind>`` on a list route, fetched
 by a browser in CORS mode (``Sec-Fetch-Mode: cors``) from an allowed origin (or from the service's own pages
-when there is no allow-list). It is counted outside the response cache, so cached answers count too.
+when there is no allow-list). Cached answers count too: the response cache counts the ones it answers.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal, Mapping
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -67,8 +67,23 @@ class WidgetMetrics:
                                          "an item it did not show, a repeat)", ["outcome"], registry=registry)
 
 
+def impression_widget(scope: Mapping[str, Any]) -> str | None:
+    """The ``widget`` a request is marked with (``?widget=<kind>``, what ``widget.js`` sends); None when unmarked."""
+    query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+    if b"widget=" not in query:
+        return None
+    return parse_qs(query.decode("latin-1")).get("widget", [""])[0]
+
+
+def is_impression(scope: Mapping[str, Any], widget: str, origins: frozenset[str]) -> bool:
+    """Whether a 200 answered to a request marked ``widget`` is an impression: a list route (``scope["route"]``
+    set by routing or by the response cache) fetched by the widget itself."""
+    return widget in WIDGETS and route_template(scope) in LIST_ROUTES and widget_request(scope, origins)
+
+
 class ImpressionMiddleware:
-    """Counts a list answered 200 to a request marked ``?widget=<kind>`` (what ``widget.js`` sends)."""
+    """Counts a list answered 200 to a request marked ``?widget=<kind>`` (what ``widget.js`` sends); the response
+    cache counts the ones it answers itself the same way."""
 
     def __init__(self, app: Callable, metrics: WidgetMetrics, origins: frozenset[str] = frozenset()) -> None:
         self.app = app
@@ -78,11 +93,10 @@ class ImpressionMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
                        send: Callable[[dict], Awaitable[None]]) -> None:
         """Handle one ASGI event."""
-        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if b"widget=" not in query:
+        widget = impression_widget(scope)
+        if widget is None:
             await self.app(scope, receive, send)
             return
-        widget = parse_qs(query.decode("latin-1")).get("widget", [""])[0]
         status = 0
 
         async def send_status(message: dict) -> None:
@@ -92,19 +106,18 @@ class ImpressionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_status)
-        if status == 200 and widget in WIDGETS and route_template(scope) in LIST_ROUTES and \
-                widget_request(scope, self.origins):
+        if status == 200 and is_impression(scope, widget, self.origins):
             self.metrics.impressions.labels(widget).inc()
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return value.decode("latin-1")
     return None
 
 
-def widget_request(scope: dict[str, Any], origins: frozenset[str]) -> bool:
+def widget_request(scope: Mapping[str, Any], origins: frozenset[str]) -> bool:
     """Whether a list request is the widget's own fetch: a browser in CORS mode, from the service's own pages or
     an allowed origin. An ``<img>``, a link or a page of another site is not."""
     if _header(scope, b"sec-fetch-mode") != "cors":
@@ -202,7 +215,7 @@ def _limiter(request: Request) -> RateLimiter:
 
 def install_clicks(app: FastAPI, origins: list[str]) -> None:
     """Add the click route and the widget metrics (in the app's registry) to ``app``; ``install_impressions``
-    adds the impression counter (it must wrap the response cache)."""
+    adds the impression counter of the lists the app answers."""
     app.state.widget_metrics = WidgetMetrics(app.state.metrics.registry)
     app.state.click_origins = frozenset(origins)
     app.state.click_limiter = None
@@ -210,5 +223,5 @@ def install_clicks(app: FastAPI, origins: list[str]) -> None:
 
 
 def install_impressions(app: FastAPI, origins: list[str]) -> None:
-    """Count impressions of the widget's lists; added after (so around) the response cache."""
+    """Count impressions of the widget's lists the app answers (the response cache counts its own)."""
     app.add_middleware(ImpressionMiddleware, metrics=app.state.widget_metrics, origins=frozenset(origins))

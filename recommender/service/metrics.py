@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -99,7 +99,7 @@ def worker_exited() -> None:
 _CONVERTER = re.compile(r":\w+}")
 
 
-def route_template(scope: Scope) -> str | None:
+def route_template(scope: Mapping[str, Any]) -> str | None:
     """The template of the route that handled a request, without path converters (``{article_id:path}`` is
     ``{article_id}``): the label metrics and the impression counter use; None before routing."""
     path = getattr(scope.get("route"), "path", None)

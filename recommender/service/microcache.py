@@ -9,6 +9,11 @@ at once when the served build or the live state changes (a takedown, upsert or r
 this worker has synced it, or an editorial rule starting or expiring). Only 200 responses are kept; errors always
 go through the app.
 
+The cache is the service's front door: it wraps FastAPI's whole middleware stack (``app.ServiceApp``), so what it
+answers skips routing and every middleware (~40 µs a request), and it counts and times those requests itself
+exactly as ``MetricsMiddleware`` and ``ImpressionMiddleware`` count the app's: by route, status and latency, and
+as a widget impression when the request is one. What it does not answer goes through the whole stack unchanged.
+
 A list inside an experiment is its own impression: it is assembled here from the arms' kept lists
 (``Experiments.serve_kept``) with the headers the app sent for the same request (a *template*, kept until the
 generation changes, by whether the live views are degraded, as the app's ``X-Degraded`` header is), and the kept
@@ -18,14 +23,19 @@ lists it found due are ranked again on the event loop right after the response i
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
+from .clicks import WidgetMetrics, impression_widget, is_impression
+from .metrics import Metrics, route_template
 from .rendering import body
 from .schemas import READER_PATTERN
+
+log = logging.getLogger("recommender.service")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -73,11 +83,18 @@ class ResponseCache:
         max_age_seconds: how long an entry lives (the service's ``list_cache_seconds``; 0 turns caching off).
         max_entries / max_bytes: the bounds; the oldest entries go first.
         vary_origin: key entries by the ``Origin`` header too (CORS response headers depend on it).
+        metrics / widgets / origins: where the requests it answers are counted (None: not counted, e.g. an app
+            without metrics), and the origins whose widget requests count as impressions.
     """
 
     def __init__(self, app: Callable, max_age_seconds: float, max_entries: int = 20_000,
-                 max_bytes: int = 32 * 1024 * 1024, vary_origin: bool = False) -> None:
+                 max_bytes: int = 32 * 1024 * 1024, vary_origin: bool = False, metrics: Metrics | None = None,
+                 widgets: WidgetMetrics | None = None, origins: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.metrics = metrics
+        self.widgets = widgets
+        self.origins = origins
+        self._series: dict[int, tuple[Any, Any]] = {}  # a route's request counter and latency histogram (200s)
         self.max_age_seconds = max_age_seconds
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -93,6 +110,7 @@ class ResponseCache:
                 or not CACHED_PATHS.match(scope["path"])):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         service = getattr(scope["app"].state, "service", None)
         if service is None:
             await self.app(scope, receive, send)
@@ -110,15 +128,34 @@ class ResponseCache:
         running = service.experiments.covering(_widget(scope), reader, service.served.recommender.clock())
         if running is not None and reader is not None:
             await self._experiment_list(scope, receive, send, service, running, reader, query,
-                                        (key, service.views.degraded), generation)
+                                        (key, service.views.degraded), generation, started)
             return
         hit = self.entries.get(key)
         if hit is not None:
-            scope["route"] = hit[1]  # the metrics and impression middlewares label the request by its route
+            scope["route"] = hit[1]  # the request is counted by its route, as the app's are
             await send({"type": "http.response.start", "status": 200, "headers": hit[2]})
             await send({"type": "http.response.body", "body": hit[3]})
+            self._answered(scope, started)
             return
         await self._through_app(scope, receive, send, key, generation, now)
+
+    def _answered(self, scope: Scope, started: float) -> None:
+        """Count and time a 200 answered here: the request under its route, and the impression when the widget
+        asked for the list (what the metrics and impression middlewares do for the app's answers)."""
+        if self.metrics is None:
+            return
+        route = id(scope["route"])  # the app's routes live as long as the app (an APIRoute is not hashable)
+        series = self._series.get(route)
+        if series is None:
+            template = route_template(scope) or "unmatched"
+            series = (self.metrics.requests.labels("GET", template, "200"),
+                      self.metrics.latency.labels("GET", template))
+            self._series[route] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
+        widget = impression_widget(scope)
+        if widget is not None and self.widgets is not None and is_impression(scope, widget, self.origins):
+            self.widgets.impressions.labels(widget).inc()
 
     async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: tuple, generation: tuple | None,
                            now: float, template: bool = False) -> None:
@@ -146,25 +183,31 @@ class ResponseCache:
             self.templates.popitem(last=False)
 
     async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, running: Any,
-                               reader: str, query: dict[str, str], key: tuple, generation: tuple | None) -> None:
+                               reader: str, query: dict[str, str], key: tuple, generation: tuple | None,
+                               started: float) -> None:
         """A list inside an experiment: each is its own impression, never a kept response. When the arms' lists
         it needs are kept (``Experiments.serve_kept``), it is assembled here with the template's headers, without
-        routing or validation, and the lists due are ranked again after it is sent; otherwise the app answers
-        (and keeps them)."""
+        routing or validation, and the lists due are ranked again after it is sent; otherwise (or should the
+        assembly fail: logged) the app answers (and keeps them)."""
         template = self.templates.get(key)
         if template is not None:
             recommender = service.served.recommender
-            found = service.experiments.serve_kept(running, _widget(scope), reader, recommender.clock(),
-                                                   list_key(scope, query), generation)
-            if found is not None:
-                listed, served, due = found
-                content = body(recommender.manifest.build_id, listed, served)
+            try:
+                found = service.experiments.serve_kept(running, _widget(scope), reader, recommender.clock(),
+                                                       list_key(scope, query), generation)
+                content = None if found is None else body(recommender.manifest.build_id, found[0], found[1])
+            except Exception:  # noqa: BLE001 - the app answers it instead, with its own error handling
+                log.exception("experiment list %s: assembling it from kept lists failed; the app answers it",
+                              scope["path"])
+                found = content = None
+            if found is not None and content is not None:
                 scope["route"] = template[0]
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*template[1], (b"content-length", str(len(content)).encode())]})
                 await send({"type": "http.response.body", "body": content})
-                if due:
-                    asyncio.get_running_loop().call_soon(service.experiments.refresh, due)
+                self._answered(scope, started)
+                if found[2]:
+                    asyncio.get_running_loop().call_soon(service.experiments.refresh, found[2])
                 return
         await self._through_app(scope, receive, send, key, generation, time.monotonic(), template=True)
 
