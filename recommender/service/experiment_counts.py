@@ -94,11 +94,6 @@ class ExperimentCounts(Protocol):
         ...
 
 
-# A batch's records as one JSON array of [id, at, json] (``Batch.stored_json``).
-INSERT_RECORDS = ("INSERT INTO experiment_impressions SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                  "json_extract(value, '$[2]') FROM json_each(?)")
-
-
 class SQLiteExperimentCounts:
     """Counts in the node's SQLite counter file (WAL; the workers of one node share it)."""
 
@@ -124,18 +119,14 @@ class SQLiteExperimentCounts:
         self.write(Batch.of(impressions))
 
     def write(self, batch: Batch) -> None:  # noqa: D102
-        counts, _ = batch.rows()
-        records = batch.stored_json()
+        counts, records = batch.rows()
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO experiment_counts VALUES (?, ?, ?) ON CONFLICT (experiment, "
                                      "field) DO UPDATE SET count = count + excluded.count", counts)
-                # One statement for the whole batch: executemany took and released the GIL per row, and each row
-                # waited for the busy event loop to hand it back (the flush cost the service ~35 µs of CPU per
-                # impression against ~7 µs alone: benchmarks/JOURNAL.md, 2026-12-02).
-                self._db.execute(INSERT_RECORDS, (records,))
+                self._db.executemany("INSERT INTO experiment_impressions VALUES (?, ?, ?)", records)
                 if now - self._purged_at > PURGE_EVERY_SECONDS:  # expired impressions leave once a minute
                     self._db.execute("DELETE FROM experiment_impressions WHERE at < ?",
                                      (now - IMPRESSION_TTL_SECONDS,))

@@ -103,10 +103,6 @@ class Batch:
         """(experiment, field, increment) for each count, and (id, at, json) for each record."""
         return [(e, f, n) for (e, f), n in self.changes().items() if n], map(_STORED, self.records)
 
-    def stored_json(self) -> bytes:
-        """Every record as stored, ``[[id, at, json], ...]``: one parameter for a whole batch (``json_each``)."""
-        return orjson.dumps(list(map(_STORED, self.records)))
-
     @staticmethod
     def of(impressions: Sequence[Impression]) -> Batch:
         """A batch of impressions served now."""
