@@ -10,9 +10,11 @@ Usage (needs ``apt-get install -y wrk``):
     python benchmarks/service_load.py [--articles 100000] [--duration 10] [--workers 2] [--connections 32]
 
 Writes benchmarks/out/service_load.json (or ``--out``; with the index, the server log and the wrk script, under
-``--out-dir``, default benchmarks/out) and prints one line per scenario. A smoke run: ``--articles 2000
---seed-titles 200 --duration 2 --warmup 1 --workers 1 --connections 4 --reload-seconds 4 --publish-every 1
---out-dir /tmp/service-load``.
+``--out-dir``, default benchmarks/out) and prints one line per scenario: req/s, latency percentiles, and the
+workers' CPU per request (user + system CPU of the worker processes over the timed run, from ``/proc``, divided by
+its requests; wrk runs on the same cores, so this moves far less from run to run than the p99). A smoke run:
+``--articles 2000 --seed-titles 200 --duration 2 --warmup 1 --workers 1 --connections 4 --reload-seconds 4
+--publish-every 1 --out-dir /tmp/service-load``.
 """
 
 from __future__ import annotations
@@ -204,6 +206,21 @@ def wrk(url: str, script: str, duration: float, connections: int, out: Path, thr
     return result
 
 
+def workers_cpu_seconds(server_pid: int) -> float | None:
+    """User + system CPU seconds of the server's worker processes so far (Linux ``/proc``; None elsewhere): per
+    request, what a scenario costs the workers, which the shared 2-core machine's scheduling moves far less
+    than the p99."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+        ticks = 0
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def scenarios(articles: int) -> dict[str, str]:
     """wrk Lua request generators per scenario."""
     rid = f'string.format("syn-%06d", math.random(0, {articles - 1}))'
@@ -307,11 +324,16 @@ def main() -> None:
                 continue
             if args.warmup:
                 wrk(base, script, args.warmup, args.connections, out)  # fills the per-article caches; not reported
+            cpu_before = workers_cpu_seconds(server.pid)
             result = wrk(base, script, args.duration, args.connections, out)
+            cpu_after = workers_cpu_seconds(server.pid)
+            used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+            result["worker_cpu_us_per_request"] = None if used is None else round(1e6 * used / max(result["requests"],
+                                                                                                   1), 1)
             results["runs"][name] = result
             print(f"{name:34s} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p95 "
                   f"{result['p95_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  errors "
-                  f"{result['errors']}", flush=True)
+                  f"{result['errors']}  worker CPU {result['worker_cpu_us_per_request']} µs/request", flush=True)
         if args.only:
             return
         published: list[str] = []
