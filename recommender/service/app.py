@@ -52,6 +52,23 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     """
     settings = settings or ServiceSettings()
     metrics = Metrics()
+    app = ServiceApp(title="recommender", version=__version__, lifespan=_lifespan(settings, metrics, embedder, clock),
+                     description="Related, more-like-this and popular articles for news sites, with live updates.")
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(rule_router)
+    app.include_router(experiment_router)
+    install_clicks(app, settings.cors_origins)
+    install_pages(app, settings.demo_pages)
+    _install_middleware(app, settings, metrics)
+    return app
+
+
+def _lifespan(settings: ServiceSettings, metrics: Metrics, embedder: Embedder | None,
+              clock: Callable[[], datetime] | None) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
+    """What a worker does at start (load the build, warm the model, start the background loops) and at stop."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,16 +95,12 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
             state.close()
             worker_exited()
 
-    app = ServiceApp(title="recommender", version=__version__, lifespan=lifespan,
-                  description="Related, more-like-this and popular articles for news sites, with live updates.")
-    app.state.metrics = metrics
-    app.state.settings = settings
-    install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(rule_router)
-    app.include_router(experiment_router)
-    install_clicks(app, settings.cors_origins)
-    install_pages(app, settings.demo_pages)
+    return lifespan
+
+
+def _install_middleware(app: ServiceApp, settings: ServiceSettings, metrics: Metrics) -> None:
+    """CORS, the body and header limits, the impression counter and the metrics (innermost first), and the
+    response cache in front of them all."""
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], max_age=600)
@@ -101,4 +114,3 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
             ResponseCache, max_age_seconds=settings.list_cache_seconds, max_entries=settings.response_cache_entries,
             max_bytes=settings.response_cache_bytes, vary_origin=bool(settings.cors_origins), metrics=metrics,
             widgets=app.state.widget_metrics, origins=frozenset(settings.cors_origins))
-    return app

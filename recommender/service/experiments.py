@@ -225,7 +225,7 @@ class Experiments:
                 ) -> tuple[RenderedList, tuple[str, ...]]:
         """The team-draft merge of ``a`` (arm ``first``) and ``b`` decided by ``pattern`` (``merge_pattern``), and
         the arm shown at each position: kept per pair of lists, so a hot list's impressions draft once per
-        pattern (the draft was ~60% of an interleaved list's work in the service)."""
+        pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a loop)."""
         key = (id(a), id(b), k, pattern)  # the merge holds a and b, so their ids are not reused while it is kept
         merge = self._merges.get(key)
         if merge is None or merge[0] is not a or merge[1] is not b:

@@ -10,9 +10,10 @@ this worker has synced it, or an editorial rule starting or expiring). Only 200 
 go through the app.
 
 The cache is the service's front door: it wraps FastAPI's whole middleware stack (``app.ServiceApp``), so what it
-answers skips routing and every middleware (~40 µs a request), and it counts and times those requests itself
-exactly as ``MetricsMiddleware`` and ``ImpressionMiddleware`` count the app's: by route, status and latency, and
-as a widget impression when the request is one. What it does not answer goes through the whole stack unchanged.
+answers skips routing and every middleware (a hot list outside experiments costs ~10% less worker CPU:
+benchmarks/RESULTS.md), and it counts and times those requests itself exactly as ``MetricsMiddleware`` and
+``ImpressionMiddleware`` count the app's: by route, status and latency, and as a widget impression when the request
+is one. What it does not answer goes through the whole stack unchanged.
 
 A list inside an experiment is its own impression: it is assembled here from the arms' kept lists
 (``Experiments.serve_kept``) with the headers the app sent for the same request (a *template*, kept until the
