@@ -221,6 +221,28 @@ def workers_cpu_seconds(server_pid: int) -> float | None:
         return None
 
 
+def impression_flushes(base: str) -> dict[str, float]:
+    """The workers' experiment impression flushes so far, from ``/metrics`` (all workers: multiprocess mode):
+    how many, their total wall seconds, how many took over 0.25 s, and the impressions pending now."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {"flushes": 0.0, "flush_seconds": 0.0, "flushes_over_250ms": 0.0, "pending": 0.0}
+    under = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "recommender_experiment_flush_seconds_count":
+                found["flushes"] += sample.value
+            elif sample.name == "recommender_experiment_flush_seconds_sum":
+                found["flush_seconds"] += sample.value
+            elif sample.name == "recommender_experiment_flush_seconds_bucket" and sample.labels["le"] == "0.25":
+                under += sample.value
+            elif sample.name == "recommender_experiment_impressions_pending":
+                found["pending"] += sample.value
+    found["flushes_over_250ms"] = found["flushes"] - under
+    return found
+
+
 def scenarios(articles: int) -> dict[str, str]:
     """wrk Lua request generators per scenario."""
     rid = f'string.format("syn-%06d", math.random(0, {articles - 1}))'
@@ -325,8 +347,13 @@ def main() -> None:
             if args.warmup:
                 wrk(base, script, args.warmup, args.connections, out)  # fills the per-article caches; not reported
             cpu_before = workers_cpu_seconds(server.pid)
+            flushes_before = impression_flushes(base) if args.experiment != "none" else None
             result = wrk(base, script, args.duration, args.connections, out)
             cpu_after = workers_cpu_seconds(server.pid)
+            if flushes_before is not None:
+                after = impression_flushes(base)
+                result["impression_flushes"] = {name: (after[name] if name == "pending" else
+                                                       after[name] - flushes_before[name]) for name in after}
             used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
             result["worker_cpu_us_per_request"] = None if used is None else round(1e6 * used / max(result["requests"],
                                                                                                    1), 1)
@@ -334,6 +361,12 @@ def main() -> None:
             print(f"{name:34s} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p95 "
                   f"{result['p95_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  errors "
                   f"{result['errors']}  worker CPU {result['worker_cpu_us_per_request']} µs/request", flush=True)
+            if "impression_flushes" in result:
+                flushed = result["impression_flushes"]
+                print(f"{'':34s} impression flushes {flushed['flushes']:.0f} (mean "
+                      f"{1e3 * flushed['flush_seconds'] / max(flushed['flushes'], 1):.1f} ms, "
+                      f"{flushed['flushes_over_250ms']:.0f} over 250 ms), {flushed['pending']:.0f} pending at the end",
+                      flush=True)
         if args.only:
             return
         published: list[str] = []

@@ -37,6 +37,15 @@ def test_counts_add_up_per_article(counter):
     assert counter.decayed_views(NOW, half_life_hours=6, window_hours=72) == pytest.approx({"a": 5.0, "b": 1.0})
 
 
+def test_article_ids_of_any_characters_are_counted_as_sent(counter):
+    """Ids travel to SQLite as one JSON parameter and come back as one JSON value (``sqlitedb.json_rows``): quotes,
+    backslashes, commas, brackets, non-ASCII and number-like ids keep their exact text."""
+    ids = ['say "hi"', "back\\slash", "a,b]", "café-ü-日本", "123", " spaced ", "null", "emoji-\U0001f600"]
+    counter.add([CountedEvent(article_id, NOW, n + 1) for n, article_id in enumerate(ids)])
+    assert counter.totals() == {article_id: n + 1 for n, article_id in enumerate(ids)}
+    assert counter.decayed_views(NOW, 6, 72) == pytest.approx({a: float(n + 1) for n, a in enumerate(ids)})
+
+
 def test_decay_is_applied_from_the_bucket_middle(counter):
     """A bucket whose middle is one half-life before now counts half; beyond the window it counts nothing."""
     counter.add([CountedEvent("a", NOW - timedelta(hours=6), 8), CountedEvent("b", NOW - timedelta(hours=30), 4)])

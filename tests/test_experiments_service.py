@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -98,6 +99,42 @@ def test_ab_readers_keep_their_arm_and_get_its_ranking(http, demo_engine):
         assert (rows[arm]["ctr_low"], rows[arm]["ctr_high"]) == pytest.approx((low, high))
         assert rows[arm]["position_ctr"][0] == pytest.approx(clicked.get(arm, 0) / impressions)
     assert report["verdict"].startswith(("not enough data yet", "arm "))
+
+
+def test_metrics_show_each_workers_impression_backlog_and_its_flushes(root, embedder):
+    """Impressions served inside an experiment wait in the worker's buffer, counted by a ``/metrics`` gauge that the
+    background sync keeps current, until the flush writes them; each flush with impressions to write is timed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings = make_settings(root, list_cache_seconds=60, experiment_flush_seconds=60, delta_poll_seconds=0.05)
+    with TestClient(create_app(settings, embedder=embedder)) as http:
+        def samples() -> dict[str, float]:
+            text = http.get("/metrics").text
+            return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name.startswith("recommender_experiment_")}
+
+        def once(check) -> dict[str, float]:
+            deadline = time.monotonic() + 10
+            while not check(found := samples()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return found
+
+        assert http.post("/v1/experiments", json=experiment("ab"), headers=AUTH).status_code == 201
+        for reader in readers(30):
+            related(http, reader)
+        waiting = once(lambda m: m.get("recommender_experiment_impressions_pending") == 30)
+        assert waiting["recommender_experiment_impressions_pending"] == 30  # the flush is a minute away
+        assert waiting.get("recommender_experiment_flush_seconds_count", 0) == 0
+        service = http.app.state.service
+        assert service.flush_impressions() == 30  # what the background loop calls
+        assert service.flush_impressions() == 0  # nothing left: not timed as a flush
+        written = samples()
+        assert written["recommender_experiment_flush_seconds_count"] == 1
+        assert written["recommender_experiment_flush_seconds_sum"] > 0
+        assert written["recommender_experiment_impressions_pending"] == 0
+        assert written["recommender_experiment_impressions_given_up_total"] == 0
+        stored = service.impressions.store.fields("test")  # the store itself (the report would wait 1.5 flushes)
+        assert sum(n for field, n in stored.items() if field.startswith("imp|")) == 30
 
 
 def test_interleaved_lists_are_the_team_draft_of_the_two_arms_and_clicks_credit_the_team(http, demo_engine):

@@ -57,6 +57,30 @@ def test_impressions_reach_the_store_only_when_flushed_and_all_at_once(tmp_path)
     reader.close()
 
 
+def test_a_flush_is_one_statement_step_per_table_however_many_impressions_it_holds(tmp_path):
+    """sqlite3 hands the GIL over around every statement step, and a busy event loop makes each hand-over wait its
+    switch interval: one step per impression put a 3,000-impression flush at seconds (benchmarks/RESULTS.md). The
+    statements SQLite runs for one flush are counted: the same few for 5 impressions as for 2,000. Ids of any
+    characters are written and credited as served."""
+    store = SQLiteExperimentCounts(tmp_path / "views.sqlite")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    for n in (5, 2000):
+        statements.clear()
+        store.served_many([Impression(f"imp-{n}-{i:05d}", "test", "ab", "related", "control",
+                                      ('say "hi"', "back\\slash", "café-日本"), ("control",) * 3, 490_000)
+                           for i in range(n)])
+        assert len(statements) <= 5, statements[:8]  # BEGIN, the counts, the impressions, (the purge), COMMIT
+    fields = store.fields("test")
+    assert fields["imp|control|related|490000"] == 2005 and fields["pimp|control|2"] == 2005
+    credit = store.clicked("imp-2000-01999", "café-日本")
+    assert credit.known and credit.experiment == "test"
+    assert store.fields("test")["pclk|control|2"] == 1
+    assert store.clicked("imp-2000-01999", 'say "hi"').experiment == "test"
+    assert store.fields("test")["pclk|control|0"] == 1
+    store.close()
+
+
 def test_a_click_that_reaches_another_worker_before_the_flush_is_credited(tmp_path):
     serving = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)
     clicked = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)

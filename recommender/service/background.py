@@ -34,7 +34,7 @@ def background_tasks(state: ServiceState) -> list[Callable[[], Coroutine[Any, An
     loops = [lambda: _every(settings.delta_poll_seconds, state.sync_live, "live state sync"),
              lambda: _every(settings.experiment_check_seconds, lambda: state.experiments.check_guardrails(
                  datetime.now(UTC)), "experiment guardrails"),
-             lambda: _every(settings.experiment_flush_seconds, state.impressions.flush, "experiment impressions")]
+             lambda: _every(settings.experiment_flush_seconds, state.flush_impressions, "experiment impressions")]
     if settings.reload_poll_seconds > 0 and state.pointer is not None:
         loops.append(lambda: _every(settings.reload_poll_seconds, state.check_reload, "reload"))
     if settings.popularity_refresh_seconds > 0:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Mapping, Protocol, Sequence
 
-from ..sqlitedb import connect_wal
+from ..sqlitedb import connect_wal, fetch_rows, json_rows, rows_select
 
 KINDS = ("view", "click")
 
@@ -85,8 +85,8 @@ class SQLiteViewCounter:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO counts VALUES (?, ?, ?, ?) ON CONFLICT (bucket, kind, article_id) "
-                                     "DO UPDATE SET count = count + excluded.count", rows)
+                self._db.execute(f"INSERT INTO counts {rows_select(4)} WHERE true ON CONFLICT (bucket, kind, "
+                                 "article_id) DO UPDATE SET count = count + excluded.count", (json_rows(rows),))
                 if time.monotonic() - self._last_expiry > 60:
                     oldest = int(time.time() - self.retention_hours * 3600) // self.bucket_seconds
                     self._db.execute("DELETE FROM counts WHERE bucket < ?", (oldest,))
@@ -102,8 +102,8 @@ class SQLiteViewCounter:
         window_hours = min(window_hours, self.retention_hours)
         oldest = int(now.timestamp() - window_hours * 3600) // self.bucket_seconds
         with self._lock:
-            rows = self._db.execute("SELECT bucket, article_id, count FROM counts WHERE kind = ? AND bucket >= ?",
-                                    (kind, oldest)).fetchall()
+            rows = fetch_rows(self._db, "bucket, article_id, count", "FROM counts WHERE kind = ? AND bucket >= ?",
+                              (kind, oldest))
         weights = _bucket_weights({r[0] for r in rows}, self.bucket_seconds, now, half_life_hours, window_hours)
         totals: dict[str, float] = {}
         for bucket, article_id, count in rows:
@@ -115,8 +115,8 @@ class SQLiteViewCounter:
     def totals(self, kind: str = "view") -> dict[str, int]:  # noqa: D102
         with self._lock:
             oldest = int(time.time() - self.retention_hours * 3600) // self.bucket_seconds
-            rows = self._db.execute("SELECT article_id, SUM(count) FROM counts WHERE kind = ? AND bucket >= ? "
-                                    "GROUP BY article_id", (kind, oldest)).fetchall()
+            rows = fetch_rows(self._db, "article_id, total", "FROM (SELECT article_id, SUM(count) AS total FROM "
+                              "counts WHERE kind = ? AND bucket >= ? GROUP BY article_id)", (kind, oldest))
         return {a: int(c) for a, c in rows}
 
     def close(self) -> None:  # noqa: D102

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from ..sqlitedb import connect_wal
+from ..sqlitedb import connect_wal, fetch_rows, json_rows, rows_select
 from .impression_batch import Batch, Impression
 
 IMPRESSION_TTL_SECONDS = 24 * 3600
@@ -111,22 +111,24 @@ class SQLiteExperimentCounts:
         self._db.execute("CREATE INDEX IF NOT EXISTS experiment_impressions_at ON experiment_impressions (at)")
 
     def _add(self, experiment: str, changes: dict[str, int]) -> None:
-        self._db.executemany("INSERT INTO experiment_counts VALUES (?, ?, ?) ON CONFLICT (experiment, field) DO "
-                             "UPDATE SET count = count + excluded.count",
-                             [(experiment, f, n) for f, n in changes.items()])
+        self._upsert(json_rows((experiment, f, n) for f, n in changes.items()))
+
+    def _upsert(self, counts: str) -> None:
+        """Add ``json_rows`` of (experiment, field, increment) to the counts (one statement step: ``sqlitedb``)."""
+        self._db.execute(f"INSERT INTO experiment_counts {rows_select(3)} WHERE true ON CONFLICT (experiment, field) "
+                         "DO UPDATE SET count = count + excluded.count", (counts,))
 
     def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
         self.write(Batch.of(impressions))
 
     def write(self, batch: Batch) -> None:  # noqa: D102
-        counts, records = batch.rows()
+        counts, records = (json_rows(rows) for rows in batch.rows())
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO experiment_counts VALUES (?, ?, ?) ON CONFLICT (experiment, "
-                                     "field) DO UPDATE SET count = count + excluded.count", counts)
-                self._db.executemany("INSERT INTO experiment_impressions VALUES (?, ?, ?)", records)
+                self._upsert(counts)
+                self._db.execute(f"INSERT INTO experiment_impressions {rows_select(3)}", (records,))
                 if now - self._purged_at > PURGE_EVERY_SECONDS:  # expired impressions leave once a minute
                     self._db.execute("DELETE FROM experiment_impressions WHERE at < ?",
                                      (now - IMPRESSION_TTL_SECONDS,))
@@ -158,8 +160,7 @@ class SQLiteExperimentCounts:
 
     def fields(self, experiment: str) -> dict[str, int]:  # noqa: D102
         with self._lock:
-            rows = self._db.execute("SELECT field, count FROM experiment_counts WHERE experiment = ?",
-                                    (experiment,)).fetchall()
+            rows = fetch_rows(self._db, "field, count", "FROM experiment_counts WHERE experiment = ?", (experiment,))
         return {field: int(count) for field, count in rows}
 
     def close(self) -> None:  # noqa: D102

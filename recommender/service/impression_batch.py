@@ -1,10 +1,10 @@
 """Experiment impressions as served, and batches of them prepared for the counter store (``experiment_counts``).
 
 Each impression is prepared when it is served: its count keys (cached, shared between impressions alike) counted
-once per batch, its record serialised. So writing a batch is one ``executemany`` per table (or one pipelined round
-trip) with no Python work per impression; with that work in the background flush, the flush held the GIL long
-enough to put the event loop's p99 at 10-13 ms, against 5 ms without flushes (2026-12-01 22:20 UTC,
-``service_load.py --experiment ab``).
+once per batch, its record serialised. So writing a batch is one statement per table (its rows passed as one JSON
+parameter: ``sqlitedb.json_rows``) or one pipelined round trip, with no Python work per impression; with that work
+in the background flush, the flush held the GIL long enough to put the event loop's p99 at 10-13 ms, against 5 ms
+without flushes (2026-12-01 22:20 UTC, ``service_load.py --experiment ab``).
 """
 
 from __future__ import annotations

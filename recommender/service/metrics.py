@@ -61,6 +61,15 @@ class Metrics:
         self.reload_refused = Gauge("recommender_index_reload_refused",
                                     "1 while the newest published build was refused (the old one serves)",
                                     ["build_id"], registry=r, multiprocess_mode="liveall")
+        self.impressions_pending = Gauge("recommender_experiment_impressions_pending",
+                                         "Experiment impressions served and not written to the counter store yet",
+                                         registry=r, multiprocess_mode="liveall")
+        self.impressions_given_up = Counter("recommender_experiment_impressions_given_up",
+                                            "Experiment impressions dropped while the counter store stayed unwritable",
+                                            registry=r)
+        self.impression_flush = Histogram("recommender_experiment_flush_seconds",
+                                          "Wall time of one write of a worker's pending experiment impressions",
+                                          buckets=BUCKETS, registry=r)
 
         self._flagged: dict[int, set[tuple[str, ...]]] = {}
 

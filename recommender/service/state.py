@@ -138,6 +138,20 @@ class ServiceState:
         for arm in self.experiments.arms.all():
             arm.refresh_popularity()
 
+    def flush_impressions(self) -> int:
+        """Write this worker's pending experiment impressions (the background loop's work), counted in ``/metrics``:
+        the wall time of each flush that had something to write (or failed), and any impressions given up."""
+        given_up, pending = self.impressions.given_up, self.impressions.pending
+        started = time.perf_counter()
+        try:
+            return self.impressions.flush()
+        finally:
+            if pending or self.impressions.given_up > given_up:
+                self.metrics.impression_flush.observe(time.perf_counter() - started)
+            self.metrics.impressions_pending.set(self.impressions.pending)
+            if self.impressions.given_up > given_up:
+                self.metrics.impressions_given_up.inc(self.impressions.given_up - given_up)
+
     def sync_live(self) -> None:
         """Pick up what other processes wrote (the live state and the experiments) and compile the rules they
         make."""
@@ -201,12 +215,13 @@ class ServiceState:
         self.metrics.index_articles.set(len(engine))
 
     def update_gauges(self) -> None:
-        """Gauges computed at scrape time: index age, delta size."""
+        """Gauges kept current by the sync: index age, delta size, takedowns, pending impressions."""
         engine = self.served.recommender
         created = datetime.fromisoformat(engine.manifest.created_at.replace("Z", "+00:00"))
         self.metrics.index_age.set((datetime.now(UTC) - created).total_seconds())
         self.metrics.delta_articles.set(len(self.delta.overlay.live))
         self.metrics.taken_down.set(len(self.takedowns.ids))
+        self.metrics.impressions_pending.set(self.impressions.pending)
 
     def close(self) -> None:
         """Close the stores."""
