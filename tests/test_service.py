@@ -316,3 +316,29 @@ def test_response_cache_serves_repeats_and_dies_with_a_takedown(root, embedder):
         text = client.get("/metrics").text
         assert ('recommender_requests_total{method="GET",route="/v1/articles/{article_id}/related",status="200"} 5.0'
                 in text)
+
+
+def test_a_stopping_worker_waits_for_its_background_round_before_closing_the_stores(root, embedder, caplog):
+    """The background loops run in threads; a worker that stops during a round (here a popularity refresh whose
+    views read is slow) lets it finish before the stores close. It once closed them under the round, which then
+    read a closed store and logged the views unreachable at every stop."""
+    import threading
+    import time
+
+    reading, finished = threading.Event(), []
+    with caplog.at_level("WARNING", logger="recommender.service"):
+        with TestClient(create_app(make_settings(root, popularity_refresh_seconds=0.05), embedder=embedder)) as http:
+            counter = http.app.state.service.counter
+            read = counter.decayed_views
+
+            def slow_read(*args, **kwargs):
+                reading.set()
+                time.sleep(0.5)
+                found = read(*args, **kwargs)
+                finished.append(True)
+                return found
+
+            counter.decayed_views = slow_read
+            assert reading.wait(10)
+        assert finished == [True]  # the stop waited for the round
+    assert "unreachable" not in caplog.text

@@ -20,10 +20,17 @@ log = logging.getLogger("recommender.service")
 
 
 async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
+    """Run ``work`` in a worker thread every ``seconds``. Cancelled (the worker stopping) during a round, it waits
+    for that round's thread to finish first: the stores close after this returns, and a round still running
+    would read or write a closed store (it did: a popularity refresh logged the views unreachable at every stop)."""
     while True:
         await asyncio.sleep(seconds)
+        round_ = asyncio.ensure_future(anyio.to_thread.run_sync(work))
         try:
-            await anyio.to_thread.run_sync(work)
+            await asyncio.shield(round_)
+        except asyncio.CancelledError:
+            await asyncio.gather(round_, return_exceptions=True)
+            raise
         except Exception:  # noqa: BLE001 - a failed round is logged and retried next round
             log.exception("background %s failed; retrying in %.1fs", name, seconds)
 
