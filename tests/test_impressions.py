@@ -252,16 +252,16 @@ def test_a_kept_list_past_its_due_age_is_ranked_again_after_the_response_never_s
 
     first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
     assert served is not None and len(rankings) == 1
-    clock.now += 29  # younger than half the lifetime (the earliest a list is due): served as kept
+    clock.now += 44  # younger than 75% of the lifetime (the earliest a list is due): served as kept
     listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
     assert listed.ids == first.ids and due == () and len(rankings) == 1
-    clock.now += 20  # past 80% (the latest a list is due): still served as kept, and due once (not twice)
+    clock.now += 14  # past 95% (the latest a list is due): still served as kept, and due once (not twice)
     listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
     assert listed.ids == first.ids and due == (("test", served.arm, (ANCHOR, 5)),) and len(rankings) == 1
     assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] == ()
     experiments.refresh(due)  # what the response cache runs once the response is sent
-    assert rankings == [1000.0, 1049.0]
-    clock.now += 59  # the new list is 59 s old: kept (and due); the first would have run out 48 s ago
+    assert rankings == [1000.0, 1058.0]
+    clock.now += 59  # the new list is 59 s old: kept (and due); the first would have run out 57 s ago
     assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] != ()
     clock.now += 2  # nobody asked in time: it ran out, the app ranks the next request
     assert kept_list(experiments, "reader-1", now, (ANCHOR, 5)) is None
@@ -278,19 +278,19 @@ def test_the_response_cache_ranks_due_experiment_lists_after_its_response(root, 
         serve = service.experiments.serve
         service.experiments.serve = lambda *a, **kw: (through_app.append(a[0]), serve(*a, **kw))[1]
 
-        def made_at() -> set[float]:  # when each kept list was ranked, from when it is due (30-48 s later)
-            return {next(t for t in (1000.0, 1049.0) if 30 <= entry[1] - t <= 48) for entry in kept._cache.values()}
+        def made_at() -> set[float]:  # when each kept list was ranked, from when it is due (45-57 s later)
+            return {next(t for t in (1000.0, 1058.0) if 45 <= entry[1] - t <= 57) for entry in kept._cache.values()}
 
         for n in range(3):
             response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": f"reader-{n:03d}"})
             assert response.status_code == 200
         assert through_app == ["related"] and made_at() == {1000.0}  # both arms ranked once, then assembled
-        clock.now += 49
+        clock.now += 58
         assert http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-004"}).status_code == 200
         deadline = time.monotonic() + 5
-        while made_at() != {1049.0} and time.monotonic() < deadline:
+        while made_at() != {1058.0} and time.monotonic() < deadline:
             time.sleep(0.01)  # ranked on the event loop after the response
-        assert made_at() == {1049.0} and through_app == ["related"]  # ranked again, no request went to the app
+        assert made_at() == {1058.0} and through_app == ["related"]  # ranked again, no request went to the app
 
 
 def test_arms_are_made_by_the_background_sync_never_by_a_request(root, embedder):
