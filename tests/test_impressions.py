@@ -9,18 +9,19 @@ import threading
 import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from recommender.experiments.definition import Experiment
-from recommender.experiments.interleaving import impression_rng, team_draft
+from recommender.experiments.interleaving import impression_rng, new_impression_id, team_draft
 from recommender.query import Recommender
 from recommender.service.app import create_app
 from recommender.service.experiment_counts import RedisExperimentCounts, SQLiteExperimentCounts
 from recommender.service.experiment_store import ExperimentStore
 from recommender.service.experiments import Experiments
-from recommender.service.impression_batch import Impression
+from recommender.service.impression_batch import Batch, Impression, Prepared, count_keys
 from recommender.service.impression_buffer import BufferedCounts
 from recommender.service.kept_lists import KeptLists
 from recommender.service.rendering import rendered
@@ -55,6 +56,21 @@ def test_impressions_reach_the_store_only_when_flushed_and_all_at_once(tmp_path)
     assert worker.fields("test")["imp|control|related|490000"] == 51  # its own pending ones are written first
     worker.close()
     reader.close()
+
+
+def test_a_prepared_impression_is_stored_as_the_impression_itself():
+    """A hot list's impressions share their record but for the id (``Prepared``): what is stored is byte for byte
+    the record of the impression served, for both kinds, and counts the same keys."""
+    for served in (Impression(new_impression_id(), "test", "ab", "related", "control", ('say "hi"', "é"),
+                              ("control",) * 2, 490_000),
+                   Impression(new_impression_id(), "test", "interleave", "popular", "*", ("a", "b", "c"),
+                              ("fresh", "control", "fresh"), 490_001, ("control", "fresh"))):
+        prepared = Prepared.of(served)
+        assert prepared.record(served.id, 12.5) == (served.id, 12.5, orjson.dumps(served).decode(),
+                                                    count_keys(served))
+        batch = Batch()
+        batch.add_prepared(served.id, prepared, 12.5)
+        assert batch.changes() == Batch.of([served]).changes()
 
 
 def test_a_flush_is_one_statement_step_per_table_however_many_impressions_it_holds(tmp_path):

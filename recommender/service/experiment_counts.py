@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from ..sqlitedb import connect_wal, fetch_rows, json_rows, rows_select
-from .impression_batch import Batch, Impression
+from .impression_batch import Batch, Impression, Prepared
 
 IMPRESSION_TTL_SECONDS = 24 * 3600
 PURGE_EVERY_SECONDS = 60.0
@@ -81,6 +81,10 @@ class ExperimentCounts(Protocol):
         """``write`` impressions served now."""
         ...
 
+    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:
+        """``write`` one impression of a prepared list, served now."""
+        ...
+
     def clicked(self, impression_id: str, article_id: str) -> Credit:
         """Credit a click to the arm or team that showed the item."""
         ...
@@ -94,7 +98,22 @@ class ExperimentCounts(Protocol):
         ...
 
 
-class SQLiteExperimentCounts:
+class _WrittenAtOnce:
+    """Impressions served straight into the store (outside the service's buffer: tools and tests)."""
+
+    def write(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
+        self.write(Batch.of(impressions))
+
+    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:  # noqa: D102
+        batch = Batch()
+        batch.add_prepared(impression_id, prepared, time.time())
+        self.write(batch)
+
+
+class SQLiteExperimentCounts(_WrittenAtOnce):
     """Counts in the node's SQLite counter file (WAL; the workers of one node share it)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -117,9 +136,6 @@ class SQLiteExperimentCounts:
         """Add ``json_rows`` of (experiment, field, increment) to the counts (one statement step: ``sqlitedb``)."""
         self._db.execute(f"INSERT INTO experiment_counts {rows_select(3)} WHERE true ON CONFLICT (experiment, field) "
                          "DO UPDATE SET count = count + excluded.count", (counts,))
-
-    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
-        self.write(Batch.of(impressions))
 
     def write(self, batch: Batch) -> None:  # noqa: D102
         counts, records = (json_rows(rows) for rows in batch.rows())
@@ -167,7 +183,7 @@ class SQLiteExperimentCounts:
         self._db.close()
 
 
-class RedisExperimentCounts:
+class RedisExperimentCounts(_WrittenAtOnce):
     """Counts in Redis (every replica counts into the same hash): ``HINCRBY`` on ``PREFIX:counts:NAME``, each
     impression a key with a day's expiry, a click applied with ``WATCH``/``MULTI`` (retried on a race)."""
 
@@ -176,9 +192,6 @@ class RedisExperimentCounts:
 
         self.client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
         self.prefix = prefix
-
-    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
-        self.write(Batch.of(impressions))
 
     def write(self, batch: Batch) -> None:  # noqa: D102
         counts, records = batch.rows()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Hashable
 
@@ -30,7 +30,7 @@ from ..query.recommender import Recommender
 from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
 from .experiment_counts import ExperimentCounts, open_experiment_counts
 from .experiment_store import ExperimentStore, Running
-from .impression_batch import Impression
+from .impression_batch import Impression, Prepared
 from .kept_lists import Generation, KeptLists
 from .rendering import RenderedList
 
@@ -105,25 +105,38 @@ class Experiments:
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
         self._merges: dict[tuple[int, int, int, int], Merge] = {}
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
+        self._running: dict[str, tuple[tuple[int, int], datetime, datetime, list[Running]]] = {}
+        # Each shown list's impression record, prepared once per widget and hour (``impression_batch.Prepared``).
+        self._prepared: dict[tuple[int, str, int, tuple[str, ...]], tuple[RenderedList, Prepared]] = {}
 
     def use_arms(self, arms: dict[ArmKey, Recommender]) -> None:
         """Serve with these arm recommenders from now on (a new build), every kept list dropped."""
         self.arms.use(arms)
         self.kept.clear()
         self._merges.clear()
+        self._prepared.clear()
 
     def active(self, now: datetime) -> list[Running]:
         """The experiments running now, whatever their widgets."""
         return [r for r in self.store.all().values() if r.active(now)]
 
     def running(self, widget: str, now: datetime) -> list[Running]:
-        """The experiments covering ``widget`` now, by name."""
-        token, by_name = self._by_name
-        if token != self.store.token:
-            token = self.store.token
+        """The experiments covering ``widget`` now, by name (kept per widget until the store changes or a start or
+        stop time is passed: this runs for every list a reader id comes with)."""
+        token = self.store.token
+        kept = self._running.get(widget)
+        if kept is not None and kept[0] == token and kept[1] <= now < kept[2]:
+            return kept[3]
+        token_sorted, by_name = self._by_name
+        if token_sorted != token:
             by_name = [r for _, r in sorted(self.store.all().items())]
             self._by_name = token, by_name
-        return [r for r in by_name if widget in r.experiment.widgets and r.active(now)]
+        found = [r for r in by_name if widget in r.experiment.widgets and r.active(now)]
+        times = [t for r in by_name for t in (r.experiment.starts_at, r.experiment.stops_at) if t is not None]
+        since = max((t for t in times if t <= now), default=datetime.min.replace(tzinfo=UTC))
+        until = min((t for t in times if t > now), default=datetime.max.replace(tzinfo=UTC))
+        self._running[widget] = (token, since, until, found)
+        return found
 
     def covering(self, widget: str, reader: str | None, now: datetime) -> Running | None:
         """The first running experiment that covers the widget and the reader: the one its list is served in."""
@@ -205,20 +218,27 @@ class Experiments:
         experiment = running.experiment
         impression_id = new_impression_id()
         hour = int(now.timestamp() // 3600)
+        team_arms: tuple[str, ...] = ()
         if experiment.kind == "ab":
             (arm, results), = lists.items()
-            record = Impression(impression_id, experiment.name, "ab", widget, arm, results.ids,
-                                (arm,) * len(results), hour)
+            arms, shown = (arm,) * len(results), arm
             served = Served(impression_id, experiment.name, arm)
         else:
             first, second = experiment.arm_names
             results, arms = self._merged(lists[first], lists[second], first, second, k,
                                          merge_pattern(impression_flips(impression_id), k))
-            record = Impression(impression_id, experiment.name, "interleave", widget, "*", results.ids, arms, hour,
-                                (first, second))
+            team_arms, shown = (first, second), "*"
             served = Served(impression_id, experiment.name, None)
         if results:
-            self.counts.served_many([record])
+            key = (id(results), widget, hour, arms)  # the list is held by the entry: its id is not reused meanwhile
+            prepared = self._prepared.get(key)
+            if prepared is None or prepared[0] is not results:
+                prepared = (results, Prepared.of(Impression("", experiment.name, experiment.kind, widget, shown,
+                                                            results.ids, arms, hour, team_arms)))
+                if len(self._prepared) >= MERGES_KEPT:
+                    self._prepared.clear()
+                self._prepared[key] = prepared
+            self.counts.served_prepared(impression_id, prepared[1])
         return results, served
 
     def _merged(self, a: RenderedList, b: RenderedList, first: str, second: str, k: int, pattern: int,

@@ -10,7 +10,7 @@ without flushes (2026-12-01 22:20 UTC, ``service_load.py --experiment ab``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from operator import itemgetter
 from typing import Sequence
@@ -60,6 +60,34 @@ def _count_keys(experiment: str, arm: str, widget: str, hour: int, arms: tuple[s
             *((experiment, f"pimp|{shown}|{position}") for position, shown in enumerate(arms)))
 
 
+_ID_FIELD = '{"id":"'
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every impression of one list, widget and hour shares: its count keys and its record's JSON after the
+    id. Made once (``of``) and reused, an impression of a hot list costs a new id and a string join.
+
+    Attributes:
+        keys: the count keys (``count_keys``).
+        rest: the record as stored, after ``{"id":"<id>"``.
+    """
+
+    keys: tuple[CountKey, ...]
+    rest: str
+
+    @staticmethod
+    def of(impression: Impression) -> Prepared:
+        """The shared part of ``impression``'s record (its id is left out)."""
+        stored = orjson.dumps(replace(impression, id="")).decode()
+        return Prepared(count_keys(impression), stored[len(_ID_FIELD) + 1:])
+
+    def record(self, impression_id: str, at: float) -> Record:
+        """The record of one impression of it: ``impression_id`` (the service's ids need no JSON escaping:
+        ``interleaving.new_impression_id``), served at ``at``."""
+        return impression_id, at, f'{_ID_FIELD}{impression_id}"{self.rest}', self.keys
+
+
 @dataclass
 class Batch:
     """Impressions prepared for one write: how many impressions share each tuple of count keys (so serving one is
@@ -78,6 +106,11 @@ class Batch:
             keys = count_keys(impression)
             served[keys] = served.get(keys, 0) + 1
             self.records.append((impression.id, at, orjson.dumps(impression).decode(), keys))
+
+    def add_prepared(self, impression_id: str, prepared: Prepared, at: float) -> None:
+        """Add one impression of a prepared list, served at ``at``."""
+        self.served[prepared.keys] = self.served.get(prepared.keys, 0) + 1
+        self.records.append(prepared.record(impression_id, at))
 
     def extend(self, newer: Batch) -> None:
         """Append a newer batch."""

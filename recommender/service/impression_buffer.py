@@ -20,7 +20,7 @@ import time
 from typing import Sequence
 
 from .experiment_counts import Credit, ExperimentCounts
-from .impression_batch import Batch, Impression
+from .impression_batch import Batch, Impression, Prepared
 
 log = logging.getLogger("recommender.service")
 
@@ -48,6 +48,12 @@ class BufferedCounts:
         at = time.time()
         with self._lock:
             self._pending.add(impressions, at)
+
+    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:
+        """Keep one impression of a prepared list for the next flush."""
+        at = time.time()
+        with self._lock:
+            self._pending.add_prepared(impression_id, prepared, at)
 
     def write(self, batch: Batch) -> None:
         """Keep a prepared batch for the next flush."""

@@ -63,18 +63,22 @@ class KeptLists:
         """Whether anything is kept."""
         return self._cache is not None
 
+    def _locked_entry(self, key: Hashable, generation: Hashable) -> tuple[Kept, float, Remake] | None:
+        """The entry in ``generation`` (every entry dropped when it moved on); call with the lock held."""
+        if self._cache is None:
+            return None
+        if generation != self._generation:
+            self._cache.clear()
+            self._refreshing.clear()
+            self._generation = generation
+        return self._cache.get(key)
+
     def _entry(self, key: Hashable, generation: Hashable = None,
                ) -> tuple[tuple[Kept, float, Remake] | None, Hashable]:
         if generation is None:
             generation = self.generation()
         with self._lock:
-            if self._cache is None:
-                return None, generation
-            if generation != self._generation:
-                self._cache.clear()
-                self._refreshing.clear()
-                self._generation = generation
-            return self._cache.get(key), generation
+            return self._locked_entry(key, generation), generation
 
     def get(self, key: Hashable) -> tuple[Kept | None, Hashable]:
         """The kept entry (or None) and the generation it was looked up in (pass it to ``put``)."""
@@ -93,10 +97,12 @@ class KeptLists:
         """The kept entry (or None) and whether it is due: past its draw of ``DUE_AFTER`` and not being ranked again
         already (it then is, as far as later calls know: the caller must ``refresh`` it). ``generation``: the
         caller's reading of it, this request's (None: read it now)."""
-        entry, _ = self._entry(key, generation)
-        if entry is None:
-            return None, False
-        with self._lock:
+        if generation is None:
+            generation = self.generation()
+        with self._lock:  # one acquisition: this runs for every list served inside an experiment
+            entry = self._locked_entry(key, generation)
+            if entry is None:
+                return None, False
             if key in self._refreshing or self.timer() < entry[1]:
                 return entry[0], False
             self._refreshing.add(key)
