@@ -18,6 +18,9 @@ def connect_wal(path: str | Path, timeout_seconds: float = 30.0, **options: Any)
     exclusive lock, and SQLite answers "database is locked" at once to the loser of that race (its busy handler
     is not called there, to avoid a deadlock), so the switch is retried here until ``timeout_seconds``.
     """
+    if sqlite3.sqlite_version_info < (3, 38):  # json_each with ->> (json_rows, fetch_rows)
+        raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: the counter stores need 3.38 or newer "
+                           f"(its JSON operators); use a Python built against a newer SQLite")
     db = sqlite3.connect(path, timeout=timeout_seconds, **options)
     try:
         enable_wal(db, timeout_seconds)

@@ -152,3 +152,14 @@ def test_workers_opening_a_new_counter_file_at_once_all_succeed(tmp_path):
             process.join(60)
         outcomes += [results.get(timeout=10) for _ in processes]
     assert outcomes == ["ok"] * len(outcomes)
+
+
+def test_a_sqlite_too_old_for_the_json_rows_is_refused_by_name(tmp_path, monkeypatch):
+    """The counter stores pass many rows as one JSON parameter (``->>``, SQLite 3.38+): an older SQLite is refused
+    at open with its version and the fix, not at the first write."""
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.31\.1 is too old.*3\.38"):
+        SQLiteViewCounter(tmp_path / "views.sqlite")
