@@ -38,20 +38,14 @@ from .rendering import RenderedList
 log = logging.getLogger("recommender.service")
 Compute = Callable[[Recommender], RenderedList]
 EXPERIMENTS_FILE = "experiments.sqlite"
-# Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10, each leaving
-# with either list; when there are more, all are dropped (they are rebuilt from the kept lists at one draft each).
+# Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10; when there are
+# more, all are dropped (they are rebuilt from the kept lists at one draft each).
 MERGES_KEPT = 65_536
-# Prepared impression records kept (``Experiments._prepared``), ~0.5 KB each, each leaving with its list; when there
-# are more, all are dropped and made again as lists are shown.
+# Prepared impression records kept (``Experiments._prepared``), ~0.5 KB each, their lists referenced weakly; when
+# there are more (lists ranked again leave theirs behind), all are dropped and made again as lists are shown.
 RECORDS_KEPT = 16_384
-# A kept merge: (list a, list b (both weakly), the merged list, the arm shown at each position).
-Merge = tuple["weakref.ref[RenderedList]", "weakref.ref[RenderedList]", RenderedList, tuple[str, ...]]
-
-
-def _forgetting(kept: dict, key: Hashable) -> Callable[[object], None]:
-    """A weak reference's callback that drops ``kept[key]``: what was made from a list leaves when the list does
-    (a kept list ranked again, or every kept list dropped), so it never keeps the old list or itself alive."""
-    return lambda _gone: kept.pop(key, None)
+# A kept merge: (list a, list b, the merged list, the arm shown at each position).
+Merge = tuple[RenderedList, RenderedList, RenderedList, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -243,10 +237,10 @@ class Experiments:
         if results:
             key = (id(results), experiment.name, widget, hour, arms)
             prepared = self._prepared.get(key)
-            if prepared is None or prepared[0]() is not results:
-                record = Impression("", experiment.name, experiment.kind, widget, shown, results.ids, arms, hour,
-                                    team_arms)
-                prepared = (weakref.ref(results, _forgetting(self._prepared, key)), Prepared.of(record))
+            if prepared is None or prepared[0]() is not results:  # a weak reference: a list gone is not kept alive
+                prepared = (weakref.ref(results), Prepared.of(Impression("", experiment.name, experiment.kind,
+                                                                         widget, shown, results.ids, arms, hour,
+                                                                         team_arms)))
                 if len(self._prepared) >= RECORDS_KEPT:
                     self._prepared.clear()
                 self._prepared[key] = prepared
@@ -258,13 +252,11 @@ class Experiments:
         """The team-draft merge of ``a`` (arm ``first``) and ``b`` decided by ``pattern`` (``merge_pattern``), and
         the arm shown at each position: kept per pair of lists, so a hot list's impressions draft once per
         pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a loop)."""
-        key = (id(a), id(b), k, pattern)
+        key = (id(a), id(b), k, pattern)  # the merge holds a and b, so their ids are not reused while it is kept
         merge = self._merges.get(key)
-        if merge is None or merge[0]() is not a or merge[1]() is not b:
+        if merge is None or merge[0] is not a or merge[1] is not b:
             merged, teams = team_draft(a.ids, b.ids, k, Flips(pattern))
-            forget = _forgetting(self._merges, key)
-            merge = (weakref.ref(a, forget), weakref.ref(b, forget), a.picked(merged, [b]),
-                     tuple(first if t == "a" else second for t in teams))
+            merge = (a, b, a.picked(merged, [b]), tuple(first if t == "a" else second for t in teams))
             if len(self._merges) >= MERGES_KEPT:
                 self._merges.clear()
             self._merges[key] = merge
