@@ -14,7 +14,6 @@ to the worker's buffer (``impression_buffer.py``) and written by the background 
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,9 +40,6 @@ EXPERIMENTS_FILE = "experiments.sqlite"
 # Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10; when there are
 # more, all are dropped (they are rebuilt from the kept lists at one draft each).
 MERGES_KEPT = 65_536
-# Prepared impression records kept (``Experiments._prepared``), ~0.5 KB each, their lists referenced weakly; when
-# there are more (lists ranked again leave theirs behind), all are dropped and made again as lists are shown.
-RECORDS_KEPT = 16_384
 # A kept merge: (list a, list b, the merged list, the arm shown at each position).
 Merge = tuple[RenderedList, RenderedList, RenderedList, tuple[str, ...]]
 
@@ -111,8 +107,7 @@ class Experiments:
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
         self._running: dict[str, tuple[tuple[int, int], datetime, datetime, list[Running]]] = {}
         # Each shown list's impression record, prepared once per widget and hour (``impression_batch.Prepared``).
-        self._prepared: dict[tuple[int, str, str, int, tuple[str, ...]],
-                             tuple[weakref.ref[RenderedList], Prepared]] = {}
+        self._prepared: dict[tuple[int, str, int, tuple[str, ...]], tuple[RenderedList, Prepared]] = {}
 
     def use_arms(self, arms: dict[ArmKey, Recommender]) -> None:
         """Serve with these arm recommenders from now on (a new build), every kept list dropped."""
@@ -235,13 +230,12 @@ class Experiments:
             team_arms, shown = (first, second), "*"
             served = Served(impression_id, experiment.name, None)
         if results:
-            key = (id(results), experiment.name, widget, hour, arms)
+            key = (id(results), widget, hour, arms)  # the list is held by the entry: its id is not reused meanwhile
             prepared = self._prepared.get(key)
-            if prepared is None or prepared[0]() is not results:  # a weak reference: a list gone is not kept alive
-                prepared = (weakref.ref(results), Prepared.of(Impression("", experiment.name, experiment.kind,
-                                                                         widget, shown, results.ids, arms, hour,
-                                                                         team_arms)))
-                if len(self._prepared) >= RECORDS_KEPT:
+            if prepared is None or prepared[0] is not results:
+                prepared = (results, Prepared.of(Impression("", experiment.name, experiment.kind, widget, shown,
+                                                            results.ids, arms, hour, team_arms)))
+                if len(self._prepared) >= MERGES_KEPT:
                     self._prepared.clear()
                 self._prepared[key] = prepared
             self.counts.served_prepared(impression_id, prepared[1])
