@@ -170,6 +170,36 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     store.close()
 
 
+def test_a_shown_lists_impression_record_is_prepared_once_and_kept_with_the_list(tmp_path, demo_engine):
+    """Every impression of one kept list in one hour shares its prepared record, kept on the list itself (so it
+    leaves with the list: nothing else holds the list or the record)."""
+    store = ExperimentStore(tmp_path / "experiments.sqlite")
+    store.create(Experiment.from_dict({"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}),
+                 "test", "")
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+                              lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)),
+                              list_cache_seconds=60, list_cache_entries=100)
+    now = demo_engine.clock()
+
+    def compute(engine):
+        return rendered(engine.related(ANCHOR, k=5, now=now), explain=False)
+
+    shown = {}
+    for n in range(30):
+        results, served = experiments.serve("related", f"reader-{n}", now, demo_engine, compute, 5, (ANCHOR, 5))
+        shown.setdefault(served.arm, results)
+        assert results is shown[served.arm]  # the arm's kept list itself
+    assert set(shown) == {"control", "fresh"}
+    for arm, results in shown.items():
+        (key, prepared), = results.derived.items()
+        assert key == ("test", "related", int(now.timestamp() // 3600), (arm,) * len(results))
+        assert prepared.keys[0] == ("test", f"imp|{arm}|related|{key[2]}")
+    pending = experiments.counts._pending.records
+    assert len(pending) == 30 and len({r[0] for r in pending}) == 30  # each impression its own id and record
+    experiments.counts.close()
+    store.close()
+
+
 @contextlib.contextmanager
 def experiment_app(root, embedder, kind: str) -> Iterator[TestClient]:
     """The app, lists kept 60 s, with experiment "test" running: control against the freshness arm."""

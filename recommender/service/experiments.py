@@ -40,6 +40,8 @@ EXPERIMENTS_FILE = "experiments.sqlite"
 # Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10; when there are
 # more, all are dropped (they are rebuilt from the kept lists at one draft each).
 MERGES_KEPT = 65_536
+# Prepared impression records kept on one shown list (one per experiment, widget, hour and arms shown).
+RECORDS_PER_LIST = 16
 # A kept merge: (list a, list b, the merged list, the arm shown at each position).
 Merge = tuple[RenderedList, RenderedList, RenderedList, tuple[str, ...]]
 
@@ -106,15 +108,12 @@ class Experiments:
         self._merges: dict[tuple[int, int, int, int], Merge] = {}
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
         self._running: dict[str, tuple[tuple[int, int], datetime, datetime, list[Running]]] = {}
-        # Each shown list's impression record, prepared once per widget and hour (``impression_batch.Prepared``).
-        self._prepared: dict[tuple[int, str, int, tuple[str, ...]], tuple[RenderedList, Prepared]] = {}
 
     def use_arms(self, arms: dict[ArmKey, Recommender]) -> None:
         """Serve with these arm recommenders from now on (a new build), every kept list dropped."""
         self.arms.use(arms)
         self.kept.clear()
         self._merges.clear()
-        self._prepared.clear()
 
     def active(self, now: datetime) -> list[Running]:
         """The experiments running now, whatever their widgets."""
@@ -230,15 +229,15 @@ class Experiments:
             team_arms, shown = (first, second), "*"
             served = Served(impression_id, experiment.name, None)
         if results:
-            key = (id(results), widget, hour, arms)  # the list is held by the entry: its id is not reused meanwhile
-            prepared = self._prepared.get(key)
-            if prepared is None or prepared[0] is not results:
-                prepared = (results, Prepared.of(Impression("", experiment.name, experiment.kind, widget, shown,
-                                                            results.ids, arms, hour, team_arms)))
-                if len(self._prepared) >= MERGES_KEPT:
-                    self._prepared.clear()
-                self._prepared[key] = prepared
-            self.counts.served_prepared(impression_id, prepared[1])
+            key = (experiment.name, widget, hour, arms)
+            prepared = results.derived.get(key)  # kept with the list: it leaves when the list does
+            if prepared is None:
+                if len(results.derived) >= RECORDS_PER_LIST:
+                    results.derived.clear()  # hours pass: a list kept long does not collect records
+                prepared = Prepared.of(Impression("", experiment.name, experiment.kind, widget, shown, results.ids,
+                                                  arms, hour, team_arms))
+                results.derived[key] = prepared
+            self.counts.served_prepared(impression_id, prepared)
         return results, served
 
     def _merged(self, a: RenderedList, b: RenderedList, first: str, second: str, k: int, pattern: int,

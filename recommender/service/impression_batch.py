@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from operator import itemgetter
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import orjson
 
@@ -63,10 +63,10 @@ def _count_keys(experiment: str, arm: str, widget: str, hour: int, arms: tuple[s
 _ID_FIELD = '{"id":"'
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """What every impression of one list, widget and hour shares: its count keys and its record's JSON after the
-    id. Made once (``of``) and reused, an impression of a hot list costs a new id and a string join.
+    id. Made once (``of``) and reused, an impression of a hot list costs a new id and a string join. A tuple of
+    strings, so the garbage collector stops tracking it.
 
     Attributes:
         keys: the count keys (``count_keys``).

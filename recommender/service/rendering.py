@@ -10,7 +10,7 @@ in one run: 85 against 14 ms, one worker).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import orjson
@@ -39,6 +39,9 @@ class RenderedList:
     ids: tuple[str, ...]
     items: tuple[bytes, ...]
     fallback: str | None = None
+    # What users of the list derive from it and keep as long as it lives (the experiments' prepared impression
+    # records: ``Experiments._impression``); not part of its value.
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
