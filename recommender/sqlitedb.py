@@ -47,9 +47,9 @@ def enable_wal(db: sqlite3.Connection, timeout_seconds: float = 30.0) -> None:
 
 # Many rows in one statement step. Python's sqlite3 releases the GIL around every step of a statement (every row
 # of ``executemany``, every row fetched) and takes it back after; in a background thread of a service worker whose
-# event loop is busy, each take-back waits for the loop's switch interval (5 ms), so a flush of 3,000 impressions
-# took seconds of wall time and fell behind the impressions served (``benchmarks/impression_writes.py``, busy
-# rows). Passed as one JSON array and unpacked by SQLite's ``json_each``, the rows cost one step.
+# event loop is busy, each take-back waits for the loop's switch interval (5 ms): a flush of 3,000 impression
+# records (stored one row each until 2026-12-02) took seconds of wall time and fell behind the impressions served
+# (benchmarks/JOURNAL.md). Passed as one JSON array and unpacked by SQLite's ``json_each``, the rows cost one step.
 ROWS_SQL = "SELECT {columns} FROM json_each(?)"
 
 

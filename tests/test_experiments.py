@@ -31,6 +31,7 @@ from recommender.experiments import (
 )
 from recommender.experiments.assignment import unit_hash
 from recommender.experiments.guardrail import win_share_line
+from recommender.experiments.impression_token import NONCES, ImpressionSigner, new_key
 from recommender.experiments.interleaving import FLIP_BITS, Flips, merge_pattern
 from recommender.experiments.statistics import (
     ab_sample_size,
@@ -264,11 +265,16 @@ def test_team_draft_properties(a, b, k, seed):
 
 
 def test_team_draft_is_reproducible_from_the_impression_id():
-    """The service can rebuild a merge from the impression id alone; other ids give other coins."""
+    """A merge is rebuilt from its impression id alone (its random bits: ``impression_rng``); other ids give other
+    coins."""
+    experiment = Experiment.from_dict({"name": "t", "kind": "interleave", "arms": [{"name": "a"}, {"name": "b"}]})
+    signer = ImpressionSigner(new_key())
+    header = signer.header(experiment, "related", 1, ("a",) * 3, ("x", "y", "z"))
+    ids = [signer.issue(header, NONCES.take()) for _ in range(50)]
     a, b = [f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]
-    first = team_draft(a, b, 10, impression_rng("imp-123"))
-    assert first == team_draft(a, b, 10, impression_rng("imp-123"))
-    assert len({tuple(team_draft(a, b, 10, impression_rng(f"imp-{i}"))[1]) for i in range(50)}) > 10
+    first = team_draft(a, b, 10, impression_rng(ids[0]))
+    assert first == team_draft(a, b, 10, impression_rng(ids[0]))
+    assert len({tuple(team_draft(a, b, 10, impression_rng(i))[1]) for i in ids}) > 10
 
 
 @settings(max_examples=300, deadline=None)

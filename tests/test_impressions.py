@@ -1,27 +1,27 @@
-"""Experiment lists off the request path (issue 18): impressions kept in the worker and written in batches, a click
-served by another worker credited once that worker flushes, a store that is down costs no impression until the
-bound, and each arm's ranked list kept for the list cache's lifetime, dropped when the build or live state moves."""
+"""Experiment lists off the request path (issue 18): impressions counted in the worker and written in batches, no
+row per impression, a click credited by any worker from its id alone, a store that is down costs no impression,
+and each arm's ranked list kept for the list cache's lifetime, dropped when the build or live state moves."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
-import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from recommender.experiments.definition import Experiment
-from recommender.experiments.interleaving import impression_rng, new_impression_id, team_draft
+from recommender.experiments.impression_token import NONCES, experiment_tag
+from recommender.experiments.interleaving import impression_rng, team_draft
 from recommender.query import Recommender
 from recommender.service.app import create_app
 from recommender.service.experiment_counts import RedisExperimentCounts, SQLiteExperimentCounts
 from recommender.service.experiment_store import ExperimentStore
 from recommender.service.experiments import Experiments
-from recommender.service.impression_batch import Batch, Impression, Prepared, count_keys
+from recommender.service.impression_batch import count_keys
 from recommender.service.impression_buffer import BufferedCounts
 from recommender.service.kept_lists import KeptLists
 from recommender.service.rendering import rendered
@@ -32,9 +32,8 @@ ANCHOR = "demo-001"
 FRESH = {"name": "fresh", "settings": {"ranking": {"weight_freshness": 1.0, "weight_trending": 0.5}}}
 
 
-def impression(n: int, experiment: str = "test") -> Impression:
-    return Impression(f"impression-{n:04d}", experiment, "ab", "related", "control", ("a", "b", "c"),
-                      ("control",) * 3, 490_000)
+HOUR = 490_000
+KEYS = count_keys("test", "control", "related", HOUR, ("control",) * 3)
 
 
 def kept_list(experiments, reader, now, key):
@@ -43,91 +42,104 @@ def kept_list(experiments, reader, now, key):
 
 
 def test_impressions_reach_the_store_only_when_flushed_and_all_at_once(tmp_path):
-    worker = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.2)
+    worker = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"))
     reader = SQLiteExperimentCounts(tmp_path / "views.sqlite")  # another process reading the same file
-    worker.served_many([impression(n) for n in range(50)])
+    for _ in range(50):
+        worker.served(KEYS)
     assert reader.fields("test") == {} and worker.pending == 50
     assert worker.flush() == 50 and worker.pending == 0
     fields = reader.fields("test")
-    assert fields["imp|control|related|490000"] == 50
+    assert fields[f"imp|control|related|{HOUR}"] == 50
     assert [fields[f"pimp|control|{p}"] for p in range(3)] == [50, 50, 50]
     assert worker.flush() == 0  # nothing twice
-    worker.served_many([impression(50)])
-    assert worker.fields("test")["imp|control|related|490000"] == 51  # its own pending ones are written first
+    worker.served(KEYS)
+    assert worker.fields("test")[f"imp|control|related|{HOUR}"] == 51  # its own pending ones are written first
     worker.close()
     reader.close()
 
 
-def test_a_prepared_impression_is_stored_as_the_impression_itself():
-    """A hot list's impressions share their record but for the id (``Prepared``): what is stored is byte for byte
-    the record of the impression served, for both kinds, and counts the same keys."""
-    for served in (Impression(new_impression_id(), "test", "ab", "related", "control", ('say "hi"', "é"),
-                              ("control",) * 2, 490_000),
-                   Impression(new_impression_id(), "test", "interleave", "popular", "*", ("a", "b", "c"),
-                              ("fresh", "control", "fresh"), 490_001, ("control", "fresh"))):
-        prepared = Prepared.of(served)
-        assert prepared.record(served.id, 12.5) == (served.id, 12.5, orjson.dumps(served).decode(),
-                                                    count_keys(served))
-        batch = Batch()
-        batch.add_prepared(served.id, prepared, 12.5)
-        assert batch.changes() == Batch.of([served]).changes()
-
-
-def test_a_flush_is_one_statement_step_per_table_however_many_impressions_it_holds(tmp_path):
+def test_a_flush_is_one_statement_and_stores_nothing_per_impression(tmp_path):
     """sqlite3 hands the GIL over around every statement step, and a busy event loop makes each hand-over wait its
-    switch interval: one step per impression put a 3,000-impression flush at seconds (benchmarks/RESULTS.md). The
-    statements SQLite runs for one flush are counted: the same few for 5 impressions as for 2,000. Ids of any
-    characters are written and credited as served."""
+    switch interval, so a flush is one statement however many impressions it counts; and since an impression id
+    carries what its list showed, no row is stored per impression: the file does not grow with them."""
     store = SQLiteExperimentCounts(tmp_path / "views.sqlite")
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
-    for n in (5, 2000):
+    sizes = []
+    for n in (5, 20_000, 20_000):
         statements.clear()
-        store.served_many([Impression(f"imp-{n}-{i:05d}", "test", "ab", "related", "control",
-                                      ('say "hi"', "back\\slash", "café-日本"), ("control",) * 3, 490_000)
-                           for i in range(n)])
-        assert len(statements) <= 5, statements[:8]  # BEGIN, the counts, the impressions, (the purge), COMMIT
-    fields = store.fields("test")
-    assert fields["imp|control|related|490000"] == 2005 and fields["pimp|control|2"] == 2005
-    credit = store.clicked("imp-2000-01999", "café-日本")
-    assert credit.known and credit.experiment == "test"
-    assert store.fields("test")["pclk|control|2"] == 1
-    assert store.clicked("imp-2000-01999", 'say "hi"').experiment == "test"
-    assert store.fields("test")["pclk|control|0"] == 1
+        store.served(KEYS, n)
+        assert len(statements) == 3, statements  # BEGIN, the counts, COMMIT
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sizes.append((tmp_path / "views.sqlite").stat().st_size)
+    assert sizes[2] == sizes[1]  # 20,000 more impressions, not a byte more
+    assert store.fields("test")["pimp|control|2"] == 40_005
+    rows = store._db.execute("SELECT count(*) FROM experiment_counts").fetchone()[0]
+    assert rows == 4  # one impression count and three positions
     store.close()
 
 
-def test_a_click_that_reaches_another_worker_before_the_flush_is_credited(tmp_path):
-    serving = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)
-    clicked = BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), flush_seconds=0.4)
-    serving.served_many([impression(1)])
-    flusher = threading.Timer(0.2, serving.flush)  # the serving worker's background loop, a moment later
-    flusher.start()
-    credit = clicked.clicked("impression-0001", "b")
-    flusher.join()
-    assert credit.known and credit.experiment == "test"
-    assert clicked.fields("test")["clk|control|related|490000"] == 1
-    assert clicked.fields("test")["pclk|control|1"] == 1
-    unknown = clicked.clicked("impression-9999", "b")  # never served anywhere: looked up twice, then not credited
-    assert not unknown.known and unknown.experiment is None
-    serving.close()
-    clicked.close()
+def test_a_click_is_credited_by_any_worker_at_once_and_a_repeat_counts_once(tmp_path):
+    """A click can reach another worker or replica than the one that served its list, before that worker has
+    flushed a thing: its id alone credits it, to the arm (A/B) or the team (interleaving) that showed the item;
+    a repeated click on one item of one impression counts once, as does a forged one."""
+    store = ExperimentStore(tmp_path / "experiments.sqlite")
+    ab = store.create(Experiment.from_dict({"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}),
+                      "test", "").experiment
+    mixed = store.create(Experiment.from_dict({"name": "mixed", "kind": "interleave",
+                                               "arms": [{"name": "control"}, FRESH]}), "test", "").experiment
+    serving = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")), _no_arms)
+    other = Experiments(ExperimentStore(tmp_path / "experiments.sqlite"),
+                        BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")), _no_arms)
+    now = datetime.fromtimestamp(HOUR * 3600 + 60, UTC)
+    signer = serving.signer
+    ab_id = signer.issue(signer.header(ab, "related", HOUR, ("fresh",) * 3, ("x", "y", "z")), NONCES.take())
+    assert other.clicked(ab_id, "y", now) == "test"
+    assert other.clicked(ab_id, "y", now) is None  # a repeat
+    assert other.clicked(ab_id, "not-shown", now) is None
+    assert serving.clicked(ab_id, "y", now) is None  # a repeat reaching yet another worker
+    assert other.clicked(ab_id[:-1] + ("A" if ab_id[-1] != "A" else "B"), "z", now) is None  # forged
+    fields = other.counts.fields("test")
+    assert fields[f"clk|fresh|related|{HOUR}"] == 1 and fields["pclk|fresh|1"] == 1
+    teams = ("control", "fresh", "fresh")
+    for clicks in (("x",), ("y", "z"), ("x", "y")):  # a win for control, a win for fresh, a tie
+        mixed_id = signer.issue(signer.header(mixed, "popular", HOUR, teams, ("x", "y", "z")), NONCES.take())
+        for article_id in clicks:
+            assert other.clicked(mixed_id, article_id, now) == "mixed"
+    fields = other.counts.fields("mixed")
+    assert (fields[f"out|a|{HOUR}"], fields[f"out|b|{HOUR}"], fields[f"out|tie|{HOUR}"]) == (1, 1, 1)
+    assert fields[f"clk|control|popular|{HOUR}"] == 2 and fields[f"clk|fresh|popular|{HOUR}"] == 3
+    late = datetime.fromtimestamp((HOUR + 25) * 3600 + 60, UTC)
+    late_id = signer.issue(signer.header(ab, "related", HOUR, ("control",) * 3, ("x", "y", "z")), NONCES.take())
+    assert other.clicked(late_id, "x", late) is None  # a list served over a day ago
+    for experiments in (serving, other):
+        experiments.counts.close()
+        experiments.store.close()
 
 
-def test_a_counter_store_that_is_down_keeps_impressions_pending_up_to_the_bound():
+def _no_arms(arm):
+    raise AssertionError("no list is ranked here")
+
+
+def test_a_counter_store_that_is_down_keeps_every_impression_pending_in_bounded_memory(tmp_path):
+    """A failed flush loses nothing: the counts wait for the next one, taking memory per tuple of count keys (not
+    per impression), and are written in full once the store is back."""
     down = RedisExperimentCounts(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    worker = BufferedCounts(down, flush_seconds=0.1, max_pending=5)
-    worker.served_many([impression(n) for n in range(3)])
+    worker = BufferedCounts(down)
+    for _ in range(3):
+        worker.served(KEYS)
     with pytest.raises(redis.exceptions.ConnectionError):
         worker.flush()
-    assert worker.pending == 3 and worker.given_up == 0  # kept for the next round
-    worker.served_many([impression(n) for n in range(3, 7)])
+    assert worker.pending == 3
+    worker.served(KEYS, 100_000)
     with pytest.raises(redis.exceptions.ConnectionError):
         worker.flush()
-    assert worker.pending == 5 and worker.given_up == 2  # the two oldest are given up, and counted
-    assert [r[0] for r in worker._pending.records] == [f"impression-{n:04d}" for n in range(2, 7)]
-    assert worker._pending.changes()[("test", "imp|control|related|490000")] == 5  # their counts left with them
-    assert worker._pending.changes()[("test", "pimp|control|2")] == 5
+    assert worker.pending == 100_003 and len(worker._pending.served) == 1  # one tally, however many
+    worker.store = SQLiteExperimentCounts(tmp_path / "views.sqlite")  # the store is back
+    assert worker.flush() == 100_003
+    assert worker.fields("test")[f"imp|control|related|{HOUR}"] == 100_003
+    worker.close()
+    down.close()
 
 
 def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
@@ -136,7 +148,7 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     store.create(definition, "test", "")
     generation = [0]
     arms = {arm.name: arm for arm in definition.arms}
-    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")),
                               lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)),
                               list_cache_seconds=60, list_cache_entries=100, generation=lambda: generation[0])
     rankings: list[str] = []
@@ -170,13 +182,13 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     store.close()
 
 
-def test_a_shown_lists_impression_record_is_prepared_once_and_kept_with_the_list(tmp_path, demo_engine):
-    """Every impression of one kept list in one hour shares its prepared record, kept on the list itself (so it
-    leaves with the list: nothing else holds the list or the record)."""
+def test_a_shown_lists_impressions_are_prepared_once_and_kept_with_the_list(tmp_path, demo_engine):
+    """Every impression of one kept list in one hour shares its count keys and its id's signed header, kept on the
+    list itself (so they leave with the list: nothing else holds the list or them); each has its own id."""
     store = ExperimentStore(tmp_path / "experiments.sqlite")
     store.create(Experiment.from_dict({"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}),
                  "test", "")
-    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")),
                               lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)),
                               list_cache_seconds=60, list_cache_entries=100)
     now = demo_engine.clock()
@@ -184,18 +196,20 @@ def test_a_shown_lists_impression_record_is_prepared_once_and_kept_with_the_list
     def compute(engine):
         return rendered(engine.related(ANCHOR, k=5, now=now), explain=False)
 
-    shown = {}
+    lists, ids = {}, set()
     for n in range(30):
         results, served = experiments.serve("related", f"reader-{n}", now, demo_engine, compute, 5, (ANCHOR, 5))
-        shown.setdefault(served.arm, results)
-        assert results is shown[served.arm]  # the arm's kept list itself
-    assert set(shown) == {"control", "fresh"}
-    for arm, results in shown.items():
+        lists.setdefault(served.arm, results)
+        ids.add(served.impression_id)
+        assert results is lists[served.arm]  # the arm's kept list itself
+    assert set(lists) == {"control", "fresh"}
+    for arm, results in lists.items():
         (key, prepared), = results.derived.items()
         assert key == ("test", "related", int(now.timestamp() // 3600), (arm,) * len(results))
         assert prepared.keys[0] == ("test", f"imp|{arm}|related|{key[2]}")
-    pending = experiments.counts._pending.records
-    assert len(pending) == 30 and len({r[0] for r in pending}) == 30  # each impression its own id and record
+    assert experiments.counts.pending == 30 and len(ids) == 30  # each impression its own id
+    shown = {experiments.signer.read(i, {experiment_tag("test"): store.get("test").experiment}).arms for i in ids}
+    assert shown == {(arm,) * 5 for arm in ("control", "fresh")}
     experiments.counts.close()
     store.close()
 
@@ -285,7 +299,7 @@ def test_a_kept_list_past_its_due_age_is_ranked_again_after_the_response_never_s
     store = ExperimentStore(tmp_path / "experiments.sqlite")
     store.create(Experiment.from_dict({"name": "test", "kind": "ab", "arms": [{"name": "control"}, FRESH]}),
                  "test", "")
-    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite"), 0.2),
+    experiments = Experiments(store, BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")),
                               lambda arm: Recommender(demo_engine.stored, arm.build_config(demo_engine.config)))
     clock = Clock()
     experiments.kept = KeptLists(60, 100, lambda: 0, timer=clock)
@@ -353,3 +367,24 @@ def test_arms_are_made_by_the_background_sync_never_by_a_request(root, embedder)
         response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-000"})
         assert response.status_code == 200 and "impression_id" in response.json()
         assert made_by_requests == []
+
+
+def test_kept_lists_are_bounded_oldest_out_first_and_never_served_past_their_lifetime():
+    clock = Clock()
+    kept = KeptLists(60, 3, lambda: 0, timer=clock)
+    listed = rendered([], explain=False)
+
+    def put(key):
+        kept.put(key, (listed, 5), kept.get(key)[1], lambda: (listed, 5))
+
+    for key in "abcd":
+        put(key)
+        clock.now += 1
+    assert [k for k in "abcd" if kept.lookup(k)[0] is not None] == ["b", "c", "d"]  # "a", the oldest, left
+    put("b")  # kept again: the newest now
+    put("e")
+    assert [k for k in "abcde" if kept.lookup(k)[0] is not None] == ["b", "d", "e"]
+    clock.now += 59.5  # "d" was kept 60.5 s ago, "b" and "e" 59.5 s ago
+    assert [k for k in "bde" if kept.lookup(k)[0] is not None] == ["b", "e"]
+    clock.now += 1
+    assert all(kept.lookup(k)[0] is None for k in "bde") and kept._cache == {}

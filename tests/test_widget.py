@@ -252,11 +252,11 @@ def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_
                                                                                     tmp_path):
     """Issue 18: the widget keeps a reader id, sends it, carries the impression id to the click; the service
     credits the click to the arm whose team placed the clicked item in the team-draft merge."""
-    import sqlite3
-
     from recommender.experiments.definition import Experiment
+    from recommender.experiments.impression_token import ImpressionSigner, experiment_tag, item_hash
     from recommender.experiments.interleaving import impression_rng, team_draft
     from recommender.query import Recommender
+    from recommender.service.experiment_store import ExperimentStore
 
     definition = {"name": "widget-test", "kind": "interleave", "arms": [
         {"name": "control"}, {"name": "fresh", "settings": {"ranking": {"weight_freshness": 1.0}}}]}
@@ -270,7 +270,8 @@ def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_
         links = page.page.query_selector_all("[data-recommender=related] a.rec-link")
         impression = links[0].get_attribute("data-rec-impression")
         assert impression and all(a.get_attribute("data-rec-impression") == impression for a in links)
-        clicked = links[1].get_attribute("data-rec-id")
+        shown_ids = [a.get_attribute("data-rec-id") for a in links]
+        clicked = shown_ids[1]
         links[1].click()
         page.page.wait_for_url(f"**/demo/articles/{clicked}")
         credited: dict[str, int] = {}
@@ -280,18 +281,20 @@ def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_
             credited = {r["arm"]: r["clicks"] for r in report["report"]["rows"] if r["clicks"]}
             time.sleep(0.1)
         assert sum(credited.values()) == 1, credited
-        # The oracle: the merge of the two arms' own lists (ranked again now, seconds later) for this impression,
-        # and the team of the clicked item.
-        with sqlite3.connect(tmp_path / "views.sqlite") as db:
-            record = json.loads(db.execute("SELECT record FROM experiment_impressions WHERE id = ?",
-                                           (impression,)).fetchone()[0])
-        engine = Recommender.load(demo_root, embedder=embedder)
+        # The oracle: the merge of the two arms' own lists (ranked again now, seconds later) for this impression's
+        # random bits, the items its id says it showed (read with the site's key from the experiment store), and
+        # the team of the clicked item.
+        store = ExperimentStore(tmp_path / "experiments.sqlite")
         experiment = Experiment.from_dict(definition)
-        k = len(record["items"])
+        shown = ImpressionSigner(store.impression_key).read(impression, {experiment_tag(experiment.name): experiment})
+        store.close()
+        engine = Recommender.load(demo_root, embedder=embedder)
+        k = len(shown.items)
         lists = [[r.article_id for r in Recommender(engine.stored, arm.build_config(engine.config)).related(
             "demo-001", k=k)] for arm in experiment.arms]
         merged, teams = team_draft(lists[0], lists[1], k, impression_rng(impression))
-        assert record["items"] == merged
+        assert list(shown.items) == [item_hash(a) for a in merged]
+        assert shown_ids == merged[:len(shown_ids)]  # in order (the widget asks for a spare or two)
         team = teams[merged.index(clicked)]
         assert credited == {("control" if team == "a" else "fresh"): 1}
         assert page.errors == []

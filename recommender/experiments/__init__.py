@@ -6,9 +6,11 @@ from __future__ import annotations
 from .assignment import assign, in_traffic
 from .definition import Arm, Experiment, Guardrail
 from .guardrail import Stop, arms_to_stop
-from .interleaving import credit, impression_rng, new_impression_id, team_draft
+from .impression_token import ImpressionSigner, ShownList, TokenError
+from .interleaving import credit, impression_rng, team_draft
 from .report import ArmRow, Report, report
 from .statistics import ArmCounts, Outcomes
 
-__all__ = ["Arm", "ArmCounts", "ArmRow", "Experiment", "Guardrail", "Outcomes", "Report", "Stop", "arms_to_stop",
-           "assign", "credit", "impression_rng", "in_traffic", "new_impression_id", "report", "team_draft"]
+__all__ = ["Arm", "ArmCounts", "ArmRow", "Experiment", "Guardrail", "ImpressionSigner", "Outcomes", "Report",
+           "ShownList", "Stop", "TokenError", "arms_to_stop", "assign", "credit", "impression_rng", "in_traffic",
+           "report", "team_draft"]

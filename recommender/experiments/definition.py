@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -216,9 +217,9 @@ class Experiment:
         if not isinstance(self.guardrail, Guardrail):
             raise ValueError(f"experiment {self.name!r}: guardrail must be a Guardrail")
 
-    @property
+    @functools.cached_property
     def arm_names(self) -> tuple[str, ...]:
-        """The arms' names in order."""
+        """The arms' names in order (computed once: every list served inside the experiment reads them)."""
         return tuple(a.name for a in self.arms)
 
     def arm(self, name: str) -> Arm:

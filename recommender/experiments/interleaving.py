@@ -8,8 +8,8 @@ when both have as many; each picks its highest-ranked item not yet in the merged
 list has no unused item left, the other keeps filling the list up to ``k`` (the original stops there), so a
 widget always shows ``min(k, |a ∪ b|)`` items; those extra picks are credited to the team that made them.
 
-The coin comes from ``rng``: in the service, the flips of a BLAKE2b hash of the impression id (``impression_rng``),
-so the merge, and its teams, can be rebuilt from the impression id the widget sends back with a click. The draft
+The coin comes from ``rng``: in the service, the random bits of the impression id (``impression_rng``), drawn
+before the merge; the id then carries the merge's teams (``impression_token``). The draft
 flips only when both teams have picked as often, so at most every other pick and ``flips_per_merge(k)`` in all:
 a merge is decided by the id's first flips (``merge_pattern``), and the service keeps each of the few merges of
 a pair of kept lists (32 at ``k`` = 10) instead of drafting again per impression.
@@ -17,13 +17,10 @@ a pair of kept lists (32 at ``k`` = 10) instead of drafting again per impression
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+from .impression_token import NONCE_BYTES, impression_flips
 
 TEAMS = ("a", "b")
 
@@ -34,40 +31,6 @@ class Coin(Protocol):
     def random(self) -> float:
         """A float in [0, 1)."""
         ...
-
-
-def new_impression_id() -> str:
-    """A fresh opaque impression id: 12 hex digits of the serving time in milliseconds, then 16 URL-safe
-    characters (96 random bits). Time first, so the counter store's impression key grows at its end (a random key
-    made SQLite's insert 3.5x slower with 300k impressions stored: ``benchmarks/impression_writes.py``)."""
-    return f"{time.time_ns() // 1_000_000:012x}{_RANDOM.token()}"
-
-
-class _RandomPool:
-    """96-bit URL-safe tokens cut from ``os.urandom`` read 4 KiB at a time (one system call per 341 ids instead
-    of one per id: ``secrets.token_urlsafe`` was 4% of a worker's time serving experiment lists)."""
-
-    def __init__(self, chunk_bytes: int = 4092) -> None:
-        self.chunk_bytes = chunk_bytes
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the bytes read (a forked child must not reuse its parent's)."""
-        self._bytes = b""
-        self._at = 0
-
-    def token(self) -> str:
-        with self._lock:
-            if self._at + 12 > len(self._bytes):
-                self._bytes, self._at = os.urandom(self.chunk_bytes), 0
-            piece = self._bytes[self._at:self._at + 12]
-            self._at += 12
-        return base64.urlsafe_b64encode(piece).decode("ascii")
-
-
-_RANDOM = _RandomPool()
-os.register_at_fork(after_in_child=_RANDOM.reset)
 
 
 class Flips:
@@ -86,20 +49,11 @@ class Flips:
         return 0.25 if heads else 0.75
 
 
-FLIP_BITS = 128  # an impression's flips: enough for any k the service accepts (at most 100: 50 flips)
-
-
-def impression_flips(impression_id: str) -> int:
-    """The flips of one impression: a BLAKE2b hash of its id (stable across processes and Python versions, unlike
-    ``hash()``), as a ``FLIP_BITS``-bit integer."""
-    if not isinstance(impression_id, str) or not impression_id:
-        raise ValueError(f"impression_id must be a non-empty string, got {impression_id!r}")
-    digest = hashlib.blake2b(impression_id.encode("utf-8", "surrogatepass"), digest_size=FLIP_BITS // 8).digest()
-    return int.from_bytes(digest, "little")
+FLIP_BITS = 8 * NONCE_BYTES  # an impression's flips: its id's random bits, enough for k <= 100 (50 flips)
 
 
 def impression_rng(impression_id: str) -> Flips:
-    """The coin of one impression's team draft (``impression_flips``)."""
+    """The coin of one impression's team draft: the random bits of its id (``impression_token``)."""
     return Flips(impression_flips(impression_id))
 
 

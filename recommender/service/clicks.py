@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import UnknownArticleError
+from ..experiments.impression_token import MAX_ID_CHARS
 from .counters import CountedEvent
 from .errors import ApiError
 from .metrics import route_template
@@ -48,8 +49,9 @@ class ClickEvent(BaseModel):
     article_id: Text = Field(min_length=1, max_length=200)
     widget: Literal["related", "more-like-this", "popular"]
     source_id: Text | None = Field(default=None, min_length=1, max_length=200)
-    impression_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="The list's "
-                                      "impression id, when it was served inside an experiment.")
+    impression_id: str | None = Field(default=None, pattern=rf"^[A-Za-z0-9_-]{{8,{MAX_ID_CHARS}}}$",
+                                      description="The list's impression id, when it was served inside an "
+                                                  "experiment.")
 
 
 class WidgetMetrics:
@@ -196,7 +198,8 @@ async def click(request: Request) -> Response:
         state.metrics.events.labels(counted.kind).inc()
     request.app.state.widget_metrics.clicks.labels(event.widget).inc()
     if event.impression_id is not None:
-        credited = await run_in_threadpool(state.experiments.clicked, event.impression_id, event.article_id)
+        credited = await run_in_threadpool(state.experiments.clicked, event.impression_id, event.article_id,
+                                            now)
         request.app.state.widget_metrics.experiment_clicks.labels("credited" if credited else "not_credited").inc()
     if settings.popularity_refresh_seconds == 0:
         await run_in_threadpool(state.refresh_popularity)

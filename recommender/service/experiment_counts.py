@@ -1,8 +1,9 @@
 """Impressions and clicks of online experiments, in the view counters' store (SQLite on one node, Redis across
-replicas): counts per arm, widget, hour and position, and each served impression kept for a day so a click that
-comes back with its ``impression_id`` is credited to the arm (A/B) or the team (interleaving) that showed it.
-The service writes impressions in batches prepared as they were served (``write``, from ``impression_buffer.py``;
-``impression_batch.py``), never one per request.
+replicas): counts per arm, widget, hour and position, and one row per clicked impression (its clicks so far, kept
+a day) so a repeated click counts once. An impression itself stores nothing: its id says what it showed
+(``experiments.impression_token``), so a click is credited to the arm (A/B) or the team (interleaving) that
+showed the item from the id alone. The service writes impression counts in batches (``write``, from
+``impression_buffer.py``), never one per request.
 
 Count fields, one integer each per experiment (the same names in both stores):
 ``imp|ARM|WIDGET|HOUR`` and ``clk|ARM|WIDGET|HOUR`` (interleaving: ``imp|*|...`` for interleaved impressions and
@@ -15,16 +16,20 @@ once.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
+from ..experiments.impression_token import ShownList
 from ..sqlitedb import connect_wal, fetch_rows, json_rows, rows_select
-from .impression_batch import Batch, Impression, Prepared
+from .impression_batch import Batch, CountKeys
 
-IMPRESSION_TTL_SECONDS = 24 * 3600
+log = logging.getLogger("recommender.service")
+# A clicked impression's row outlives the day its id is credited for (``experiments.CLICK_HOURS``), so a repeat
+# within that day always finds it.
+CLICKED_TTL_SECONDS = 26 * 3600
 PURGE_EVERY_SECONDS = 60.0
 
 
@@ -35,58 +40,43 @@ def _outcome(tally: dict[str, int]) -> str | None:
     return "a" if a > b else "b" if b > a else "tie"
 
 
-def click_fields(record: dict, article_id: str) -> tuple[dict[str, int], dict]:
-    """The count changes of a click on ``article_id`` of an impression record, and the updated record (empty
-    changes: not an item of it, or clicked already)."""
-    items = record["items"]
-    if article_id not in items or article_id in record.get("clicked", []):
-        return {}, record
-    position = items.index(article_id)
-    arm = record["arms"][position]
-    hour = record["hour"]
-    changes = {f"clk|{arm}|{record['widget']}|{hour}": 1, f"pclk|{arm}|{position}": 1}
-    record = {**record, "clicked": [*record.get("clicked", []), article_id]}
-    if record["kind"] == "interleave":
-        team = "a" if arm == record["team_arms"][0] else "b"
-        tally = dict(record.get("tally", {}))
+def click_fields(shown: ShownList, clicked: dict, position: int) -> tuple[dict[str, int], dict]:
+    """The count changes of a click on ``position`` of the list ``shown``, and its clicks so far updated
+    (``clicked``: ``{"positions": [...], "tally": {"a": n, "b": n}}``, empty before the first; no changes: a
+    repeat)."""
+    if position in clicked.get("positions", []):
+        return {}, clicked
+    arm = shown.arms[position]
+    changes = {f"clk|{arm}|{shown.widget}|{shown.hour}": 1, f"pclk|{arm}|{position}": 1}
+    clicked = {**clicked, "positions": [*clicked.get("positions", []), position]}
+    if shown.kind == "interleave":
+        team = "a" if arm == shown.team_arms[0] else "b"
+        tally = dict(clicked.get("tally", {}))
         before = _outcome(tally)
         tally[team] = tally.get(team, 0) + 1
         after = _outcome(tally)
         if before != after:
             if before is not None:
-                changes[f"out|{before}|{hour}"] = -1
-            changes[f"out|{after}|{hour}"] = changes.get(f"out|{after}|{hour}", 0) + 1
-        record["tally"] = tally
-    return changes, record
-
-
-@dataclass(frozen=True)
-class Credit:
-    """What a click did: whether its impression was found, and the experiment it was credited to (None: an
-    unknown or expired impression, an item it did not show, or a repeat)."""
-
-    known: bool
-    experiment: str | None = None
+                changes[f"out|{before}|{shown.hour}"] = -1
+            changes[f"out|{after}|{shown.hour}"] = changes.get(f"out|{after}|{shown.hour}", 0) + 1
+        clicked["tally"] = tally
+    return changes, clicked
 
 
 class ExperimentCounts(Protocol):
     """Where experiment impressions and clicks are counted."""
 
     def write(self, batch: Batch) -> None:
-        """Count a batch of impressions and keep them for attributing their clicks (one transaction or round
-        trip)."""
+        """Count a batch of impressions (one transaction or round trip)."""
         ...
 
-    def served_many(self, impressions: Sequence[Impression]) -> None:
-        """``write`` impressions served now."""
+    def served(self, keys: CountKeys, n: int = 1) -> None:
+        """Count ``n`` impressions of lists with these count keys (``impression_batch.count_keys``)."""
         ...
 
-    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:
-        """``write`` one impression of a prepared list, served now."""
-        ...
-
-    def clicked(self, impression_id: str, article_id: str) -> Credit:
-        """Credit a click to the arm or team that showed the item."""
+    def clicked(self, shown: ShownList, article_id: str) -> bool:
+        """Credit a click on ``article_id`` of the list ``shown`` to the arm or team that showed it; False when the
+        list did not show it, or it was clicked there already."""
         ...
 
     def fields(self, experiment: str) -> dict[str, int]:
@@ -99,17 +89,14 @@ class ExperimentCounts(Protocol):
 
 
 class _WrittenAtOnce:
-    """Impressions served straight into the store (outside the service's buffer: tools and tests)."""
+    """Impressions counted straight into the store (outside the service's buffer: tools and tests)."""
 
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
 
-    def served_many(self, impressions: Sequence[Impression]) -> None:  # noqa: D102 - on ExperimentCounts
-        self.write(Batch.of(impressions))
-
-    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:  # noqa: D102
+    def served(self, keys: CountKeys, n: int = 1) -> None:  # noqa: D102 - on ExperimentCounts
         batch = Batch()
-        batch.add_prepared(impression_id, prepared, time.time())
+        batch.add(keys, n)
         self.write(batch)
 
 
@@ -119,18 +106,20 @@ class SQLiteExperimentCounts(_WrittenAtOnce):
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
         self._db = connect_wal(Path(path), 30, check_same_thread=False, isolation_level=None)
-        # One write per impression: WAL with synchronous=NORMAL commits without an fsync each (as the view
-        # counters do); a power loss may lose the last moments of counts, never corrupt them.
+        # WAL with synchronous=NORMAL commits without an fsync each (as the view counters do); a power loss may
+        # lose the last moments of counts, never corrupt them.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._purged_at = 0.0
         self._db.execute("CREATE TABLE IF NOT EXISTS experiment_counts (experiment TEXT NOT NULL, field TEXT NOT "
                          "NULL, count INTEGER NOT NULL, PRIMARY KEY (experiment, field))")
-        self._db.execute("CREATE TABLE IF NOT EXISTS experiment_impressions (id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                         "record TEXT NOT NULL)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS experiment_impressions_at ON experiment_impressions (at)")
-
-    def _add(self, experiment: str, changes: dict[str, int]) -> None:
-        self._upsert(json_rows((experiment, f, n) for f, n in changes.items()))
+        self._db.execute("CREATE TABLE IF NOT EXISTS experiment_clicked (id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                         "clicked TEXT NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS experiment_clicked_at ON experiment_clicked (at)")
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiment_impressions'").fetchone():
+            # Earlier versions stored every impression for a day; their ids are not credited any more.
+            self._db.execute("DROP TABLE IF EXISTS experiment_impressions")
+            log.warning("experiment counts: dropped %s's table of stored impressions (impression ids now carry "
+                        "what they showed; clicks on lists served before the upgrade are not credited)", path)
 
     def _upsert(self, counts: str) -> None:
         """Add ``json_rows`` of (experiment, field, increment) to the counts (one statement step: ``sqlitedb``)."""
@@ -138,41 +127,38 @@ class SQLiteExperimentCounts(_WrittenAtOnce):
                          "DO UPDATE SET count = count + excluded.count", (counts,))
 
     def write(self, batch: Batch) -> None:  # noqa: D102
-        counts, records = (json_rows(rows) for rows in batch.rows())
-        now = time.time()
+        counts = json_rows(batch.rows())
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._upsert(counts)
-                self._db.execute(f"INSERT INTO experiment_impressions {rows_select(3)}", (records,))
-                if now - self._purged_at > PURGE_EVERY_SECONDS:  # expired impressions leave once a minute
-                    self._db.execute("DELETE FROM experiment_impressions WHERE at < ?",
-                                     (now - IMPRESSION_TTL_SECONDS,))
-                    self._purged_at = now
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def clicked(self, impression_id: str, article_id: str) -> Credit:  # noqa: D102
+    def clicked(self, shown: ShownList, article_id: str) -> bool:  # noqa: D102
+        position = shown.position(article_id)
+        if position is None:
+            return False
+        now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT record FROM experiment_impressions WHERE id = ?",
-                                       (impression_id,)).fetchone()
-                if row is None:
-                    self._db.execute("COMMIT")
-                    return Credit(False)
-                changes, record = click_fields(json.loads(row[0]), article_id)
+                row = self._db.execute("SELECT clicked FROM experiment_clicked WHERE id = ?", (shown.key,)).fetchone()
+                changes, clicked = click_fields(shown, json.loads(row[0]) if row else {}, position)
                 if changes:
-                    self._add(record["experiment"], changes)
-                    self._db.execute("UPDATE experiment_impressions SET record = ? WHERE id = ?",
-                                     (json.dumps(record), impression_id))
+                    self._upsert(json_rows((shown.experiment, f, n) for f, n in changes.items()))
+                    self._db.execute("INSERT INTO experiment_clicked VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                                     "clicked = excluded.clicked", (shown.key, now, json.dumps(clicked)))
+                if now - self._purged_at > PURGE_EVERY_SECONDS:  # expired rows leave once a minute
+                    self._db.execute("DELETE FROM experiment_clicked WHERE at < ?", (now - CLICKED_TTL_SECONDS,))
+                    self._purged_at = now
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return Credit(True, record["experiment"] if changes else None)
+        return bool(changes)
 
     def fields(self, experiment: str) -> dict[str, int]:  # noqa: D102
         with self._lock:
@@ -185,7 +171,8 @@ class SQLiteExperimentCounts(_WrittenAtOnce):
 
 class RedisExperimentCounts(_WrittenAtOnce):
     """Counts in Redis (every replica counts into the same hash): ``HINCRBY`` on ``PREFIX:counts:NAME``, each
-    impression a key with a day's expiry, a click applied with ``WATCH``/``MULTI`` (retried on a race)."""
+    clicked impression's clicks a key with a day's expiry, a click applied with ``WATCH``/``MULTI`` (retried on
+    a race)."""
 
     def __init__(self, url: str, prefix: str = "recommender:experiments") -> None:
         import redis
@@ -194,34 +181,32 @@ class RedisExperimentCounts(_WrittenAtOnce):
         self.prefix = prefix
 
     def write(self, batch: Batch) -> None:  # noqa: D102
-        counts, records = batch.rows()
         pipe = self.client.pipeline(transaction=True)
-        for experiment, name, count in counts:
+        for experiment, name, count in batch.rows():
             pipe.hincrby(f"{self.prefix}:counts:{experiment}", name, count)
-        for impression_id, _, record in records:
-            pipe.set(f"{self.prefix}:impression:{impression_id}", record, ex=IMPRESSION_TTL_SECONDS)
         pipe.execute()
 
-    def clicked(self, impression_id: str, article_id: str) -> Credit:  # noqa: D102
+    def clicked(self, shown: ShownList, article_id: str) -> bool:  # noqa: D102
         import redis
 
-        key = f"{self.prefix}:impression:{impression_id}"
+        position = shown.position(article_id)
+        if position is None:
+            return False
+        key = f"{self.prefix}:clicked:{shown.key}"
         with self.client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
                     raw = pipe.get(key)
-                    if raw is None:
-                        return Credit(False)
-                    changes, record = click_fields(json.loads(raw), article_id)
+                    changes, clicked = click_fields(shown, json.loads(raw) if raw else {}, position)
                     if not changes:
-                        return Credit(True)
+                        return False
                     pipe.multi()
-                    pipe.set(key, json.dumps(record), keepttl=True)
+                    pipe.set(key, json.dumps(clicked), ex=CLICKED_TTL_SECONDS)
                     for field, count in changes.items():
-                        pipe.hincrby(f"{self.prefix}:counts:{record['experiment']}", field, count)
+                        pipe.hincrby(f"{self.prefix}:counts:{shown.experiment}", field, count)
                     pipe.execute()
-                    return Credit(True, str(record["experiment"]))
+                    return True
                 except redis.WatchError:
                     continue
 

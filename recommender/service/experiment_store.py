@@ -1,5 +1,7 @@
-"""Where online experiments are defined: their definitions, the arms stopped (by hand or by the guardrail), and a
-log of every change, in SQLite next to the indexes or PostgreSQL shared by replicas (polled like the live state).
+"""Where online experiments are defined: their definitions, the arms stopped (by hand or by the guardrail), a log
+of every change and the site's impression key (``impression_token``: every worker and replica signs and reads
+impression ids with it), in SQLite next to the indexes or PostgreSQL shared by replicas (polled like the live
+state).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ..experiments.definition import Experiment
+from ..experiments.impression_token import new_key
 from ..live.sql import create_tables, make_engine, read, rows_if_changed, utc_stamp, written
 
 _META = sa.MetaData()
@@ -32,6 +35,11 @@ LOG = sa.Table(
     sa.Column("arm", sa.String, nullable=True),
     sa.Column("actor", sa.String, nullable=False),
     sa.Column("reason", sa.String, nullable=False),
+)
+KEYS = sa.Table(
+    "experiment_keys", _META,
+    sa.Column("name", sa.String, primary_key=True),    # "impression": the impression ids' MAC key
+    sa.Column("value", sa.LargeBinary, nullable=False),
 )
 
 
@@ -55,6 +63,13 @@ class Running:
                 "active": self.active(now)}
 
 
+def _seed_key(connection: sa.Connection) -> None:
+    """Make the site's impression key when the store has none (once: a worker that loses the race retries and
+    finds the winner's)."""
+    if connection.execute(sa.select(KEYS.c.name).where(KEYS.c.name == "impression")).first() is None:
+        connection.execute(sa.insert(KEYS).values(name="impression", value=new_key()))
+
+
 class ExperimentStore:
     """The experiments of one site.
 
@@ -68,7 +83,10 @@ class ExperimentStore:
         self._lock = threading.Lock()
         self._running: dict[str, Running] = {}
         self._token: tuple[int, int] = (-1, -1)
-        create_tables(self.engine, _META, f"the experiment store {self.location}")
+        create_tables(self.engine, _META, f"the experiment store {self.location}", seed=_seed_key)
+        with read(self.engine, f"the experiment store {self.location}") as connection:
+            self.impression_key: bytes = connection.execute(
+                sa.select(KEYS.c.value).where(KEYS.c.name == "impression")).scalar_one()
         self.sync()
 
     @property

@@ -7,8 +7,10 @@ live layer, rules and views. Lists outside every running experiment, or of reade
 the served build's own (and the response cache serves them as before).
 
 Each arm's rendered list is kept per request (``kept_lists.py``); when every list a request needs is kept, the
-response cache serves it without the app (``serve_kept``), still as its own impression. Impressions are appended
-to the worker's buffer (``impression_buffer.py``) and written by the background loop.
+response cache serves it without the app (``serve_kept``), still as its own impression. Each impression id
+carries what its list showed, signed with the site's key (``experiments.impression_token``): serving one adds to
+its count keys' tally in the worker's buffer (``impression_buffer.py``, written by the background loop) and
+stores nothing else; a click is credited from its id.
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Hashable
+from typing import Callable, Hashable, NamedTuple
 
 from ..errors import UnknownArticleError
 from ..experiments.assignment import arm_in_traffic, in_traffic
 from ..experiments.definition import Arm, Experiment
 from ..experiments.guardrail import Stop, arms_to_stop
-from ..experiments.interleaving import Flips, impression_flips, merge_pattern, new_impression_id, team_draft
+from ..experiments.impression_token import NONCES, Header, ImpressionSigner, TokenError, experiment_tag
+from ..experiments.interleaving import Flips, merge_pattern, team_draft
 from ..experiments.report import Report, report
 from ..query.recommender import Recommender
 from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
 from .experiment_counts import ExperimentCounts, open_experiment_counts
 from .experiment_store import ExperimentStore, Running
 from .experiment_tallies import hourly_series, tallies
-from .impression_batch import Impression, Prepared
+from .impression_batch import CountKeys, count_keys
 from .kept_lists import Generation, KeptLists
 from .rendering import RenderedList
 
@@ -40,10 +43,20 @@ EXPERIMENTS_FILE = "experiments.sqlite"
 # Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10; when there are
 # more, all are dropped (they are rebuilt from the kept lists at one draft each).
 MERGES_KEPT = 65_536
-# Prepared impression records kept on one shown list (one per experiment, widget, hour and arms shown).
-RECORDS_PER_LIST = 16
+# Prepared impressions kept on one shown list (one per experiment, widget, hour and arms shown).
+PREPARED_PER_LIST = 16
+# A click is credited when its list was served within this many hours (by the hour its id carries).
+CLICK_HOURS = 24
 # A kept merge: (list a, list b, the merged list, the arm shown at each position).
 Merge = tuple[RenderedList, RenderedList, RenderedList, tuple[str, ...]]
+
+
+class Prepared(NamedTuple):
+    """What every impression of one shown list, widget and hour shares (kept on the list: ``RenderedList.derived``):
+    its count keys and its id's signed header. A tuple, so the garbage collector stops tracking it."""
+
+    keys: CountKeys
+    header: Header
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class Experiments:
                  generation: Generation = lambda: None) -> None:
         self.store = store
         self.counts = counts
+        self.signer = ImpressionSigner(store.impression_key)
+        self._tags: tuple[tuple[int, int], dict[bytes, Experiment]] = ((-2, -2), {})
         self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
         self._merges: dict[tuple[int, int, int, int], Merge] = {}
@@ -182,33 +197,30 @@ class Experiments:
 
     def _impression(self, running: Running, widget: str, now: datetime, lists: dict[str, RenderedList], k: int,
                     ) -> tuple[RenderedList, Served]:
-        """The list shown (the A/B arm's, or the team-draft merge seeded by a new impression id) and its
+        """The list shown (the A/B arm's, or the team-draft merge its impression's random bits decide) and its
         impression, counted."""
         experiment = running.experiment
-        impression_id = new_impression_id()
-        hour = int(now.timestamp() // 3600)
-        team_arms: tuple[str, ...] = ()
+        nonce = NONCES.take()
         if experiment.kind == "ab":
             (arm, results), = lists.items()
             arms, shown = (arm,) * len(results), arm
-            served = Served(impression_id, experiment.name, arm)
         else:
             first, second = experiment.arm_names
             results, arms = self._merged(lists[first], lists[second], first, second, k,
-                                         merge_pattern(impression_flips(impression_id), k))
-            team_arms, shown = (first, second), "*"
-            served = Served(impression_id, experiment.name, None)
+                                         merge_pattern(int.from_bytes(nonce, "little"), k))
+            arm, shown = None, "*"
+        hour = int(now.timestamp() // 3600)
+        key = (experiment.name, widget, hour, arms)
+        prepared = results.derived.get(key)  # kept with the list: it leaves when the list does
+        if prepared is None:
+            if len(results.derived) >= PREPARED_PER_LIST:
+                results.derived.clear()  # hours pass: a list kept long does not collect them
+            prepared = Prepared(count_keys(experiment.name, shown, widget, hour, arms),
+                                self.signer.header(experiment, widget, hour, arms, results.ids))
+            results.derived[key] = prepared
         if results:
-            key = (experiment.name, widget, hour, arms)
-            prepared = results.derived.get(key)  # kept with the list: it leaves when the list does
-            if prepared is None:
-                if len(results.derived) >= RECORDS_PER_LIST:
-                    results.derived.clear()  # hours pass: a list kept long does not collect records
-                prepared = Prepared.of(Impression("", experiment.name, experiment.kind, widget, shown, results.ids,
-                                                  arms, hour, team_arms))
-                results.derived[key] = prepared
-            self.counts.served_prepared(impression_id, prepared)
-        return results, served
+            self.counts.served(prepared.keys)
+        return results, Served(self.signer.issue(prepared.header, nonce), experiment.name, arm)
 
     def _merged(self, a: RenderedList, b: RenderedList, first: str, second: str, k: int, pattern: int,
                 ) -> tuple[RenderedList, tuple[str, ...]]:
@@ -225,9 +237,22 @@ class Experiments:
             self._merges[key] = merge
         return merge[2], merge[3]
 
-    def clicked(self, impression_id: str, article_id: str) -> str | None:
-        """Credit a widget click that came back with its impression id; the experiment credited, or None."""
-        return self.counts.clicked(impression_id, article_id).experiment
+    def clicked(self, impression_id: str, article_id: str, now: datetime) -> str | None:
+        """Credit a widget click that came back with its impression id; the experiment credited, or None (an id
+        this site did not issue, or of a list served over ``CLICK_HOURS`` ago, an item the list did not show, a
+        repeat)."""
+        token, tags = self._tags
+        if token != self.store.token:
+            tags = {experiment_tag(name): r.experiment for name, r in self.store.all().items()}
+            self._tags = self.store.token, tags
+        try:
+            shown = self.signer.read(impression_id, tags)
+        except TokenError as exc:
+            log.info("click with impression id %.40r... not credited: %s", impression_id, exc)
+            return None
+        if not 0 <= now.timestamp() // 3600 - shown.hour <= CLICK_HOURS:
+            return None
+        return shown.experiment if self.counts.clicked(shown, article_id) else None
 
     def series(self, name: str) -> list[dict[str, object]]:
         """Impressions and clicks per hour and arm, oldest first (``experiment_tallies.hourly_series``)."""

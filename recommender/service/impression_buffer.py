@@ -1,26 +1,27 @@
-"""Experiment impressions kept in the worker and written in batches, off the request path.
+"""Experiment impressions counted in the worker and written in batches, off the request path.
 
-A list served inside an experiment only adds its impression here (its counts summed, its record serialised:
-``impression_batch.Batch``); the service's background loop writes what
-is pending every ``experiment_flush_seconds`` in one transaction (SQLite) or one pipelined round trip (Redis). So
-the counter store sees a worker's impressions at most one flush interval late, and a click, a report or a
-guardrail check first writes this worker's own pending impressions. A click that reaches another worker (or
-replica) before the serving worker's flush finds its impression after one more interval: it is retried once then.
+A list served inside an experiment only adds 1 to its count keys' tally here (``impression_batch.Batch``); the
+service's background loop writes what is pending every ``experiment_flush_seconds`` in one transaction (SQLite)
+or one pipelined round trip (Redis). So the counter store sees a worker's impressions at most one flush interval
+late, and a report or a guardrail check first writes this worker's own pending impressions. A click needs none of
+them: its impression id says what the list showed (``experiments.impression_token``), so it is credited at once,
+by any worker or replica.
 
-A failed flush keeps its impressions pending (logged) and retries with the next one; at most ``max_pending`` wait,
-after which the oldest are given up, logged with their count, so a counter store that stays down cannot grow a
-worker's memory without bound. A worker stopped cleanly flushes on close; one killed loses at most one interval.
+A failed flush keeps its counts pending (logged by the background loop) and retries with the next one. Pending
+counts take memory per distinct tuple of count keys (arm, widget, hour, list length), not per impression, so a
+counter store that stays down costs a worker no more than a few kilobytes an hour. A worker stopped cleanly
+flushes on close; one killed loses at most one interval of impression counts (never a click: clicks are written
+before the click route answers).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Sequence
 
-from .experiment_counts import Credit, ExperimentCounts
-from .impression_batch import Batch, Impression, Prepared
+from ..experiments.impression_token import ShownList
+from .experiment_counts import ExperimentCounts
+from .impression_batch import Batch, CountKeys
 
 log = logging.getLogger("recommender.service")
 
@@ -30,33 +31,21 @@ class BufferedCounts:
 
     Args:
         store: where the counts live.
-        flush_seconds: how often the service flushes (a click not found is retried once after this long).
-        max_pending: impressions kept while the store cannot be written; the oldest beyond it are given up.
     """
 
-    def __init__(self, store: ExperimentCounts, flush_seconds: float, max_pending: int = 100_000) -> None:
+    def __init__(self, store: ExperimentCounts) -> None:
         self.store = store
-        self.flush_seconds = flush_seconds
-        self.max_pending = max_pending
-        self.given_up = 0
         self._pending = Batch()
         self._lock = threading.Lock()  # guards _pending
-        self._flushing = threading.Lock()  # one flush at a time, so impressions reach the store in order
+        self._flushing = threading.Lock()  # one flush at a time
 
-    def served_many(self, impressions: Sequence[Impression]) -> None:
-        """Keep impressions for the next flush."""
-        at = time.time()
+    def served(self, keys: CountKeys, n: int = 1) -> None:
+        """Count ``n`` impressions for the next flush."""
         with self._lock:
-            self._pending.add(impressions, at)
-
-    def served_prepared(self, impression_id: str, prepared: Prepared) -> None:
-        """Keep one impression of a prepared list for the next flush."""
-        at = time.time()
-        with self._lock:
-            self._pending.add_prepared(impression_id, prepared, at)
+            self._pending.add(keys, n)
 
     def write(self, batch: Batch) -> None:
-        """Keep a prepared batch for the next flush."""
+        """Keep a batch of impressions for the next flush."""
         with self._lock:
             self._pending.extend(batch)
 
@@ -78,24 +67,12 @@ class BufferedCounts:
                 with self._lock:
                     batch.extend(self._pending)
                     self._pending = batch
-                    excess = len(batch) - self.max_pending
-                    if excess > 0:
-                        batch.drop_oldest(excess)
-                        self.given_up += excess
-                        log.error("experiment counts: %d impressions given up (the counter store has not been "
-                                  "writable for %d pending ones)", excess, self.max_pending)
                 raise
             return len(batch)
 
-    def clicked(self, impression_id: str, article_id: str) -> Credit:
-        """Credit a click; an impression not in the store yet (another worker's, not flushed) is looked up again
-        after one flush interval."""
-        self.flush()
-        credit = self.store.clicked(impression_id, article_id)
-        if not credit.known:
-            time.sleep(self.flush_seconds * 1.5)
-            credit = self.store.clicked(impression_id, article_id)
-        return credit
+    def clicked(self, shown: ShownList, article_id: str) -> bool:
+        """Credit a click (straight to the store: it depends on no pending impression)."""
+        return self.store.clicked(shown, article_id)
 
     def fields(self, experiment: str) -> dict[str, int]:
         """Every count field of an experiment, this worker's pending impressions written first."""

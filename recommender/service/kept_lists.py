@@ -3,8 +3,11 @@
 Inside an experiment each response is its own impression (a new id, counted), so the response cache cannot send
 one again; what can be kept is each arm's rendered list for the request (route and parameters), so a hot
 article's lists cost an A/B lookup or one team-draft merge instead of one or two rankings. Entries live
-``list_cache_seconds`` (``cachetools.TTLCache``, bounded in entries) and all of them go when the served build, the
-live state or the rules in force change (the ``generation``, the one the response cache keys on).
+``list_cache_seconds``, bounded in entries (oldest out first), and all of them go when the served build, the live
+state or the rules in force change (the ``generation``, the one the response cache keys on). They are a plain
+dict in insertion order, which is expiry order (every entry lives as long), as the response cache keeps its own:
+``cachetools.TTLCache``, used before, cost 3.5 µs a lookup (its timer context and expiry walk), most of the
+lookup's cost on every list served inside an experiment (benchmarks/JOURNAL.md, 2026-12-02).
 
 An entry is *due* once it is older than a random 75-95% of its lifetime (drawn when it is kept, so lists kept
 together, e.g. after a takedown cleared them all, are not all ranked again in the same second): the response
@@ -17,13 +20,12 @@ latency.)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
 import time
 from typing import Callable, Hashable
-
-from cachetools import TTLCache
 
 from .rendering import RenderedList
 
@@ -31,7 +33,8 @@ log = logging.getLogger("recommender.service")
 Generation = Callable[[], Hashable]
 Kept = tuple[RenderedList, int]  # the rendered list and the list length the request asked for
 Remake = Callable[[], Kept]  # ranks and renders the entry again (the request's own parameters and arm)
-# An entry: (the kept list, when it is due (timer seconds), its remake).
+# An entry: (the kept list, when it is due, when it expires (timer seconds), its remake).
+Entry = tuple[Kept, float, float, Remake]
 # Of the lifetime: a kept list older than a draw in this range is ranked again, about 1/0.85 times a lifetime
 # (1/0.65 at the former (0.5, 0.8)). ``benchmarks/app_loop.py --list-cache-seconds 6`` (five times the default's
 # refreshes): hot A/B lists cost 107-119 µs of CPU each against 124-140 at (0.5, 0.8), and 90-95 with none due.
@@ -51,9 +54,9 @@ class KeptLists:
                  timer: Callable[[], float] = time.monotonic) -> None:
         self.generation = generation
         self.seconds = seconds
+        self.entries = entries
         self.timer = timer
-        self._cache: TTLCache | None = (TTLCache(entries, seconds, timer=timer) if seconds > 0 and entries > 0
-                                        else None)
+        self._cache: dict[Hashable, Entry] | None = {} if seconds > 0 and entries > 0 else None
         self._generation: Hashable = None
         self._refreshing: set[Hashable] = set()
         self._lock = threading.Lock()
@@ -63,22 +66,26 @@ class KeptLists:
         """Whether anything is kept."""
         return self._cache is not None
 
-    def _locked_entry(self, key: Hashable, generation: Hashable) -> tuple[Kept, float, Remake] | None:
-        """The entry in ``generation`` (every entry dropped when it moved on); call with the lock held."""
+    def _locked_entry(self, key: Hashable, generation: Hashable, now: float) -> Entry | None:
+        """The entry in ``generation`` (every entry dropped when it moved on) not expired at ``now``; call with the
+        lock held."""
         if self._cache is None:
             return None
         if generation != self._generation:
             self._cache.clear()
             self._refreshing.clear()
             self._generation = generation
-        return self._cache.get(key)
+        entry = self._cache.get(key)
+        if entry is not None and now >= entry[2]:
+            del self._cache[key]
+            return None
+        return entry
 
-    def _entry(self, key: Hashable, generation: Hashable = None,
-               ) -> tuple[tuple[Kept, float, Remake] | None, Hashable]:
+    def _entry(self, key: Hashable, generation: Hashable = None) -> tuple[Entry | None, Hashable]:
         if generation is None:
             generation = self.generation()
         with self._lock:
-            return self._locked_entry(key, generation), generation
+            return self._locked_entry(key, generation, self.timer()), generation
 
     def get(self, key: Hashable) -> tuple[Kept | None, Hashable]:
         """The kept entry (or None) and the generation it was looked up in (pass it to ``put``)."""
@@ -90,8 +97,16 @@ class KeptLists:
         computes it again when it is due."""
         with self._lock:
             self._refreshing.discard(key)
-            if self._cache is not None and generation == self._generation:
-                self._cache[key] = (kept, self.timer() + self.seconds * random.uniform(*DUE_AFTER), remake)
+            cache = self._cache
+            if cache is None or generation != self._generation:
+                return
+            now = self.timer()
+            cache.pop(key, None)  # to the end: the newest
+            cache[key] = (kept, now + self.seconds * random.uniform(*DUE_AFTER), now + self.seconds, remake)
+            for oldest in list(itertools.islice(cache, 8)):  # the oldest first: expired, or over the bound
+                if len(cache) <= self.entries and now < cache[oldest][2]:
+                    break
+                del cache[oldest]
 
     def lookup(self, key: Hashable, generation: Hashable = None) -> tuple[Kept | None, bool]:
         """The kept entry (or None) and whether it is due: past its draw of ``DUE_AFTER`` and not being ranked again
@@ -99,11 +114,12 @@ class KeptLists:
         caller's reading of it, this request's (None: read it now)."""
         if generation is None:
             generation = self.generation()
+        now = self.timer()
         with self._lock:  # one acquisition: this runs for every list served inside an experiment
-            entry = self._locked_entry(key, generation)
+            entry = self._locked_entry(key, generation, now)
             if entry is None:
                 return None, False
-            if key in self._refreshing or self.timer() < entry[1]:
+            if now < entry[1] or key in self._refreshing:
                 return entry[0], False
             self._refreshing.add(key)
             return entry[0], True
@@ -114,7 +130,7 @@ class KeptLists:
         entry, generation = self._entry(key)
         try:
             if entry is not None:
-                self.put(key, entry[2](), generation, entry[2])
+                self.put(key, entry[3](), generation, entry[3])
         except Exception:  # noqa: BLE001 - a refresh runs after its response: nobody else would see the error
             log.exception("experiment list %r: ranking it again failed; it runs out at its lifetime", key)
         finally:

@@ -64,9 +64,6 @@ class Metrics:
         self.impressions_pending = Gauge("recommender_experiment_impressions_pending",
                                          "Experiment impressions served and not written to the counter store yet",
                                          registry=r, multiprocess_mode="liveall")
-        self.impressions_given_up = Counter("recommender_experiment_impressions_given_up",
-                                            "Experiment impressions dropped while the counter store stayed unwritable",
-                                            registry=r)
         self.impression_flush = Histogram("recommender_experiment_flush_seconds",
                                           "Wall time of one write of a worker's pending experiment impressions",
                                           buckets=BUCKETS, registry=r)

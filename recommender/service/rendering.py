@@ -39,8 +39,8 @@ class RenderedList:
     ids: tuple[str, ...]
     items: tuple[bytes, ...]
     fallback: str | None = None
-    # What users of the list derive from it and keep as long as it lives (the experiments' prepared impression
-    # records: ``Experiments._impression``); not part of its value.
+    # What users of the list derive from it and keep as long as it lives (the experiments' prepared impressions:
+    # ``Experiments._impression``; its body's start, by build: ``body``); not part of its value.
     derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
@@ -70,13 +70,21 @@ def rendered(results: Sequence[Recommendation], explain: bool) -> RenderedList:
 
 def body(build_id: str, listed: RenderedList, served: Served | None = None) -> bytes:
     """A list response's JSON body: the items as rendered; inside an experiment, its impression id, experiment
-    and A/B arm."""
-    tail = b""
-    if served is not None:
-        tail = (b',"impression_id":' + orjson.dumps(served.impression_id) + b',"experiment":'
-                + orjson.dumps(served.experiment) + b',"arm":' + orjson.dumps(served.arm))
+    and A/B arm (the part before them kept on the list, as every impression of it shares it)."""
+    if served is None:
+        return _head(build_id, listed) + b"}"
+    head = listed.derived.get(build_id)
+    if head is None:
+        head = listed.derived[build_id] = _head(build_id, listed)
+    # Impression ids are URL-safe base64 and names are slugs (``definition.NAME_PATTERN``): nothing to escape.
+    arm = "null" if served.arm is None else f'"{served.arm}"'
+    return head + (f',"impression_id":"{served.impression_id}","experiment":"{served.experiment}","arm":{arm}}}'
+                   .encode("ascii"))
+
+
+def _head(build_id: str, listed: RenderedList) -> bytes:
     return (b'{"build_id":' + orjson.dumps(build_id) + b',"items":[' + b",".join(listed.items) + b'],"fallback":'
-            + orjson.dumps(listed.fallback) + tail + b"}")
+            + orjson.dumps(listed.fallback))
 
 
 def respond(build_id: str, listed: RenderedList, degraded: bool = False, served: Served | None = None) -> Response:

@@ -77,8 +77,7 @@ class ServiceState:
         self.delta, self.takedowns, self.rules = self.live.delta, self.live.takedowns, self.live.rules
         self.refused: tuple[Path, str] | None = None
         self.pointer_problem: str | None = None
-        self.impressions = BufferedCounts(open_experiment_counts(settings.views, self.root),
-                                          settings.experiment_flush_seconds)
+        self.impressions = BufferedCounts(open_experiment_counts(settings.views, self.root))
         self.experiments = Experiments(ExperimentStore(settings.experiments or self.root / EXPERIMENTS_FILE),
                                        self.impressions, self.arm_recommender, settings.list_cache_seconds,
                                        settings.response_cache_entries, self.list_generation)
@@ -140,17 +139,15 @@ class ServiceState:
 
     def flush_impressions(self) -> int:
         """Write this worker's pending experiment impressions (the background loop's work), counted in ``/metrics``:
-        the wall time of each flush that had something to write (or failed), and any impressions given up."""
-        given_up, pending = self.impressions.given_up, self.impressions.pending
+        the wall time of each flush that had something to write (or failed), and what is still pending."""
+        pending = self.impressions.pending
         started = time.perf_counter()
         try:
             return self.impressions.flush()
         finally:
-            if pending or self.impressions.given_up > given_up:
+            if pending:
                 self.metrics.impression_flush.observe(time.perf_counter() - started)
             self.metrics.impressions_pending.set(self.impressions.pending)
-            if self.impressions.given_up > given_up:
-                self.metrics.impressions_given_up.inc(self.impressions.given_up - given_up)
 
     def sync_live(self) -> None:
         """Pick up what other processes wrote (the live state and the experiments) and compile the rules they
