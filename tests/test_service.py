@@ -342,3 +342,26 @@ def test_a_stopping_worker_waits_for_its_background_round_before_closing_the_sto
             assert reading.wait(10)
         assert finished == [True]  # the stop waited for the round
     assert "unreachable" not in caplog.text
+
+
+@pytest.mark.parametrize("opentelemetry", [False, True])
+def test_fastapis_opentelemetry_is_consulted_per_request_only_when_turned_on(root, embedder, monkeypatch,
+                                                                             opentelemetry):
+    """FastAPI's native OpenTelemetry looks for configured providers on every request, cache hits included; the
+    service turns it off unless ``RECOMMENDER_OPENTELEMETRY`` asks for it (then a site's providers get it)."""
+    from opentelemetry import trace
+
+    looked_up = []
+    provider = trace.get_tracer_provider
+
+    def counted():
+        looked_up.append(1)
+        return provider()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counted)
+    with TestClient(create_app(make_settings(root, list_cache_seconds=60, opentelemetry=opentelemetry),
+                               embedder=embedder)) as http:
+        looked_up.clear()
+        for _ in range(3):
+            assert http.get("/v1/articles/demo-001/related").status_code == 200
+    assert len(looked_up) == (3 if opentelemetry else 0)

@@ -53,7 +53,8 @@ def create_app(settings: ServiceSettings | None = None, embedder: Embedder | Non
     settings = settings or ServiceSettings()
     metrics = Metrics()
     app = ServiceApp(title="recommender", version=__version__, lifespan=_lifespan(settings, metrics, embedder, clock),
-                     description="Related, more-like-this and popular articles for news sites, with live updates.")
+                     description="Related, more-like-this and popular articles for news sites, with live updates.",
+                     telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False})
     app.state.metrics = metrics
     app.state.settings = settings
     install_error_handlers(app)

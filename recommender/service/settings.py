@@ -51,6 +51,11 @@ class ServiceSettings(BaseSettings):
             files are read-only, and the supervisor restarts a worker that dies).
         demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget; it shows whole bodies,
             so it is off by default).
+        opentelemetry: FastAPI's native OpenTelemetry (a span, metrics and logs per request, to the global
+            providers a site sets up, e.g. with ``opentelemetry-instrument``). Off by default: FastAPI then still
+            looks for configured providers on every request, cache hits included (three lookups and environment
+            reads, 4-6% of a hot list's worker CPU: benchmarks/RESULTS.md), and the service has its own Prometheus
+            metrics.
     """
 
     model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore")
@@ -91,3 +96,4 @@ class ServiceSettings(BaseSettings):
     # /demo/articles/{id}: articles of the index laid out with the widget, full bodies included: off unless asked
     # for (`recommender serve --demo-pages`, on in `make demo`).
     demo_pages: bool = False
+    opentelemetry: bool = False
