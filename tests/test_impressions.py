@@ -205,8 +205,8 @@ def test_a_shown_lists_impressions_are_prepared_once_and_kept_with_the_list(tmp_
     assert set(lists) == {"control", "fresh"}
     for arm, results in lists.items():
         (key, prepared), = results.derived.items()
-        assert key == ("test", "related", int(now.timestamp() // 3600), (arm,) * len(results))
-        assert prepared.keys[0] == ("test", f"imp|{arm}|related|{key[2]}")
+        assert key == ("test", "related", int(now.timestamp() // 3600))
+        assert prepared[0][0] == ("test", f"imp|{arm}|related|{key[2]}")
     assert experiments.counts.pending == 30 and len(ids) == 30  # each impression its own id
     shown = {experiments.signer.read(i, {experiment_tag("test"): store.get("test").experiment}).arms for i in ids}
     assert shown == {(arm,) * 5 for arm in ("control", "fresh")}

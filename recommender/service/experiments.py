@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Hashable, NamedTuple
+from typing import Callable, Hashable
 
 from ..errors import UnknownArticleError
 from ..experiments.assignment import arm_in_traffic, in_traffic
@@ -47,16 +47,16 @@ MERGES_KEPT = 65_536
 PREPARED_PER_LIST = 16
 # A click is credited when its list was served within this many hours (by the hour its id carries).
 CLICK_HOURS = 24
-# A kept merge: (list a, list b, the merged list, the arm shown at each position).
-Merge = tuple[RenderedList, RenderedList, RenderedList, tuple[str, ...]]
-
-
-class Prepared(NamedTuple):
-    """What every impression of one shown list, widget and hour shares (kept on the list: ``RenderedList.derived``):
-    its count keys and its id's signed header. A tuple, so the garbage collector stops tracking it."""
-
-    keys: CountKeys
-    header: Header
+# What every impression of one shown list, widget and hour shares: (its count keys, its id's signed header). Kept
+# on an arm's list (``RenderedList.derived``) or with a merge.
+Prepared = tuple[CountKeys, Header]
+# A kept merge, by (list a's serial, list b's, k, pattern, experiment, widget, hour): the merged list's ids, items
+# and fallback, and its prepared impression. Exact tuples of strings, bytes and hash states, so the garbage
+# collector stops tracking them: tens of thousands are kept, and as objects (a list, its dicts, named tuples:
+# ~6 tracked objects a merge) they made each full collection take 20-50 ms, the interleaved lists' p99
+# (benchmarks/RESULTS.md).
+Merge = tuple[tuple[str, ...], tuple[bytes, ...], "str | None", Prepared]
+MergeKey = tuple[int, int, int, int, str, str, int]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Experiments:
         self._tags: tuple[tuple[int, int], dict[bytes, Experiment]] = ((-2, -2), {})
         self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
-        self._merges: dict[tuple[int, int, int, int], Merge] = {}
+        self._merges: dict[MergeKey, Merge] = {}
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
         self._running: dict[str, tuple[tuple[int, int], datetime, datetime, list[Running]]] = {}
 
@@ -201,41 +201,54 @@ class Experiments:
         impression, counted."""
         experiment = running.experiment
         nonce = NONCES.take()
+        hour = int(now.timestamp() // 3600)
         if experiment.kind == "ab":
             (arm, results), = lists.items()
-            arms, shown = (arm,) * len(results), arm
+            prepared = self._prepared(results, experiment, widget, hour, arm)
         else:
             first, second = experiment.arm_names
-            results, arms = self._merged(lists[first], lists[second], first, second, k,
-                                         merge_pattern(int.from_bytes(nonce, "little"), k))
-            arm, shown = None, "*"
-        hour = int(now.timestamp() // 3600)
-        key = (experiment.name, widget, hour, arms)
-        prepared = results.derived.get(key)  # kept with the list: it leaves when the list does
+            results, prepared = self._merged(experiment, widget, hour, lists[first], lists[second], k,
+                                             merge_pattern(int.from_bytes(nonce, "little"), k))
+            arm = None
+        if results:
+            self.counts.served(prepared[0])
+        return results, Served(self.signer.issue(prepared[1], nonce), experiment.name, arm)
+
+    def _prepared(self, results: RenderedList, experiment: Experiment, widget: str, hour: int, arm: str,
+                  ) -> Prepared:
+        """An A/B arm's list's prepared impression in ``widget`` and ``hour`` (kept on the list: it leaves when the
+        list does)."""
+        key = (experiment.name, widget, hour)
+        prepared: Prepared | None = results.derived.get(key)
         if prepared is None:
             if len(results.derived) >= PREPARED_PER_LIST:
                 results.derived.clear()  # hours pass: a list kept long does not collect them
-            prepared = Prepared(count_keys(experiment.name, shown, widget, hour, arms),
-                                self.signer.header(experiment, widget, hour, arms, results.ids))
+            arms = (arm,) * len(results)
+            prepared = (count_keys(experiment.name, arm, widget, hour, arms),
+                        self.signer.header(experiment, widget, hour, arms, results.ids))
             results.derived[key] = prepared
-        if results:
-            self.counts.served(prepared.keys)
-        return results, Served(self.signer.issue(prepared.header, nonce), experiment.name, arm)
+        return prepared
 
-    def _merged(self, a: RenderedList, b: RenderedList, first: str, second: str, k: int, pattern: int,
-                ) -> tuple[RenderedList, tuple[str, ...]]:
-        """The team-draft merge of ``a`` (arm ``first``) and ``b`` decided by ``pattern`` (``merge_pattern``), and
-        the arm shown at each position: kept per pair of lists, so a hot list's impressions draft once per
-        pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a loop)."""
-        key = (id(a), id(b), k, pattern)  # the merge holds a and b, so their ids are not reused while it is kept
+    def _merged(self, experiment: Experiment, widget: str, hour: int, a: RenderedList, b: RenderedList, k: int,
+                pattern: int) -> tuple[RenderedList, Prepared]:
+        """The team-draft merge of ``a`` (the first arm's list) and ``b`` decided by ``pattern``
+        (``merge_pattern``), and its prepared impression: kept per pair of lists, so a hot list's impressions draft
+        once per pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a
+        loop)."""
+        key = (a.serial, b.serial, k, pattern, experiment.name, widget, hour)
         merge = self._merges.get(key)
-        if merge is None or merge[0] is not a or merge[1] is not b:
+        if merge is None:
+            first, second = experiment.arm_names
             merged, teams = team_draft(a.ids, b.ids, k, Flips(pattern))
-            merge = (a, b, a.picked(merged, [b]), tuple(first if t == "a" else second for t in teams))
+            listed = a.picked(merged, [b])
+            arms = tuple(first if t == "a" else second for t in teams)
+            merge = (listed.ids, listed.items, listed.fallback,
+                     (count_keys(experiment.name, "*", widget, hour, arms),
+                      self.signer.header(experiment, widget, hour, arms, listed.ids)))
             if len(self._merges) >= MERGES_KEPT:
                 self._merges.clear()
             self._merges[key] = merge
-        return merge[2], merge[3]
+        return RenderedList(merge[0], merge[1], merge[2]), merge[3]
 
     def clicked(self, impression_id: str, article_id: str, now: datetime) -> str | None:
         """Credit a widget click that came back with its impression id; the experiment credited, or None (an id

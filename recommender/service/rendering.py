@@ -10,6 +10,7 @@ in one run: 85 against 14 ms, one worker).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .experiments import Served
 
 HIDDEN_UNLESS_EXPLAINED = ("components", "duplicates", "reasons", "explanation", "shared_tags")
+_SERIALS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class RenderedList:
     # What users of the list derive from it and keep as long as it lives (the experiments' prepared impressions:
     # ``Experiments._impression``; its body's start, by build: ``body``); not part of its value.
     derived: dict = field(default_factory=dict, compare=False, repr=False)
+    # Names this list among every list the process made (never reused, unlike ``id``): what is derived from
+    # several lists is kept by their serials, without holding the lists (``Experiments._merged``).
+    serial: int = field(default_factory=_SERIALS.__next__, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
