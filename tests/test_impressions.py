@@ -5,6 +5,7 @@ and each arm's ranked list kept for the list cache's lifetime, dropped when the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -172,6 +173,9 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(kept[1].impression_id))
     assert list(kept[0].ids) == merged and len(rankings) == 2  # assembled from the kept lists, nothing ranked
     assert kept_list(experiments, "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
+    for _ in range(3):  # kept merges are exact tuples of untracked things: collections stop walking them (each
+        gc.collect()  # pass may untrack one level of nested tuples: a merge nests three)
+    assert experiments._merges and not any(gc.is_tracked(merge) for merge in experiments._merges.values())
     experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
     assert len(rankings) == 4  # another request: ranked
     generation[0] += 1  # a takedown, an upsert, a rule change or a new build
