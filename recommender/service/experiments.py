@@ -15,6 +15,7 @@ stores nothing else; a click is credited from its id.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,9 +135,9 @@ class Experiments:
         kept, generation = self.kept.get(full_key)
         if kept is not None:
             return kept[0]
-        def remake() -> tuple[RenderedList, int]:
-            return compute(self.arms.get(experiment.name, experiment.arm(arm))), k
-
+        # A partial of a module function, not a closure: a kept list's remake is a few objects the garbage
+        # collector tracks, not a function and its cells (see ``rendering.ranked``).
+        remake = functools.partial(_arm_list, self.arms, experiment, arm, compute, k)
         listed = remake()[0]
         self.kept.put(full_key, (listed, k), generation, remake)
         return listed
@@ -289,6 +290,12 @@ class Experiments:
                     log.warning(stop.message())
                     stopped.append(stop)
         return stopped
+
+
+def _arm_list(arms: ArmRecommenders, experiment: Experiment, arm: str, compute: Compute, k: int,
+              ) -> tuple[RenderedList, int]:
+    """An arm's list ranked again (a kept list's remake), with the list length the request asked for."""
+    return compute(arms.get(experiment.name, experiment.arm(arm))), k
 
 
 def open_experiments(root: Path, location: str | None = None, views: str = "sqlite") -> Experiments:

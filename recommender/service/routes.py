@@ -6,6 +6,7 @@ to a store is a plain ``def``, which FastAPI runs in its thread pool so the even
 
 from __future__ import annotations
 
+import functools
 import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .counters import CountedEvent
 from .errors import ApiError, unauthorized
 from .microcache import list_key
-from .rendering import rendered, respond
+from .rendering import ranked, rendered, respond
 from .schemas import (
     READER_PATTERN,
     DeleteResponse,
@@ -106,9 +107,9 @@ async def related(request: Request, state: State, article_id: Annotated[str, Pat
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
     recommender = state.served.recommender
     listed, served = state.experiments.serve(
-        "related", reader, recommender.clock(), recommender, lambda engine: rendered(engine.related(
-            article_id, k=k, section=section, max_age_hours=max_age_hours, language=language), explain), k,
-        list_key(request.scope))
+        "related", reader, recommender.clock(), recommender, functools.partial(ranked, "related", explain, (
+            ("article_id", article_id), ("k", k), ("section", section), ("max_age_hours", max_age_hours),
+            ("language", language))), k, list_key(request.scope))
     return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
 
 
@@ -131,10 +132,11 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
                        f"{state.settings.max_text_chars}: send the headline and lead only")
     recommender = state.served.recommender
     listed, served = state.experiments.serve(
-        "more-like-this", body.reader, recommender.clock(), recommender, lambda engine: rendered(
-            engine.more_like_this(ids=body.ids, text=text, negative_ids=body.negative_ids,
-                                  exclude_ids=body.exclude_ids, k=body.k, section=body.section,
-                                  max_age_hours=body.max_age_hours, language=body.language), body.explain), body.k,
+        "more-like-this", body.reader, recommender.clock(), recommender, functools.partial(
+            ranked, "more_like_this", body.explain, (
+                ("ids", tuple(body.ids)), ("text", text), ("negative_ids", tuple(body.negative_ids)),
+                ("exclude_ids", tuple(body.exclude_ids)), ("k", body.k), ("section", body.section),
+                ("max_age_hours", body.max_age_hours), ("language", body.language))), body.k,
         ("more-like-this", tuple(body.ids), text, tuple(body.negative_ids), tuple(body.exclude_ids), body.k,
          body.section, body.max_age_hours, body.language, body.explain))
     return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
@@ -153,9 +155,9 @@ async def popular(request: Request, state: State, k: int = K, section: str | Non
     recommender = state.served.recommender
     beside = beside if beside is not None and recommender.contains(beside) else None
     listed, served = state.experiments.serve(
-        "popular", reader, recommender.clock(), recommender, lambda engine: rendered(engine.popular(
-            k=k, section=section, window_hours=window_hours, language=language, beside=beside), explain), k,
-        list_key(request.scope))
+        "popular", reader, recommender.clock(), recommender, functools.partial(ranked, "popular", explain, (
+            ("k", k), ("section", section), ("window_hours", window_hours), ("language", language),
+            ("beside", beside))), k, list_key(request.scope))
     return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
 
 
