@@ -60,7 +60,7 @@ def main() -> None:
                              "").experiment
         counts = SQLiteExperimentCounts(folder / "views.sqlite")
         experiments = Experiments(store, counts, no_arms)
-        signer = experiments.signer
+        signer = experiments.shown.signer
         lists = {"ab": (ab, ("fresh",) * 10), "interleave": (mixed, ("control", "fresh") * 5)}
         ids: dict[str, list[str]] = {}
         for kind, (experiment, shown) in lists.items():

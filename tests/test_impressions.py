@@ -93,7 +93,7 @@ def test_a_click_is_credited_by_any_worker_at_once_and_a_repeat_counts_once(tmp_
     other = Experiments(ExperimentStore(tmp_path / "experiments.sqlite"),
                         BufferedCounts(SQLiteExperimentCounts(tmp_path / "views.sqlite")), _no_arms)
     now = datetime.fromtimestamp(HOUR * 3600 + 60, UTC)
-    signer = serving.signer
+    signer = serving.shown.signer
     ab_id = signer.issue(signer.header(ab, "related", HOUR, ("fresh",) * 3, ("x", "y", "z")), NONCES.take())
     assert other.clicked(ab_id, "y", now) == "test"
     assert other.clicked(ab_id, "y", now) is None  # a repeat
@@ -175,7 +175,7 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     assert kept_list(experiments, "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
     for _ in range(3):  # kept merges are exact tuples of untracked things: collections stop walking them (each
         gc.collect()  # pass may untrack one level of nested tuples: a merge nests three)
-    assert experiments._merges and not any(gc.is_tracked(merge) for merge in experiments._merges.values())
+    assert experiments.shown._merges and not any(gc.is_tracked(merge) for merge in experiments.shown._merges.values())
     experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
     assert len(rankings) == 4  # another request: ranked
     generation[0] += 1  # a takedown, an upsert, a rule change or a new build
@@ -212,7 +212,7 @@ def test_a_shown_lists_impressions_are_prepared_once_and_kept_with_the_list(tmp_
         assert key == ("test", "related", int(now.timestamp() // 3600))
         assert prepared[0][0] == ("test", f"imp|{arm}|related|{key[2]}")
     assert experiments.counts.pending == 30 and len(ids) == 30  # each impression its own id
-    shown = {experiments.signer.read(i, {experiment_tag("test"): store.get("test").experiment}).arms for i in ids}
+    shown = {experiments.shown.signer.read(i, {experiment_tag("test"): store.get("test").experiment}).arms for i in ids}
     assert shown == {(arm,) * 5 for arm in ("control", "fresh")}
     experiments.counts.close()
     store.close()

@@ -74,9 +74,9 @@ class ExperimentCounts(Protocol):
         """Count ``n`` impressions of lists with these count keys (``impression_batch.count_keys``)."""
         ...
 
-    def clicked(self, shown: ShownList, article_id: str) -> bool:
-        """Credit a click on ``article_id`` of the list ``shown`` to the arm or team that showed it; False when the
-        list did not show it, or it was clicked there already."""
+    def clicked(self, shown: ShownList, position: int) -> bool:
+        """Credit a click on ``position`` of the list ``shown`` to the arm or team that showed it; False when it
+        was clicked there already."""
         ...
 
     def fields(self, experiment: str) -> dict[str, int]:
@@ -137,10 +137,7 @@ class SQLiteExperimentCounts(_WrittenAtOnce):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def clicked(self, shown: ShownList, article_id: str) -> bool:  # noqa: D102
-        position = shown.position(article_id)
-        if position is None:
-            return False
+    def clicked(self, shown: ShownList, position: int) -> bool:  # noqa: D102
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -186,12 +183,9 @@ class RedisExperimentCounts(_WrittenAtOnce):
             pipe.hincrby(f"{self.prefix}:counts:{experiment}", name, count)
         pipe.execute()
 
-    def clicked(self, shown: ShownList, article_id: str) -> bool:  # noqa: D102
+    def clicked(self, shown: ShownList, position: int) -> bool:  # noqa: D102
         import redis
 
-        position = shown.position(article_id)
-        if position is None:
-            return False
         key = f"{self.prefix}:clicked:{shown.key}"
         with self.client.pipeline() as pipe:
             while True:

@@ -7,17 +7,14 @@ live layer, rules and views. Lists outside every running experiment, or of reade
 the served build's own (and the response cache serves them as before).
 
 Each arm's rendered list is kept per request (``kept_lists.py``); when every list a request needs is kept, the
-response cache serves it without the app (``serve_kept``), still as its own impression. Each impression id
-carries what its list showed, signed with the site's key (``experiments.impression_token``): serving one adds to
-its count keys' tally in the worker's buffer (``impression_buffer.py``, written by the background loop) and
-stores nothing else; a click is credited from its id.
+response cache serves it without the app (``serve_kept``), still as its own impression
+(``experiment_impressions.py``: the list shown, its signed id and its counts); a click is credited from its id.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Hashable
@@ -26,48 +23,22 @@ from ..errors import UnknownArticleError
 from ..experiments.assignment import arm_in_traffic, in_traffic
 from ..experiments.definition import Arm, Experiment
 from ..experiments.guardrail import Stop, arms_to_stop
-from ..experiments.impression_token import NONCES, Header, ImpressionSigner, TokenError, experiment_tag
-from ..experiments.interleaving import Flips, merge_pattern, team_draft
+from ..experiments.impression_token import ImpressionSigner, TokenError, experiment_tag
 from ..experiments.report import Report, report
 from ..query.recommender import Recommender
 from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
 from .experiment_counts import ExperimentCounts, open_experiment_counts
+from .experiment_impressions import Served, ShownLists
 from .experiment_store import ExperimentStore, Running
 from .experiment_tallies import hourly_series, tallies
-from .impression_batch import CountKeys, count_keys
 from .kept_lists import Generation, KeptLists
 from .rendering import RenderedList
 
 log = logging.getLogger("recommender.service")
 Compute = Callable[[Recommender], RenderedList]
 EXPERIMENTS_FILE = "experiments.sqlite"
-# Team-draft merges kept (``Experiments._merged``): at most 2**5 per pair of kept lists at k = 10; when there are
-# more, all are dropped (they are rebuilt from the kept lists at one draft each).
-MERGES_KEPT = 65_536
-# Prepared impressions kept on one shown list (one per experiment, widget, hour and arms shown).
-PREPARED_PER_LIST = 16
 # A click is credited when its list was served within this many hours (by the hour its id carries).
 CLICK_HOURS = 24
-# What every impression of one shown list, widget and hour shares: (its count keys, its id's signed header). Kept
-# on an arm's list (``RenderedList.derived``) or with a merge.
-Prepared = tuple[CountKeys, Header]
-# A kept merge, by (list a's serial, list b's, k, pattern, experiment, widget, hour): the merged list's ids, items
-# and fallback, and its prepared impression. Exact tuples of strings, bytes and hash states, so the garbage
-# collector stops tracking them: tens of thousands are kept, and as objects (a list, its dicts, named tuples:
-# ~6 tracked objects a merge) they made each full collection take 20-50 ms, the interleaved lists' p99
-# (benchmarks/RESULTS.md).
-Merge = tuple[tuple[str, ...], tuple[bytes, ...], "str | None", Prepared]
-MergeKey = tuple[int, int, int, int, str, str, int]
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a list served inside an experiment says about itself (in the response: ``impression_id``,
-    ``experiment`` and, A/B, ``arm``)."""
-
-    impression_id: str
-    experiment: str
-    arm: str | None
 
 
 class Experiments:
@@ -87,11 +58,10 @@ class Experiments:
                  generation: Generation = lambda: None) -> None:
         self.store = store
         self.counts = counts
-        self.signer = ImpressionSigner(store.impression_key)
+        self.shown = ShownLists(ImpressionSigner(store.impression_key), counts)
         self._tags: tuple[tuple[int, int], dict[bytes, Experiment]] = ((-2, -2), {})
         self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
-        self._merges: dict[MergeKey, Merge] = {}
         self._by_name: tuple[tuple[int, int], list[Running]] = ((-2, -2), [])  # the store's token, sorted
         self._running: dict[str, tuple[tuple[int, int], datetime, datetime, list[Running]]] = {}
 
@@ -99,7 +69,7 @@ class Experiments:
         """Serve with these arm recommenders from now on (a new build), every kept list dropped."""
         self.arms.use(arms)
         self.kept.clear()
-        self._merges.clear()
+        self.shown.clear()
 
     def active(self, now: datetime) -> list[Running]:
         """The experiments running now, whatever their widgets."""
@@ -170,7 +140,7 @@ class Experiments:
                 # An arm's own build lacks the article (a live one, or newer than that build): the reader gets the
                 # served list, outside the experiment (no impression is counted).
                 return compute(served), None
-            return self._impression(running, widget, now, lists, k)
+            return self.shown.show(running.experiment, widget, now, lists, k)
         return compute(served), None
 
     def serve_kept(self, running: Running, widget: str, reader: str, now: datetime, key: Hashable,
@@ -188,68 +158,13 @@ class Experiments:
             lists[arm], k = kept
             if stale:
                 due.append(full_key)
-        results, served = self._impression(running, widget, now, lists, k)
+        results, served = self.shown.show(running.experiment, widget, now, lists, k)
         return results, served, tuple(due)
 
     def refresh(self, due: tuple[Hashable, ...]) -> None:
         """Rank kept lists again (``serve_kept``'s due ones), keeping the new lists."""
         for key in due:
             self.kept.refresh(key)
-
-    def _impression(self, running: Running, widget: str, now: datetime, lists: dict[str, RenderedList], k: int,
-                    ) -> tuple[RenderedList, Served]:
-        """The list shown (the A/B arm's, or the team-draft merge its impression's random bits decide) and its
-        impression, counted."""
-        experiment = running.experiment
-        nonce = NONCES.take()
-        hour = int(now.timestamp() // 3600)
-        if experiment.kind == "ab":
-            (arm, results), = lists.items()
-            prepared = self._prepared(results, experiment, widget, hour, arm)
-        else:
-            first, second = experiment.arm_names
-            results, prepared = self._merged(experiment, widget, hour, lists[first], lists[second], k,
-                                             merge_pattern(int.from_bytes(nonce, "little"), k))
-            arm = None
-        if results:
-            self.counts.served(prepared[0])
-        return results, Served(self.signer.issue(prepared[1], nonce), experiment.name, arm)
-
-    def _prepared(self, results: RenderedList, experiment: Experiment, widget: str, hour: int, arm: str,
-                  ) -> Prepared:
-        """An A/B arm's list's prepared impression in ``widget`` and ``hour`` (kept on the list: it leaves when the
-        list does)."""
-        key = (experiment.name, widget, hour)
-        prepared: Prepared | None = results.derived.get(key)
-        if prepared is None:
-            if len(results.derived) >= PREPARED_PER_LIST:
-                results.derived.clear()  # hours pass: a list kept long does not collect them
-            arms = (arm,) * len(results)
-            prepared = (count_keys(experiment.name, arm, widget, hour, arms),
-                        self.signer.header(experiment, widget, hour, arms, results.ids))
-            results.derived[key] = prepared
-        return prepared
-
-    def _merged(self, experiment: Experiment, widget: str, hour: int, a: RenderedList, b: RenderedList, k: int,
-                pattern: int) -> tuple[RenderedList, Prepared]:
-        """The team-draft merge of ``a`` (the first arm's list) and ``b`` decided by ``pattern``
-        (``merge_pattern``), and its prepared impression: kept per pair of lists, so a hot list's impressions draft
-        once per pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a
-        loop)."""
-        key = (a.serial, b.serial, k, pattern, experiment.name, widget, hour)
-        merge = self._merges.get(key)
-        if merge is None:
-            first, second = experiment.arm_names
-            merged, teams = team_draft(a.ids, b.ids, k, Flips(pattern))
-            listed = a.picked(merged, [b])
-            arms = tuple(first if t == "a" else second for t in teams)
-            merge = (listed.ids, listed.items, listed.fallback,
-                     (count_keys(experiment.name, "*", widget, hour, arms),
-                      self.signer.header(experiment, widget, hour, arms, listed.ids)))
-            if len(self._merges) >= MERGES_KEPT:
-                self._merges.clear()
-            self._merges[key] = merge
-        return RenderedList(merge[0], merge[1], merge[2]), merge[3]
 
     def clicked(self, impression_id: str, article_id: str, now: datetime) -> str | None:
         """Credit a widget click that came back with its impression id; the experiment credited, or None (an id
@@ -260,13 +175,16 @@ class Experiments:
             tags = {experiment_tag(name): r.experiment for name, r in self.store.all().items()}
             self._tags = self.store.token, tags
         try:
-            shown = self.signer.read(impression_id, tags)
+            shown = self.shown.signer.read(impression_id, tags)
         except TokenError as exc:
             log.info("click with impression id %.40r... not credited: %s", impression_id, exc)
             return None
         if not 0 <= now.timestamp() // 3600 - shown.hour <= CLICK_HOURS:
             return None
-        return shown.experiment if self.counts.clicked(shown, article_id) else None
+        position = shown.position(article_id)
+        if position is None:
+            return None
+        return shown.experiment if self.counts.clicked(shown, position) else None
 
     def series(self, name: str) -> list[dict[str, object]]:
         """Impressions and clicks per hour and arm, oldest first (``experiment_tallies.hourly_series``)."""

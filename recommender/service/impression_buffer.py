@@ -70,9 +70,9 @@ class BufferedCounts:
                 raise
             return len(batch)
 
-    def clicked(self, shown: ShownList, article_id: str) -> bool:
+    def clicked(self, shown: ShownList, position: int) -> bool:
         """Credit a click (straight to the store: it depends on no pending impression)."""
-        return self.store.clicked(shown, article_id)
+        return self.store.clicked(shown, position)
 
     def fields(self, experiment: str) -> dict[str, int]:
         """Every count field of an experiment, this worker's pending impressions written first."""

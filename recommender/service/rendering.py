@@ -22,7 +22,7 @@ from .degraded import DEGRADED_HEADER
 if TYPE_CHECKING:
     from ..query.recommender import Recommender
     from ..query.results import Recommendation
-    from .experiments import Served
+    from .experiment_impressions import Served
 
 HIDDEN_UNLESS_EXPLAINED = ("components", "duplicates", "reasons", "explanation", "shared_tags")
 _SERIALS = itertools.count()
@@ -43,10 +43,10 @@ class RenderedList:
     items: tuple[bytes, ...]
     fallback: str | None = None
     # What users of the list derive from it and keep as long as it lives (the experiments' prepared impressions:
-    # ``Experiments._impression``; its body's start, by build: ``body``); not part of its value.
+    # ``experiment_impressions.ShownLists``; its body's start, by build: ``body``); not part of its value.
     derived: dict = field(default_factory=dict, compare=False, repr=False)
     # Names this list among every list the process made (never reused, unlike ``id``): what is derived from
-    # several lists is kept by their serials, without holding the lists (``Experiments._merged``).
+    # several lists is kept by their serials, without holding the lists (``ShownLists._merged``).
     serial: int = field(default_factory=_SERIALS.__next__, compare=False, repr=False)
 
     def __len__(self) -> int:

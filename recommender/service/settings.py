@@ -52,9 +52,9 @@ class ServiceSettings(BaseSettings):
         demo_pages: serve ``/demo/articles/{id}`` (the demo article page with the widget; it shows whole bodies,
             so it is off by default).
         opentelemetry: FastAPI's native OpenTelemetry (a span, metrics and logs per request, to the global
-            providers a site sets up, e.g. with ``opentelemetry-instrument``). Off by default: FastAPI then still
+            providers a site sets up, e.g. with ``opentelemetry-instrument``). Off by default: left on, FastAPI
             looks for configured providers on every request, cache hits included (three lookups and environment
-            reads, 4-6% of a hot list's worker CPU: benchmarks/RESULTS.md), and the service has its own Prometheus
+            reads, 9-11% of a hot list's worker CPU: benchmarks/RESULTS.md), and the service has its own Prometheus
             metrics.
     """
 
