@@ -134,3 +134,21 @@ def test_demo_catalogue_moves_the_corpus_to_now():
     assert (views_moved["timestamp"] - views_written["timestamp"] == shift).all()
     assert views_moved["timestamp"].max() < pd.Timestamp(later)
     assert list(moved["id"]) == list(as_written["id"]) and len(views_moved) == len(views_written)
+
+
+def test_cached_candidates_give_the_same_lists_and_the_garbage_collector_stops_walking_them(demo_engine):
+    """The related-table cache (20,000 entries by default) keeps plain tuples of arrays and ints: full collections
+    stop walking them after one pass (a dataclass per entry stayed tracked: 80-110 ms pauses on the long tail)."""
+    import gc
+
+    from recommender.query import Recommender
+
+    engine = Recommender(demo_engine.stored, demo_engine.config)
+    ids = [f"demo-{i:03d}" for i in range(1, 13)]
+    first = {a: [(r.article_id, r.score) for r in engine.related(a, k=5, now=NOW)] for a in ids}
+    assert len(engine.candidates._entries) == len(ids)
+    again = {a: [(r.article_id, r.score) for r in engine.related(a, k=5, now=NOW)] for a in ids}
+    assert again == first and all(first.values())
+    for _ in range(2):  # one pass untracks the inner tuples of ints, the next the entry holding them
+        gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in engine.candidates._entries.values())

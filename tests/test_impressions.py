@@ -4,6 +4,7 @@ and each arm's ranked list kept for the list cache's lifetime, dropped when the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import time
@@ -143,7 +144,7 @@ def test_a_counter_store_that_is_down_keeps_every_impression_pending_in_bounded_
     down.close()
 
 
-def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
+def test_each_arms_list_is_kept_once_its_request_is_ranked_twice_then_ranked_no_more(tmp_path, demo_engine):
     store = ExperimentStore(tmp_path / "experiments.sqlite")
     definition = Experiment.from_dict({"name": "test", "kind": "interleave", "arms": [{"name": "control"}, FRESH]})
     store.create(definition, "test", "")
@@ -160,8 +161,9 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
 
     now = demo_engine.clock()
     first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert len(rankings) == 2 and kept_list(experiments, "reader-3", now, (ANCHOR, 5)) is None  # asked once: not kept
     again, served_again = experiments.serve("related", "reader-2", now, demo_engine, compute, 5, (ANCHOR, 5))
-    assert len(rankings) == 2  # one ranking per arm, then both kept
+    assert len(rankings) == 4  # asked again within a lifetime: ranked, and both arms' lists kept
     assert served is not None and served_again is not None and served.impression_id != served_again.impression_id
     own = {name: [r.article_id for r in Recommender(demo_engine.stored, arm.build_config(demo_engine.config))
                   .related(ANCHOR, k=5, now=now)] for name, arm in arms.items()}
@@ -171,17 +173,18 @@ def test_each_arms_list_is_ranked_once_while_it_is_kept(tmp_path, demo_engine):
     kept = kept_list(experiments, "reader-3", now, (ANCHOR, 5))  # the response cache's fast path
     assert kept is not None and kept[1].impression_id not in (served.impression_id, served_again.impression_id)
     merged, _ = team_draft(own["control"], own["fresh"], 5, impression_rng(kept[1].impression_id))
-    assert list(kept[0].ids) == merged and len(rankings) == 2  # assembled from the kept lists, nothing ranked
+    assert list(kept[0].ids) == merged and len(rankings) == 4  # assembled from the kept lists, nothing ranked
     assert kept_list(experiments, "reader-3", now, ("demo-002", 5)) is None  # not kept: the app ranks
     for _ in range(3):  # kept merges are exact tuples of untracked things: collections stop walking them (each
         gc.collect()  # pass may untrack one level of nested tuples: a merge nests three)
     assert experiments.shown._merges and not any(gc.is_tracked(merge) for merge in experiments.shown._merges.values())
     experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
-    assert len(rankings) == 4  # another request: ranked
-    generation[0] += 1  # a takedown, an upsert, a rule change or a new build
-    experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
-    assert len(rankings) == 6
-    assert experiments.counts.fields("test")["imp|*|related|" + str(int(now.timestamp() // 3600))] == 5
+    assert len(rankings) == 6  # another request: ranked
+    generation[0] += 1  # a takedown, an upsert, a rule change or a new build: kept lists and sightings dropped
+    for reader in ("reader-1", "reader-2"):
+        experiments.serve("related", reader, now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert len(rankings) == 10 and kept_list(experiments, "reader-3", now, (ANCHOR, 5)) is not None
+    assert experiments.counts.fields("test")["imp|*|related|" + str(int(now.timestamp() // 3600))] == 7
     experiments.counts.close()
     store.close()
 
@@ -200,11 +203,14 @@ def test_a_shown_lists_impressions_are_prepared_once_and_kept_with_the_list(tmp_
     def compute(engine):
         return rendered(engine.related(ANCHOR, k=5, now=now), explain=False)
 
-    lists, ids = {}, set()
+    lists, ids, ranked = {}, set(), collections.Counter()
     for n in range(30):
         results, served = experiments.serve("related", f"reader-{n}", now, demo_engine, compute, 5, (ANCHOR, 5))
-        lists.setdefault(served.arm, results)
         ids.add(served.impression_id)
+        ranked[served.arm] += 1
+        if ranked[served.arm] == 1:
+            continue  # an arm's first list is not kept (its request asked once); its second is
+        lists.setdefault(served.arm, results)
         assert results is lists[served.arm]  # the arm's kept list itself
     assert set(lists) == {"control", "fresh"}
     for arm, results in lists.items():
@@ -272,7 +278,7 @@ def test_kept_experiment_lists_are_served_by_the_response_cache_as_the_app_serve
             assert response.status_code == 200 and response.headers["access-control-allow-origin"] == ORIGIN
             assert int(response.headers["content-length"]) == len(response.content)
             bodies.append(response.json())
-        assert through_app == ["related"]  # the first; the five others were assembled by the response cache
+        assert through_app == ["related"] * 2  # the first two; the four others were assembled by the response cache
         assert len({b["impression_id"] for b in bodies}) == 6
         assert all(set(b) == {"build_id", "items", "fallback", "impression_id", "experiment", "arm"} for b in bodies)
         engine = service.served.recommender
@@ -285,7 +291,7 @@ def test_kept_experiment_lists_are_served_by_the_response_cache_as_the_app_serve
             assert [i["article_id"] for i in b["items"]] == merged
         assert bodies[1]["items"][0].keys() == bodies[0]["items"][0].keys()  # rendered alike (no explain fields)
         assert http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 4, "reader": "reader-000"}).status_code == 200
-        assert through_app == ["related", "related"]  # other parameters: the app ranks (and keeps) them
+        assert through_app == ["related"] * 3  # other parameters: the app ranks them
         report = http.get("/v1/experiments/test", headers=AUTH).json()["report"]
         assert {r["arm"]: r["impressions"] for r in report["rows"]} == {"control": 7, "fresh": 7}
 
@@ -314,17 +320,18 @@ def test_a_kept_list_past_its_due_age_is_ranked_again_after_the_response_never_s
         rankings.append(clock.now)
         return rendered(engine.related(ANCHOR, k=5, now=now), explain=False)
 
-    first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
-    assert served is not None and len(rankings) == 1
+    for _ in range(2):  # asked twice: kept
+        first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
+    assert served is not None and len(rankings) == 2
     clock.now += 44  # younger than 75% of the lifetime (the earliest a list is due): served as kept
     listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
-    assert listed.ids == first.ids and due == () and len(rankings) == 1
+    assert listed.ids == first.ids and due == () and len(rankings) == 2
     clock.now += 14  # past 95% (the latest a list is due): still served as kept, and due once (not twice)
     listed, _, due = kept_list(experiments, "reader-1", now, (ANCHOR, 5))
-    assert listed.ids == first.ids and due == (("test", served.arm, (ANCHOR, 5)),) and len(rankings) == 1
+    assert listed.ids == first.ids and due == (("test", served.arm, (ANCHOR, 5)),) and len(rankings) == 2
     assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] == ()
     experiments.refresh(due)  # what the response cache runs once the response is sent
-    assert rankings == [1000.0, 1058.0]
+    assert rankings == [1000.0, 1000.0, 1058.0]
     clock.now += 59  # the new list is 59 s old: kept (and due); the first would have run out 57 s ago
     assert kept_list(experiments, "reader-1", now, (ANCHOR, 5))[2] != ()
     clock.now += 2  # nobody asked in time: it ran out, the app ranks the next request
@@ -348,13 +355,13 @@ def test_the_response_cache_ranks_due_experiment_lists_after_its_response(root, 
         for n in range(3):
             response = http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": f"reader-{n:03d}"})
             assert response.status_code == 200
-        assert through_app == ["related"] and made_at() == {1000.0}  # both arms ranked once, then assembled
+        assert through_app == ["related"] * 2 and made_at() == {1000.0}  # both arms ranked twice, then assembled
         clock.now += 58
         assert http.get(f"/v1/articles/{ANCHOR}/related", params={"k": 5, "reader": "reader-004"}).status_code == 200
         deadline = time.monotonic() + 5
         while made_at() != {1058.0} and time.monotonic() < deadline:
             time.sleep(0.01)  # ranked on the event loop after the response
-        assert made_at() == {1058.0} and through_app == ["related"]  # ranked again, no request went to the app
+        assert made_at() == {1058.0} and through_app == ["related"] * 2  # ranked again, no request went to the app
 
 
 def test_arms_are_made_by_the_background_sync_never_by_a_request(root, embedder):
@@ -382,13 +389,42 @@ def test_kept_lists_are_bounded_oldest_out_first_and_never_served_past_their_lif
         kept.put(key, (listed, 5), kept.get(key)[1], lambda: (listed, 5))
 
     for key in "abcd":
+        put(key)  # the first ranking leaves a sighting; the second keeps the list
         put(key)
         clock.now += 1
     assert [k for k in "abcd" if kept.lookup(k)[0] is not None] == ["b", "c", "d"]  # "a", the oldest, left
     put("b")  # kept again: the newest now
+    put("e")
     put("e")
     assert [k for k in "abcde" if kept.lookup(k)[0] is not None] == ["b", "d", "e"]
     clock.now += 59.5  # "d" was kept 60.5 s ago, "b" and "e" 59.5 s ago
     assert [k for k in "bde" if kept.lookup(k)[0] is not None] == ["b", "e"]
     clock.now += 1
     assert all(kept.lookup(k)[0] is None for k in "bde") and kept._cache == {}
+
+
+def test_a_list_is_kept_only_when_its_request_is_ranked_again_within_a_lifetime():
+    """The long tail of pages asked for once fills nothing but sightings (ints, which the collector does not track):
+    a list is kept on its request's second ranking within ``list_cache_seconds``, sightings are bounded and run out,
+    and a new generation forgets them."""
+    clock = Clock()
+    generation = [0]
+    kept = KeptLists(60, 3, lambda: generation[0], timer=clock)
+    listed = rendered([], explain=False)
+
+    def put(key):
+        kept.put(key, (listed, 5), kept.get(key)[1], lambda: (listed, 5))
+        return kept.lookup(key)[0] is not None
+
+    assert not put("a") and kept._cache == {} and not gc.is_tracked(kept._asked)
+    clock.now += 59
+    assert put("a")  # again within the lifetime: kept
+    assert not put("b")
+    clock.now += 61
+    assert not put("b")  # its sighting ran out: a sighting again, not kept
+    for key in "cde":
+        assert not put(key)
+    assert len(kept._asked) == 3 and not put("b")  # "b", the oldest sighting, left for "e"
+    assert put("e")
+    generation[0] += 1
+    assert not put("d")  # the sightings went with the generation

@@ -13,6 +13,13 @@ from ..storage.index import FaissIndex
 from .ranking import Candidates
 from .table import Anchor, ListedArticles
 
+# A cached entry: ``Candidates``' fields as one exact tuple of arrays and tuples of ints, which the garbage
+# collector stops tracking after its first pass over it (a dataclass instance stays tracked). 20,000 cached
+# ``Candidates`` were 20,000 objects every full collection walked: on ids that hardly repeat (the long tail of an
+# archive), with two experiment arms' caches, collections of 80-110 ms while serving (benchmarks/JOURNAL.md,
+# 2026-12-02).
+Entry = tuple[np.ndarray, np.ndarray, tuple[int, ...], np.ndarray, tuple[bool, ...]]
+
 
 class CandidateSource:
     """The candidate sources of one build.
@@ -29,24 +36,24 @@ class CandidateSource:
         self.related_rows = related_rows
         self.related_scores = related_scores
         self.cache_size = cache_size
-        self._entries: OrderedDict[int, Candidates] = OrderedDict()
+        self._entries: OrderedDict[int, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def related_table(self, row: int, listed: ListedArticles, anchor: Anchor) -> Candidates:
         """The build's related candidates of an indexed row and their stored relatedness (build rows only: live
         rows change between snapshots and are added per request)."""
         with self._lock:
-            found = self._entries.get(row)
-            if found is not None:
+            entry = self._entries.get(row)
+            if entry is not None:
                 self._entries.move_to_end(row)
-                return found
+                return Candidates(*entry)
         assert self.related_rows is not None and self.related_scores is not None
         rows = np.asarray(self.related_rows[row], dtype=np.int64)
         scores = np.asarray(self.related_scores[row], dtype=np.float64)
         keep = (rows >= 0) & (rows != row)
         found = Candidates.of(listed, rows[keep], scores[keep], [anchor])
         with self._lock:
-            self._entries[row] = found
+            self._entries[row] = (found.rows, found.relatedness, found.groups, found.same_story, found.anchor_copy)
             if len(self._entries) > self.cache_size:
                 self._entries.popitem(last=False)
         return found

@@ -129,7 +129,8 @@ class Experiments:
               key: Hashable) -> tuple[RenderedList, Served | None]:
         """The list for ``reader``: the served build's, or an arm's / an interleaved merge of two arms' inside the
         first running experiment that covers the widget and the reader (counted as an impression). ``key`` names
-        the request (its route and parameters): an arm's list for it is kept for the list cache's lifetime."""
+        the request (its route and parameters): an arm's list for it is kept for the list cache's lifetime once
+        the request is ranked a second time within one."""
         running = self.covering(widget, reader, now)
         if running is not None:
             assert reader is not None

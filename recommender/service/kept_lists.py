@@ -16,6 +16,12 @@ for at least every 1.5 s (the last 5% of 30) is never ranked on a request, and n
 ``list_cache_seconds``. (Without this, every kept list ran out once per lifetime and its next request ranked it
 through the app: a third of the requests of 1,000 hot articles in an A/B test at 5 s, and the tail of their
 latency.)
+
+A list is kept the *second* time its request is ranked within a lifetime, not the first: the first only leaves
+the hash of its key (an int to a float, which the garbage collector does not track). On pages asked for once,
+the long tail of an archive, keeping every list filled the cache with tens of thousands of tracked objects that
+no request read again, and each full collection walked them all (100+ ms pauses serving ids uniform over 100k
+inside an A/B test; benchmarks/JOURNAL.md, 2026-12-02). A hot page pays one more ranking per generation.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class KeptLists:
         self._cache: dict[Hashable, Entry] | None = {} if seconds > 0 and entries > 0 else None
         self._generation: Hashable = None
         self._refreshing: set[Hashable] = set()
+        # Keys ranked once (their hash) and when that sighting runs out; insertion order is expiry order.
+        self._asked: dict[int, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -73,6 +81,7 @@ class KeptLists:
             return None
         if generation != self._generation:
             self._cache.clear()
+            self._asked.clear()
             self._refreshing.clear()
             self._generation = generation
         entry = self._cache.get(key)
@@ -93,20 +102,35 @@ class KeptLists:
         return (entry[0] if entry is not None else None), generation
 
     def put(self, key: Hashable, kept: Kept, generation: Hashable, remake: Remake) -> None:
-        """Keep an entry computed in ``generation`` (dropped if the generation moved on meanwhile); ``remake``
-        computes it again when it is due."""
+        """Keep an entry computed in ``generation`` (dropped if the generation moved on meanwhile), if it is kept
+        already or its key was ranked once before within a lifetime (otherwise only that sighting is kept);
+        ``remake`` computes it again when it is due."""
         with self._lock:
             self._refreshing.discard(key)
             cache = self._cache
             if cache is None or generation != self._generation:
                 return
             now = self.timer()
-            cache.pop(key, None)  # to the end: the newest
+            if cache.pop(key, None) is None and not self._seen_before(hash(key), now):  # pop: to the end, the newest
+                return
             cache[key] = (kept, now + self.seconds * random.uniform(*DUE_AFTER), now + self.seconds, remake)
             for oldest in list(itertools.islice(cache, 8)):  # the oldest first: expired, or over the bound
                 if len(cache) <= self.entries and now < cache[oldest][2]:
                     break
                 del cache[oldest]
+
+    def _seen_before(self, hashed: int, now: float) -> bool:
+        """Whether a key of this hash was ranked within a lifetime (then forgotten: it is kept now); otherwise the
+        sighting is recorded. Call with the lock held."""
+        asked = self._asked
+        if asked.pop(hashed, 0.0) > now:
+            return True
+        asked[hashed] = now + self.seconds
+        for oldest in list(itertools.islice(asked, 8)):  # the oldest first: run out, or over the bound
+            if len(asked) <= self.entries and now < asked[oldest]:
+                break
+            del asked[oldest]
+        return False
 
     def lookup(self, key: Hashable, generation: Hashable = None) -> tuple[Kept | None, bool]:
         """The kept entry (or None) and whether it is due: past its draw of ``DUE_AFTER`` and not being ranked again
@@ -142,4 +166,5 @@ class KeptLists:
         with self._lock:
             if self._cache is not None:
                 self._cache.clear()
+            self._asked.clear()
             self._refreshing.clear()
