@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import random
 import threading
 import time
-from typing import Callable, Hashable
+from typing import Callable, Hashable, TypeVar
 
 from .rendering import RenderedList
 
 log = logging.getLogger("recommender.service")
 Generation = Callable[[], Hashable]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 Kept = tuple[RenderedList, int]  # the rendered list and the list length the request asked for
 Remake = Callable[[], Kept]  # ranks and renders the entry again (the request's own parameters and arm)
 # An entry: (the kept list, when it is due, when it expires (timer seconds), its remake).
@@ -80,9 +83,7 @@ class KeptLists:
         if self._cache is None:
             return None
         if generation != self._generation:
-            self._cache.clear()
-            self._asked.clear()
-            self._refreshing.clear()
+            self._drop_all()
             self._generation = generation
         entry = self._cache.get(key)
         if entry is not None and now >= entry[2]:
@@ -114,10 +115,7 @@ class KeptLists:
             if cache.pop(key, None) is None and not self._seen_before(hash(key), now):  # pop: to the end, the newest
                 return
             cache[key] = (kept, now + self.seconds * random.uniform(*DUE_AFTER), now + self.seconds, remake)
-            for oldest in list(itertools.islice(cache, 8)):  # the oldest first: expired, or over the bound
-                if len(cache) <= self.entries and now < cache[oldest][2]:
-                    break
-                del cache[oldest]
+            _trim(cache, self.entries, now, operator.itemgetter(2))
 
     def _seen_before(self, hashed: int, now: float) -> bool:
         """Whether a key of this hash was ranked within a lifetime (then forgotten: it is kept now); otherwise the
@@ -126,10 +124,7 @@ class KeptLists:
         if asked.pop(hashed, 0.0) > now:
             return True
         asked[hashed] = now + self.seconds
-        for oldest in list(itertools.islice(asked, 8)):  # the oldest first: run out, or over the bound
-            if len(asked) <= self.entries and now < asked[oldest]:
-                break
-            del asked[oldest]
+        _trim(asked, self.entries, now, float)
         return False
 
     def lookup(self, key: Hashable, generation: Hashable = None) -> tuple[Kept | None, bool]:
@@ -164,7 +159,20 @@ class KeptLists:
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
-            if self._cache is not None:
-                self._cache.clear()
-            self._asked.clear()
-            self._refreshing.clear()
+            self._drop_all()
+
+    def _drop_all(self) -> None:
+        """Every entry, sighting and refresh mark gone; call with the lock held."""
+        if self._cache is not None:
+            self._cache.clear()
+        self._asked.clear()
+        self._refreshing.clear()
+
+
+def _trim(entries: dict[K, V], bound: int, now: float, expires: Callable[[V], float]) -> None:
+    """Drop from the front of an insertion-ordered dict (the oldest first) what ran out at ``now`` or is over
+    ``bound``; a few at a time, as each put adds one."""
+    for oldest in list(itertools.islice(entries, 8)):
+        if len(entries) <= bound and now < expires(entries[oldest]):
+            break
+        del entries[oldest]
