@@ -24,11 +24,12 @@ UNANIMOUS = 20
 
 
 @contextmanager
-def replicas(roots: list[Path], workers: int, *options: str) -> Iterator[list[httpx.Client]]:
-    """One `recommender serve` per root, ready, with an HTTP client each."""
+def replicas(roots: list[Path], workers: int, *options: str, **env: str) -> Iterator[list[httpx.Client]]:
+    """One `recommender serve` per root, ready, with an HTTP client each (``env``: RECOMMENDER_* settings)."""
     ports = [free_port() for _ in roots]
-    processes = [serve(root, port, workers, *options) for root, port in zip(roots, ports)]
-    clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for port in ports]
+    processes = [serve(root, port, workers, *options, **env) for root, port in zip(roots, ports)]
+    # A hang guard, not a speed check: four workers starting on two cores answer their first requests slowly.
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) for port in ports]
     try:
         for client, process, root in zip(clients, processes, roots):
             wait_ready(str(client.base_url), process, root.parent / "server.log")
@@ -63,7 +64,9 @@ def test_replicas_with_separate_folders_share_upserts_takedowns_and_rules(demo_r
     the other, and nothing of the live state is written into either replica's folder."""
     roots = [service_root(demo_root, tmp_path / name) for name in ("a", "b")]
     before = [sorted(p.name for p in root.iterdir()) for root in roots]
-    with replicas(roots, 2, "--live", pg_url, "--views", REDIS) as (a, b):
+    # The model loaded before a worker is ready (the shipped default), so the first upsert does not load it inside
+    # the request (CI of 2026-12-02 timed out on a request of this test with a 10 s client timeout).
+    with replicas(roots, 2, "--live", pg_url, "--views", REDIS, RECOMMENDER_WARM_MODEL="true") as (a, b):
         article = {"id": f"live-{uuid.uuid4().hex[:6]}", "title": "Glacier collapse floods three alpine villages",
                    "body": "Rescue teams evacuated hundreds after meltwater ran through the valley.",
                    "section": "world", "published_at": "2026-11-26T22:00:00Z"}
