@@ -294,6 +294,11 @@ def test_kept_experiment_lists_are_served_by_the_response_cache_as_the_app_serve
         assert through_app == ["related"] * 3  # other parameters: the app ranks them
         report = http.get("/v1/experiments/test", headers=AUTH).json()["report"]
         assert {r["arm"]: r["impressions"] for r in report["rows"]} == {"control": 7, "fresh": 7}
+        templates = http.app.middleware_stack.templates  # the response cache's header templates, one per request
+        assert len(templates) == 2
+        for _ in range(3):  # a pass untracks one level: each header, the headers, then the template
+            gc.collect()
+        assert not any(gc.is_tracked(template) for template in templates.values())  # full collections skip them
 
 
 class Clock:

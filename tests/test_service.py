@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -316,6 +317,11 @@ def test_response_cache_serves_repeats_and_dies_with_a_takedown(root, embedder):
         text = client.get("/metrics").text
         assert ('recommender_requests_total{method="GET",route="/v1/articles/{article_id}/related",status="200"} 5.0'
                 in text)
+        cache = client.app.middleware_stack  # the front door: the response cache
+        assert cache.entries and cache._routes
+        for _ in range(3):  # a pass untracks one level: each header, the headers, then the entry holding them
+            gc.collect()
+        assert not any(gc.is_tracked(entry) for entry in cache.entries.values())  # full collections skip them
 
 
 def test_a_stopping_worker_waits_for_its_background_round_before_closing_the_stores(root, embedder, caplog):

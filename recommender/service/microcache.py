@@ -45,7 +45,12 @@ CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 # What each cached route reads from its query string; anything else leaves its response unchanged.
 PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"),
               "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
-Entry = tuple[float, Any, list, bytes]
+Headers = tuple[tuple[bytes, bytes], ...]
+# A kept response: (when it was kept, the id of its route, its headers, its body). Only numbers, bytes and tuples
+# of them, which the garbage collector stops tracking after its first pass over them: with ids that hardly repeat
+# (an archive's long tail) the 20,000 entries and templates were ~40,000 tracked objects (a list of headers and a
+# tuple holding the route each) that every full collection walked (benchmarks/JOURNAL.md, 2026-12-03).
+Entry = tuple[float, int, Headers, bytes]
 READER = re.compile(READER_PATTERN)
 
 
@@ -101,7 +106,8 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self.vary_origin = vary_origin
         self.entries: OrderedDict[tuple, Entry] = OrderedDict()
-        self.templates: OrderedDict[tuple, tuple[Any, list]] = OrderedDict()  # experiment lists: route, headers
+        self.templates: OrderedDict[tuple, tuple[int, Headers]] = OrderedDict()  # experiment lists: route, headers
+        self._routes: dict[int, Any] = {}  # id -> the app's route (routes live as long as the app)
         self.bytes = 0
         self.generation: tuple | None = None
 
@@ -133,7 +139,7 @@ class ResponseCache:
             return
         hit = self.entries.get(key)
         if hit is not None:
-            scope["route"] = hit[1]  # the request is counted by its route, as the app's are
+            scope["route"] = self._routes[hit[1]]  # the request is counted by its route, as the app's are
             await send({"type": "http.response.start", "status": 200, "headers": hit[2]})
             await send({"type": "http.response.body", "body": hit[3]})
             self._answered(scope, started)
@@ -175,11 +181,14 @@ class ResponseCache:
         await self.app(scope, receive, capture)
         if start is None or start["status"] != 200 or generation != self.generation:
             return
-        headers = [h for h in start.get("headers", []) if not template or h[0] != b"content-length"]
+        headers = tuple((name, value) for name, value in start.get("headers", ())
+                        if not template or name != b"content-length")
+        route = scope.get("route")
+        self._routes.setdefault(id(route), route)
         if not template:
-            self._add(key, (now, scope.get("route"), headers, b"".join(chunks)))
+            self._add(key, (now, id(route), headers, b"".join(chunks)))
             return
-        self.templates[key] = (scope.get("route"), headers)
+        self.templates[key] = (id(route), headers)
         while len(self.templates) > self.max_entries:
             self.templates.popitem(last=False)
 
@@ -202,7 +211,7 @@ class ResponseCache:
                               scope["path"])
                 found = content = None
             if found is not None and content is not None:
-                scope["route"] = template[0]
+                scope["route"] = self._routes[template[0]]
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*template[1], (b"content-length", str(len(content)).encode())]})
                 await send({"type": "http.response.body", "body": content})
