@@ -14,10 +14,10 @@ from .ranking import Candidates
 from .table import Anchor, ListedArticles
 
 # A cached entry: ``Candidates``' fields as one exact tuple of arrays and tuples of ints, which the garbage
-# collector stops tracking after its first pass over it (a dataclass instance stays tracked). 20,000 cached
-# ``Candidates`` were 20,000 objects every full collection walked: on ids that hardly repeat (the long tail of an
-# archive), with two experiment arms' caches, collections of 80-112 ms while serving (benchmarks/JOURNAL.md,
-# 2026-12-02).
+# collector stops tracking after two passes (the inner tuples, then the entry; a dataclass instance stays
+# tracked). 20,000 cached ``Candidates`` were 20,000 objects every full collection walked: on ids that hardly
+# repeat (the long tail of an archive), with two experiment arms' caches, collections of 80-112 ms while serving
+# (benchmarks/JOURNAL.md, 2026-12-02).
 Entry = tuple[np.ndarray, np.ndarray, tuple[int, ...], np.ndarray, tuple[bool, ...]]
 
 

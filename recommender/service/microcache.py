@@ -47,9 +47,9 @@ PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"
               "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
 Headers = tuple[tuple[bytes, bytes], ...]
 # A kept response: (when it was kept, the id of its route, its headers, its body). Only numbers, bytes and tuples
-# of them, which the garbage collector stops tracking after its first pass over them: with ids that hardly repeat
-# (an archive's long tail) the 20,000 entries and templates were ~40,000 tracked objects (a list of headers and a
-# tuple holding the route each) that every full collection walked (benchmarks/JOURNAL.md, 2026-12-03).
+# of them, which the garbage collector stops tracking after a pass per level of nesting (three). With a list of
+# headers and the route object in each, after 10,000 uniform-id A/B lists ~20,000 of a worker's ~35,000 tracked
+# objects were header templates (benchmarks/RESULTS.md, "The garbage collector's full collections", 2026-12-03).
 Entry = tuple[float, int, Headers, bytes]
 READER = re.compile(READER_PATTERN)
 
@@ -222,7 +222,7 @@ class ResponseCache:
         await self._through_app(scope, receive, send, key, generation, time.monotonic(), template=True)
 
     def _add(self, key: tuple, entry: Entry) -> None:
-        size = len(entry[3]) + sum(len(k) + len(v) for k, v in entry[2])
+        size = self._size(entry)
         if size > self.max_bytes:
             return
         old = self.entries.pop(key, None)
