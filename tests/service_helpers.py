@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommender.service.app import create_app
+from recommender.service.kept_responses import KeptResponses
 from recommender.service.settings import ServiceSettings
 from recommender.storage.manifest import Manifest, write_manifest
 from recommender.storage.versions import IndexStore, new_build_id
@@ -119,3 +122,13 @@ def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float =
             pass
         time.sleep(0.1)
     raise AssertionError(f"the server was not ready within {seconds}s")
+
+
+def hidden_from_collector(kept: KeptResponses) -> bool:
+    """Whether no object the garbage collector tracks holds a key or body of ``kept`` (so a full collection never
+    visits them), apart from the list ``keys()`` makes and the frames of this check."""
+    keys = kept.keys()
+    assert keys, "nothing is kept: the check would pass vacuously"
+    held = [*keys, *(hit[1] for hit in map(kept.get, keys) if hit is not None and hit[1])]
+    return all(referrer is keys or referrer is held or isinstance(referrer, types.FrameType)
+               for item in held for referrer in gc.get_referrers(item))

@@ -27,11 +27,11 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
 from .clicks import WidgetMetrics, impression_widget, is_impression
+from .kept_responses import Headers, KeptResponses
 from .metrics import Metrics, route_template
 from .rendering import body
 from .schemas import READER_PATTERN
@@ -45,12 +45,6 @@ CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 # What each cached route reads from its query string; anything else leaves its response unchanged.
 PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"),
               "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
-Headers = tuple[tuple[bytes, bytes], ...]
-# A kept response: (when it was kept, the id of its route, its headers, its body). Only numbers, bytes and tuples
-# of them, which the garbage collector stops tracking after a pass per level of nesting (three). With a list of
-# headers and the route object in each, after 10,000 uniform-id A/B lists ~20,000 of a worker's ~35,000 tracked
-# objects were header templates (benchmarks/RESULTS.md, "The garbage collector's full collections", 2026-12-03).
-Entry = tuple[float, int, Headers, bytes]
 READER = re.compile(READER_PATTERN)
 
 
@@ -63,22 +57,39 @@ def _query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
 
-def list_key(scope: Scope, query: dict[str, str] | None = None) -> tuple:
+def list_key(scope: Scope, query: dict[str, str] | None = None) -> str:
     """What names a list request's list (its route and parameters, not who asks): the key of an experiment arm's
     kept list (``kept_lists.py``). ``query``: the parsed query string, when the caller has it."""
     return cache_key(scope, vary_origin=False, query=query)
 
 
-def cache_key(scope: Scope, vary_origin: bool, query: dict[str, str] | None = None) -> tuple:
-    """(path, the route's own parameters sorted, last value of each, the Origin when CORS headers vary by it)."""
+def _part(text: str) -> str:
+    return text.replace("\x00", "\x00\x01") if "\x00" in text else text  # a separator is never followed by \x01
+
+
+def cache_key(scope: Scope, vary_origin: bool, query: dict[str, str] | None = None) -> str:
+    """The path, the route's own parameters in a fixed order (the last value of each), and the Origin when CORS
+    headers vary by it, joined by NUL (escaped inside each part). A str: a key the garbage collector never
+    visits (``kept_responses.py``)."""
     path = scope["path"]
-    accepted = PARAMETERS["popular" if path == "/v1/popular" else "related"]
-    values = {name: value for name, value in (query if query is not None else _query(scope)).items()
-              if name in accepted}
-    origin = None
+    values = query if query is not None else _query(scope)
+    parts = [_part(path)]
+    for name in PARAMETERS["popular" if path == "/v1/popular" else "related"]:
+        value = values.get(name)
+        if value is not None:
+            parts.append(f"{name}={_part(value)}")
     if vary_origin:
         origin = next((value for name, value in scope.get("headers", ()) if name == b"origin"), None)
-    return path, tuple(sorted(values.items())), origin
+        if origin is not None:
+            parts.append("origin=" + _part(origin.decode("latin-1")))
+    return "\x00".join(parts)
+
+
+def _with_length(headers: Headers, body: bytes) -> list[tuple[bytes, bytes]]:
+    """A kept header set as sent: its first, the route's id, becomes the body's length."""
+    sent = list(headers)
+    sent[0] = (b"content-length", str(len(body)).encode())
+    return sent
 
 
 class ResponseCache:
@@ -102,13 +113,10 @@ class ResponseCache:
         self.origins = origins
         self._series: dict[int, tuple[Any, Any]] = {}  # a route's request counter and latency histogram (200s)
         self.max_age_seconds = max_age_seconds
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
         self.vary_origin = vary_origin
-        self.entries: OrderedDict[tuple, Entry] = OrderedDict()
-        self.templates: OrderedDict[tuple, tuple[int, Headers]] = OrderedDict()  # experiment lists: route, headers
-        self._routes: dict[int, Any] = {}  # id -> the app's route (routes live as long as the app)
-        self.bytes = 0
+        self.entries = KeptResponses(max_entries, max_bytes)  # the responses: route id and headers, body
+        self.templates = KeptResponses(max_entries, max_bytes)  # experiment lists: route id and headers, no body
+        self._routes: dict[bytes, Any] = {}  # the app's routes by id, as the first header of an entry's set
         self.generation: tuple | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,19 +137,21 @@ class ResponseCache:
         query = _query(scope)
         key = cache_key(scope, self.vary_origin, query)
         now = time.monotonic()
-        self._expire(now)
+        self.entries.expire(now, self.max_age_seconds)
         reader = query.get("reader")
         reader = reader if reader is not None and READER.match(reader) else None  # an invalid one: the app refuses
         running = service.experiments.covering(_widget(scope), reader, service.served.recommender.clock())
         if running is not None and reader is not None:
             await self._experiment_list(scope, receive, send, service, running, reader, query,
-                                        (key, service.views.degraded), generation, started)
+                                        key + "\x00degraded" if service.views.degraded else key, generation,
+                                        started)
             return
         hit = self.entries.get(key)
         if hit is not None:
-            scope["route"] = self._routes[hit[1]]  # the request is counted by its route, as the app's are
-            await send({"type": "http.response.start", "status": 200, "headers": hit[2]})
-            await send({"type": "http.response.body", "body": hit[3]})
+            headers, content = hit
+            scope["route"] = self._routes[headers[0][1]]  # the request is counted by its route, as the app's are
+            await send({"type": "http.response.start", "status": 200, "headers": _with_length(headers, content)})
+            await send({"type": "http.response.body", "body": content})
             self._answered(scope, started)
             return
         await self._through_app(scope, receive, send, key, generation, now)
@@ -164,7 +174,7 @@ class ResponseCache:
         if widget is not None and self.widgets is not None and is_impression(scope, widget, self.origins):
             self.widgets.impressions.labels(widget).inc()
 
-    async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: tuple, generation: tuple | None,
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: str, generation: tuple | None,
                            now: float, template: bool = False) -> None:
         """Answer from the app; keep a 200 (as an experiment list's header template, with ``template``)."""
         start: dict | None = None
@@ -181,19 +191,16 @@ class ResponseCache:
         await self.app(scope, receive, capture)
         if start is None or start["status"] != 200 or generation != self.generation:
             return
-        headers = tuple((name, value) for name, value in start.get("headers", ())
-                        if not template or name != b"content-length")
         route = scope.get("route")
-        self._routes.setdefault(id(route), route)
-        if not template:
-            self._add(key, (now, id(route), headers, b"".join(chunks)))
-            return
-        self.templates[key] = (id(route), headers)
-        while len(self.templates) > self.max_entries:
-            self.templates.popitem(last=False)
+        route_id = str(id(route)).encode()
+        self._routes.setdefault(route_id, route)
+        # The route's id travels as a pseudo-header ahead of the real ones, so one interned set says both.
+        headers = ((b"", route_id), *((name, value) for name, value in start.get("headers", ())
+                                      if name != b"content-length"))
+        (self.templates if template else self.entries).put(key, headers, b"" if template else b"".join(chunks), now)
 
     async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, running: Any,
-                               reader: str, query: dict[str, str], key: tuple, generation: tuple | None,
+                               reader: str, query: dict[str, str], key: str, generation: tuple | None,
                                started: float) -> None:
         """A list inside an experiment: each is its own impression, never a kept response. When the arms' lists
         it needs are kept (``Experiments.serve_kept``), it is assembled here with the template's headers, without
@@ -211,9 +218,9 @@ class ResponseCache:
                               scope["path"])
                 found = content = None
             if found is not None and content is not None:
-                scope["route"] = self._routes[template[0]]
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [*template[1], (b"content-length", str(len(content)).encode())]})
+                headers = template[0]
+                scope["route"] = self._routes[headers[0][1]]
+                await send({"type": "http.response.start", "status": 200, "headers": _with_length(headers, content)})
                 await send({"type": "http.response.body", "body": content})
                 self._answered(scope, started)
                 if found[2]:
@@ -221,34 +228,7 @@ class ResponseCache:
                 return
         await self._through_app(scope, receive, send, key, generation, time.monotonic(), template=True)
 
-    def _add(self, key: tuple, entry: Entry) -> None:
-        size = self._size(entry)
-        if size > self.max_bytes:
-            return
-        old = self.entries.pop(key, None)
-        if old is not None:
-            self.bytes -= self._size(old)
-        self.entries[key] = entry
-        self.bytes += size
-        while self.entries and (self.bytes > self.max_bytes or len(self.entries) > self.max_entries):
-            _, evicted = self.entries.popitem(last=False)
-            self.bytes -= self._size(evicted)
-
-    def _expire(self, now: float) -> None:
-        # Entries are kept in insertion order, which is expiry order.
-        while self.entries:
-            key, entry = next(iter(self.entries.items()))
-            if now - entry[0] < self.max_age_seconds:
-                return
-            del self.entries[key]
-            self.bytes -= self._size(entry)
-
-    @staticmethod
-    def _size(entry: Entry) -> int:
-        return len(entry[3]) + sum(len(k) + len(v) for k, v in entry[2])
-
     def clear(self) -> None:
         """Drop every entry."""
         self.entries.clear()
         self.templates.clear()
-        self.bytes = 0
