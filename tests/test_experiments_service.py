@@ -101,6 +101,56 @@ def test_ab_readers_keep_their_arm_and_get_its_ranking(http, demo_engine):
     assert report["verdict"].startswith(("not enough data yet", "arm "))
 
 
+def test_a_rotated_key_keeps_outstanding_ids_credited_until_a_revoke(http, root):
+    """Key rotation through the API: lists served after it carry ids signed with the new key only (also those the
+    response cache assembles from kept lists), a click on an id served before it is still credited, and after a
+    revoke only ids signed since are."""
+    import sqlalchemy as sa
+
+    from recommender.experiments.impression_token import ImpressionSigner, TokenError, experiment_tag
+
+    assert http.post("/v1/experiments", json=experiment("ab"), headers=AUTH).status_code == 201
+    reader, site = "reader-00001", {experiment_tag("test"): Experiment.from_dict(experiment("ab"))}
+
+    def credited() -> int:
+        return sum(r["clicks"] for r in http.get("/v1/experiments/test", headers=AUTH).json()["report"]["rows"])
+
+    def clicked(served: dict) -> int:
+        click(http, served["items"][0]["article_id"], served["impression_id"])
+        return credited()
+
+    before = [related(http, reader) for _ in range(3)]  # the later two assembled from the kept arm list
+    rotated = http.post("/v1/impression-keys", params={"reason": "yearly"}, headers=AUTH)
+    assert rotated.status_code == 201 and rotated.json()["key"]["id"] == 2
+    after = [related(http, reader) for _ in range(3)]
+    engine = sa.create_engine(f"sqlite:///{root / 'experiments.sqlite'}")
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT id, value FROM impression_keys")).all())
+    engine.dispose()
+    for served in after:
+        assert ImpressionSigner(keys[2]).read(served["impression_id"], site).arms[0] == served["arm"]
+        with pytest.raises(TokenError):
+            ImpressionSigner(keys[1]).read(served["impression_id"], site)
+    listed = http.get("/v1/impression-keys", headers=AUTH).json()["keys"]
+    assert [(k["id"], k["signs"], k["verifies_until"] is None) for k in listed] == [(2, True, True), (1, False, False)]
+    assert "value" not in listed[0]  # never the key itself
+    assert clicked(before[0]) == 1 and clicked(after[0]) == 2  # the overlap: both keys verify
+    assert http.post("/v1/impression-keys", params={"revoke": "true", "reason": "leaked"},
+                     headers=AUTH).status_code == 201
+    latest = related(http, reader)
+    assert clicked(before[1]) == 2 and clicked(after[1]) == 2  # revoked: no longer credited
+    assert clicked(latest) == 3
+    log = http.get("/v1/experiments/test", headers=AUTH).json()["log"]
+    assert log[0]["action"] == "create"  # an experiment's log holds its own entries, not the site's key changes
+    # The command line, another process: the service signs with its key after the next poll.
+    out = subprocess.run([RECOMMENDER, "experiment", "rotate-key", "--reason", "cli", "--indexes", str(root)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "impression key 4 made; key 3 verifies until" in out.stdout, out.stderr
+    http.app.state.service.sync_live()
+    served = related(http, reader)
+    assert http.app.state.service.experiments.store.key_id == 4 and clicked(served) == 4
+
+
 def test_metrics_show_each_workers_impression_backlog_and_its_flushes(root, embedder):
     """Impressions served inside an experiment wait in the worker's buffer, counted by a ``/metrics`` gauge that the
     background sync keeps current, until the flush writes them; each flush with impressions to write is timed."""

@@ -4,6 +4,7 @@ site's key, so a click is credited from the id alone and nothing is stored per i
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from recommender.experiments.impression_token import (
     impression_flips,
     new_key,
 )
-from recommender.service.experiment_store import ExperimentStore
+from recommender.service.experiment_store import KEY_OVERLAP_HOURS, ExperimentStore
 
 AB = Experiment.from_dict({"name": "ab-test", "kind": "ab", "arms": [{"name": "control"}, {"name": "fresh"},
                                                                     {"name": "mmr"}]})
@@ -95,15 +96,69 @@ def test_a_list_is_refused_an_id_for_arms_it_does_not_have():
         signer.header(AB, "related", 1, ("control",), ("a", "b"))
 
 
+def _an_id(signer: ImpressionSigner) -> str:
+    return signer.issue(signer.header(AB, "related", 490_000, ("fresh",) * 2, ("a", "b")), NONCES.take())
+
+
 def test_the_site_key_is_made_once_and_shared_by_every_process_of_the_store(tmp_path):
     """Every worker opening the store (here two, as two processes would) signs with the same key, kept across
     restarts; another site's store has its own."""
     first, second = ExperimentStore(tmp_path / "experiments.sqlite"), ExperimentStore(tmp_path / "experiments.sqlite")
-    assert first.impression_key == second.impression_key and len(first.impression_key) == 32
+    issued = _an_id(first.signer)
+    assert second.signer.read(issued, SITE).arms == ("fresh", "fresh") and first.key_id == second.key_id == 1
     first.close()
     second.close()
     again = ExperimentStore(tmp_path / "experiments.sqlite")
     other = ExperimentStore(tmp_path / "other.sqlite")
-    assert again.impression_key == first.impression_key != other.impression_key
+    assert again.signer.read(issued, SITE).experiment == "ab-test"
+    with pytest.raises(TokenError, match="signature"):
+        other.signer.read(issued, SITE)
     again.close()
     other.close()
+
+
+def test_a_rotated_key_signs_new_ids_while_the_old_one_verifies_for_the_overlap_only(tmp_path):
+    """Rotation: every process signs with the new key from its next sync; ids signed with the old key still read
+    until ``KEY_OVERLAP_HOURS`` after the rotation (not a second longer); a revoke drops every older key at once.
+    Each change is logged, and keys past their overlap are deleted at the next rotation."""
+    admin, worker = ExperimentStore(tmp_path / "x.sqlite"), ExperimentStore(tmp_path / "x.sqlite")
+    old_id = _an_id(worker.signer)
+    made = admin.rotate_key("ops", "yearly rotation")
+    assert made.id == 2 and admin.key_id == 2 and worker.key_id == 1  # the worker has not synced yet
+    assert worker.sync() and worker.key_id == 2
+    new_id = _an_id(worker.signer)
+    rotated_at = datetime.strptime(made.made_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    ends = rotated_at + 3600 * KEY_OVERLAP_HOURS
+    for signed in (old_id, new_id):
+        assert worker.signer.read(signed, SITE, now=ends - 1).experiment == "ab-test"
+    with pytest.raises(TokenError, match="no longer accepted"):
+        worker.signer.read(old_id, SITE, now=ends)
+    assert worker.signer.read(new_id, SITE, now=ends).experiment == "ab-test"
+    assert [(k.id, k.verifies_until is None) for k in worker.keys] == [(2, True), (1, False)]
+
+    admin.rotate_key("ops", "leaked in a log", revoke=True)
+    worker.sync()
+    assert [k.id for k in worker.keys] == [3]
+    for signed in (old_id, new_id):
+        with pytest.raises(TokenError):
+            worker.signer.read(signed, SITE)
+    assert [(e["action"], e["actor"], e["reason"]) for e in admin.history()][:2] == [
+        ("revoke_keys", "ops", "leaked in a log"), ("rotate_key", "ops", "yearly rotation")]
+    admin.close()
+    worker.close()
+
+
+def test_a_store_written_before_keys_rotated_keeps_its_key(tmp_path):
+    """Upgrade: the single key of the old ``experiment_keys`` table becomes key 1, so ids issued before the upgrade
+    are still credited."""
+    import sqlalchemy as sa
+
+    path = tmp_path / "experiments.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE experiment_keys (name VARCHAR PRIMARY KEY, value BLOB NOT NULL)"))
+        connection.execute(sa.text("INSERT INTO experiment_keys VALUES ('impression', :key)"), {"key": KEY})
+    engine.dispose()
+    store = ExperimentStore(path)
+    assert store.key_id == 1 and store.signer.read(_an_id(ImpressionSigner(KEY)), SITE).experiment == "ab-test"
+    store.close()

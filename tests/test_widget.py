@@ -253,7 +253,7 @@ def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_
     """Issue 18: the widget keeps a reader id, sends it, carries the impression id to the click; the service
     credits the click to the arm whose team placed the clicked item in the team-draft merge."""
     from recommender.experiments.definition import Experiment
-    from recommender.experiments.impression_token import ImpressionSigner, experiment_tag, item_hash
+    from recommender.experiments.impression_token import experiment_tag, item_hash
     from recommender.experiments.interleaving import impression_rng, team_draft
     from recommender.query import Recommender
     from recommender.service.experiment_store import ExperimentStore
@@ -286,7 +286,7 @@ def test_an_interleaved_click_in_the_widget_is_credited_to_the_team_that_showed_
         # the team of the clicked item.
         store = ExperimentStore(tmp_path / "experiments.sqlite")
         experiment = Experiment.from_dict(definition)
-        shown = ImpressionSigner(store.impression_key).read(impression, {experiment_tag(experiment.name): experiment})
+        shown = store.signer.read(impression, {experiment_tag(experiment.name): experiment})
         store.close()
         engine = Recommender.load(demo_root, embedder=embedder)
         k = len(shown.items)

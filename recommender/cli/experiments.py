@@ -1,4 +1,5 @@
-"""`recommender experiment add|list|report|stop`: online experiments between rankings (A/B or interleaving)."""
+"""`recommender experiment add|list|report|stop|rotate-key`: online experiments between rankings (A/B or
+interleaving), and the key their impression ids are signed with."""
 
 from __future__ import annotations
 
@@ -109,4 +110,20 @@ def stop(name: str = typer.Argument(..., help="The experiment."),
         except KeyError as exc:
             raise ValueError(str(exc).strip("'\"")) from None
         typer.echo(f"stopped {'arm ' + arm + ' of ' if arm else ''}experiment {name}")
+    run(action)
+
+
+@experiment.command("rotate-key")
+def rotate_key(indexes: Path = INDEXES, shared: str | None = SHARED, by: str = BY,
+               revoke: bool = typer.Option(False, "--revoke", help="Drop every older key now (a key that leaked): "
+                                           "ids it signed are no longer credited."),
+               reason: str = typer.Option(..., "--reason", help="Why (recorded in the log).")) -> None:
+    """Make a new impression key. Every worker signs with it from its next poll; the replaced key still verifies
+    ids for the day a click is credited for, plus an hour, unless --revoke."""
+    def action() -> None:
+        store = _experiments(indexes, shared, "sqlite").store
+        made = store.rotate_key(by, reason, revoke=revoke)
+        older = [k for k in store.keys if k.id != made.id]
+        kept = "; ".join(f"key {k.id} verifies until {k.verifies_until}" for k in older) or "no older key verifies"
+        typer.echo(f"impression key {made.id} made; {kept}")
     run(action)

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -39,6 +40,8 @@ ITEM_HASH_BYTES = 4
 NONCE_BYTES = 8
 MAC_BYTES = 16
 INTERLEAVED = 255
+# A click is credited when its list was served within this many hours (by the hour its id carries).
+CLICK_HOURS = 24
 MAX_ITEMS = 255
 _FIXED = 1 + TAG_BYTES + 4 + 1 + 1 + 1  # version, tag, hour, widget, arm, length
 _TAIL = NONCE_BYTES + MAC_BYTES  # 24 bytes: 32 characters of base64, no padding
@@ -102,13 +105,13 @@ class ImpressionSigner:
     """Issues and reads the impression ids of one site.
 
     Args:
-        key: the site's MAC key (``KEY_BYTES`` random bytes, kept in the experiment store).
+        key: the site's MAC key (``KEY_BYTES`` random bytes, kept in the experiment store): it signs, and verifies.
+        previous: replaced keys that still verify, each with the time (epoch seconds) it stops.
     """
 
-    def __init__(self, key: bytes) -> None:
-        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
-            raise ValueError(f"the impression key must be {KEY_BYTES} bytes, got {len(key)!r}")
-        self._mac = hashlib.blake2b(key=key, digest_size=MAC_BYTES, person=b"impression")
+    def __init__(self, key: bytes, previous: Sequence[tuple[bytes, float]] = ()) -> None:
+        self._mac = _keyed(key)
+        self._previous = tuple((_keyed(old), until) for old, until in previous)
 
     def header(self, experiment: Experiment, widget: str, hour: int, arms: Sequence[str],
                items: Sequence[str]) -> Header:
@@ -142,8 +145,20 @@ class ImpressionSigner:
         mac.update(nonce)
         return header[0] + base64.urlsafe_b64encode(nonce + mac.digest()).decode("ascii")
 
-    def read(self, impression_id: str, experiments: Mapping[bytes, Experiment]) -> ShownList:
-        """What the list of ``impression_id`` showed. ``experiments``: the site's, by ``experiment_tag``.
+    def _verifies(self, signed: bytes, signature: bytes, now: float) -> bool:
+        for mac_of_key, until in ((self._mac, None), *self._previous):
+            if until is not None and now >= until:
+                continue
+            mac = mac_of_key.copy()
+            mac.update(signed)
+            if hmac.compare_digest(mac.digest(), signature):
+                return True
+        return False
+
+    def read(self, impression_id: str, experiments: Mapping[bytes, Experiment], now: float | None = None,
+             ) -> ShownList:
+        """What the list of ``impression_id`` showed. ``experiments``: the site's, by ``experiment_tag``; ``now``
+        (epoch seconds; default: the clock) decides which replaced keys still verify.
 
         Raises:
             TokenError: not an id this key issued (malformed, altered, or of an experiment not in ``experiments``).
@@ -157,10 +172,10 @@ class ImpressionSigner:
         head_length += -head_length % 3
         if len(raw) != head_length + _TAIL:
             raise TokenError(f"an impression id of {n} items has {head_length + _TAIL} bytes, this one {len(raw)}")
-        mac = self._mac.copy()
-        mac.update(raw[:head_length + NONCE_BYTES])
-        if not hmac.compare_digest(mac.digest(), raw[head_length + NONCE_BYTES:]):
-            raise TokenError("the impression id's signature does not match (altered, or signed with another key)")
+        signed, signature = raw[:head_length + NONCE_BYTES], raw[head_length + NONCE_BYTES:]
+        if not self._verifies(signed, signature, time.time() if now is None else now):
+            raise TokenError("the impression id's signature does not match (altered, or signed with another key or "
+                             "one no longer accepted)")
         experiment = experiments.get(raw[1:1 + TAG_BYTES])
         widget = raw[_FIXED - 3]
         if experiment is None or widget >= len(WIDGETS) or (arm == INTERLEAVED) != (experiment.kind != "ab"):
@@ -224,6 +239,12 @@ class NoncePool:
 
 NONCES = NoncePool()
 os.register_at_fork(after_in_child=NONCES.reset)
+
+
+def _keyed(key: bytes) -> hashlib.blake2b:
+    if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+        raise ValueError(f"an impression key must be {KEY_BYTES} bytes, got {len(key)!r}")
+    return hashlib.blake2b(key=key, digest_size=MAC_BYTES, person=b"impression")
 
 
 def new_key() -> bytes:

@@ -27,7 +27,7 @@ from ..sqlitedb import connect_wal, fetch_rows, json_rows, rows_select
 from .impression_batch import Batch, CountKeys
 
 log = logging.getLogger("recommender.service")
-# A clicked impression's row outlives the day its id is credited for (``experiments.CLICK_HOURS``), so a repeat
+# A clicked impression's row outlives the day its id is credited for (``impression_token.CLICK_HOURS``), so a repeat
 # within that day always finds it.
 CLICKED_TTL_SECONDS = 26 * 3600
 PURGE_EVERY_SECONDS = 60.0

@@ -1,4 +1,5 @@
-"""Online experiment routes: define, list, report and stop experiments (all need the write token)."""
+"""Online experiment routes: define, list, report and stop experiments, and rotate the key their impression ids
+are signed with (all need the write token)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,23 @@ def stop(state: State, name: NAME, arm: str | None = Query(None, description="St
             raise ApiError(422, "invalid_experiment", f"experiment {name!r} has no arm {arm!r}")
         store.stop_arm(name, arm, actor, reason)
     return {"experiment": store.get(name).to_dict(state.served.recommender.clock())}
+
+
+@router.get("/v1/impression-keys", responses=ERRORS)
+def impression_keys(state: State) -> dict[str, Any]:
+    """The site's impression keys, newest first: their ids and dates (never the key itself), which one signs,
+    and until when each replaced one still verifies ids."""
+    state.experiments.store.sync()
+    return {"keys": [key.to_dict() for key in state.experiments.store.keys]}
+
+
+@router.post("/v1/impression-keys", status_code=201, responses=ERRORS)
+def rotate_impression_key(state: State, revoke: bool = Query(False, description="Drop every older key now (a key "
+                                                                               "that leaked): the ids it signed are "
+                                                                               "no longer credited."),
+                          actor: str = ACTOR, reason: str = REASON) -> dict[str, Any]:
+    """Make a new impression key (logged). Every worker of every replica signs with it from its next live-state
+    poll; the replaced key still verifies ids for the day a click is credited for, plus an hour."""
+    store = state.experiments.store
+    made = store.rotate_key(actor, reason, revoke=revoke)
+    return {"key": made.to_dict(), "keys": [key.to_dict() for key in store.keys]}

@@ -23,7 +23,7 @@ from ..errors import UnknownArticleError
 from ..experiments.assignment import arm_in_traffic, in_traffic
 from ..experiments.definition import Arm, Experiment
 from ..experiments.guardrail import Stop, arms_to_stop
-from ..experiments.impression_token import ImpressionSigner, TokenError, experiment_tag
+from ..experiments.impression_token import CLICK_HOURS, TokenError, experiment_tag
 from ..experiments.report import Report, report
 from ..query.recommender import Recommender
 from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
@@ -37,8 +37,6 @@ from .rendering import RenderedList
 log = logging.getLogger("recommender.service")
 Compute = Callable[[Recommender], RenderedList]
 EXPERIMENTS_FILE = "experiments.sqlite"
-# A click is credited when its list was served within this many hours (by the hour its id carries).
-CLICK_HOURS = 24
 
 
 class Experiments:
@@ -58,7 +56,8 @@ class Experiments:
                  generation: Generation = lambda: None) -> None:
         self.store = store
         self.counts = counts
-        self.shown = ShownLists(ImpressionSigner(store.impression_key), counts)
+        self.shown = ShownLists(store.signer, counts)
+        self._key_id = store.key_id
         self._tags: tuple[tuple[int, int], dict[bytes, Experiment]] = ((-2, -2), {})
         self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
@@ -86,12 +85,23 @@ class Experiments:
         if token_sorted != token:
             by_name = [r for _, r in sorted(self.store.all().items())]
             self._by_name = token, by_name
+            self._sign_with_newest_key()
         found = [r for r in by_name if widget in r.experiment.widgets and r.active(now)]
         times = [t for r in by_name for t in (r.experiment.starts_at, r.experiment.stops_at) if t is not None]
         since = max((t for t in times if t <= now), default=datetime.min.replace(tzinfo=UTC))
         until = min((t for t in times if t > now), default=datetime.max.replace(tzinfo=UTC))
         self._running[widget] = (token, since, until, found)
         return found
+
+    def _sign_with_newest_key(self) -> None:
+        """After a key rotation: sign with the new key from now on. The kept lists and merges hold ids' headers
+        signed with the old one, so they go (ranked again, as after a new build)."""
+        if self.store.key_id != self._key_id:
+            self._key_id = self.store.key_id
+            self.shown.signer = self.store.signer
+            self.kept.clear()
+            self.shown.clear()
+            log.info("impression ids are signed with key %d from now on", self._key_id)
 
     def covering(self, widget: str, reader: str | None, now: datetime) -> Running | None:
         """The first running experiment that covers the widget and the reader: the one its list is served in."""
@@ -176,7 +186,7 @@ class Experiments:
             tags = {experiment_tag(name): r.experiment for name, r in self.store.all().items()}
             self._tags = self.store.token, tags
         try:
-            shown = self.shown.signer.read(impression_id, tags)
+            shown = self.store.signer.read(impression_id, tags, now.timestamp())
         except TokenError as exc:
             log.info("click with impression id %.40r... not credited: %s", impression_id, exc)
             return None
