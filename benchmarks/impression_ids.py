@@ -8,8 +8,10 @@ In a fresh counter file and experiment store: ``--impressions`` ten-item A/B and
 issued from a list's prepared header (``ImpressionSigner.header`` once per list and hour, then ``issue`` per
 impression, as the service does), their counts written in ``--flushes`` flushes of ``--batch``, then
 ``--clicks`` of them clicked through ``Experiments.clicked`` (the id read and checked, the click credited in one
-transaction). Reports microseconds per operation and the counter file's size before and after the clicks (the
-impressions alone add no row). Prints and saves JSON (default out/impression_ids.json).
+transaction), and the same ids read (MAC checked) with their key the newest and once it is replaced by a
+rotation (an id signed with a replaced key costs a second check during the overlap). Reports microseconds per
+operation and the counter file's size before and after the clicks (the impressions alone add no row). Prints
+and saves JSON (default out/impression_ids.json).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recommender.experiments.definition import Experiment
-from recommender.experiments.impression_token import NONCES
+from recommender.experiments.impression_token import NONCES, experiment_tag
 from recommender.service.experiment_counts import SQLiteExperimentCounts
 from recommender.service.experiment_store import ExperimentStore
 from recommender.service.experiments import Experiments
@@ -90,6 +92,17 @@ def main() -> None:
             result[f"{kind}_click_us"] = round((time.perf_counter() - started) * 1e6 / args.clicks, 1)
             assert credited == args.clicks, (kind, credited)
         result["bytes_per_clicked_impression"] = round((file_bytes(folder, counts) - before) / (2 * args.clicks))
+        tags, sample = {experiment_tag(e.name): e for e in (ab, mixed)}, ids["ab"][:args.clicks]
+
+        def read_us() -> float:
+            started = time.perf_counter()
+            for impression_id in sample:
+                store.signer.read(impression_id, tags, now.timestamp())
+            return round((time.perf_counter() - started) * 1e6 / len(sample), 2)
+
+        result["ab_read_us_newest_key"] = read_us()
+        store.rotate_key("bench", "the overlap's cost")
+        result["ab_read_us_replaced_key"] = read_us()  # a second MAC check: the ids' key is replaced, not revoked
         counts.close()
         store.close()
     result["load_average_at_end"] = round(os.getloadavg()[0], 1)

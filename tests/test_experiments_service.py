@@ -119,7 +119,7 @@ def test_a_rotated_key_keeps_outstanding_ids_credited_until_a_revoke(http, root)
         click(http, served["items"][0]["article_id"], served["impression_id"])
         return credited()
 
-    before = [related(http, reader) for _ in range(3)]  # the later two assembled from the kept arm list
+    before = [related(http, reader) for _ in range(3)]  # the third assembled from the kept arm list
     rotated = http.post("/v1/impression-keys", params={"reason": "yearly"}, headers=AUTH)
     assert rotated.status_code == 201 and rotated.json()["key"]["id"] == 2
     after = [related(http, reader) for _ in range(3)]

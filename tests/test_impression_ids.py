@@ -4,7 +4,7 @@ site's key, so a click is credited from the id alone and nothing is stored per i
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +20,8 @@ from recommender.experiments.impression_token import (
     impression_flips,
     new_key,
 )
-from recommender.service.experiment_store import KEY_OVERLAP_HOURS, ExperimentStore
+from recommender.service.experiment_store import ExperimentStore
+from recommender.service.impression_keys import KEY_OVERLAP_HOURS
 
 AB = Experiment.from_dict({"name": "ab-test", "kind": "ab", "arms": [{"name": "control"}, {"name": "fresh"},
                                                                     {"name": "mmr"}]})
@@ -148,17 +149,84 @@ def test_a_rotated_key_signs_new_ids_while_the_old_one_verifies_for_the_overlap_
     worker.close()
 
 
-def test_a_store_written_before_keys_rotated_keeps_its_key(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_written_before_keys_rotated_keeps_its_key_until_the_first_rotation(tmp_path, request, backend):
     """Upgrade: the single key of the old ``experiment_keys`` table becomes key 1, so ids issued before the upgrade
-    are still credited."""
+    are still credited; the first rotation deletes the old table (its key lives on as key 1 for the overlap)."""
     import sqlalchemy as sa
 
-    path = tmp_path / "experiments.sqlite"
-    engine = sa.create_engine(f"sqlite:///{path}")
+    from recommender.live.sql import make_engine
+
+    location = str(tmp_path / "experiments.sqlite") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = make_engine(location)
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE experiment_keys (name VARCHAR PRIMARY KEY, value BLOB NOT NULL)"))
+        connection.execute(sa.text("CREATE TABLE experiment_keys (name VARCHAR PRIMARY KEY, value BYTEA NOT NULL)"
+                                   if backend == "postgresql" else
+                                   "CREATE TABLE experiment_keys (name VARCHAR PRIMARY KEY, value BLOB NOT NULL)"))
         connection.execute(sa.text("INSERT INTO experiment_keys VALUES ('impression', :key)"), {"key": KEY})
+    old_id = _an_id(ImpressionSigner(KEY))
+    store = ExperimentStore(location)
+    assert store.key_id == 1 and store.signer.read(old_id, SITE).experiment == "ab-test"
+    store.rotate_key("ops", "first rotation")
+    with engine.connect() as connection:
+        assert not sa.inspect(connection).has_table("experiment_keys")
+    assert store.key_id == 2 and store.signer.read(old_id, SITE).experiment == "ab-test"  # the overlap
     engine.dispose()
-    store = ExperimentStore(path)
-    assert store.key_id == 1 and store.signer.read(_an_id(ImpressionSigner(KEY)), SITE).experiment == "ab-test"
     store.close()
+
+
+def test_keys_past_their_overlap_are_deleted_at_the_next_rotation(tmp_path):
+    import sqlalchemy as sa
+
+    store = ExperimentStore(tmp_path / "x.sqlite")
+    store.rotate_key("ops", "")
+    past = (datetime.now(UTC) - timedelta(hours=KEY_OVERLAP_HOURS, minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with store.engine.begin() as connection:  # key 2 was made longer ago than the overlap: key 1 verifies nothing
+        connection.execute(sa.text("UPDATE impression_keys SET made_at = :at WHERE id = 2"), {"at": past})
+    store.rotate_key("ops", "")
+    assert [k.id for k in store.keys] == [3, 2]
+    store.close()
+
+
+def test_a_worker_that_has_not_synced_a_rotation_yet_credits_ids_signed_with_the_new_key(tmp_path):
+    """Another process rotated the key and signs with it; this one, between polls, syncs on the id it cannot read
+    (at most once a second) instead of refusing the click."""
+    from recommender.service.experiment_counts import SQLiteExperimentCounts
+    from recommender.service.experiments import Experiments
+
+    admin, lagging = ExperimentStore(tmp_path / "x.sqlite"), ExperimentStore(tmp_path / "x.sqlite")
+    admin.create(AB, "ops", "")
+    lagging.sync()
+    counts = SQLiteExperimentCounts(tmp_path / "views.sqlite")
+    experiments = Experiments(lagging, counts, lambda arm: None)
+    admin.rotate_key("ops", "")
+    now = datetime.fromtimestamp(490_000 * 3600 + 60, UTC)
+    assert experiments.clicked(_an_id(admin.signer), "a", now) == "ab-test" and lagging.key_id == 2
+    assert experiments.clicked(_an_id(ImpressionSigner(new_key())), "a", now) is None  # a foreign id still fails
+    counts.close()
+    admin.close()
+    lagging.close()
+
+
+def test_two_rotations_at_once_lose_no_key(tmp_path, monkeypatch):
+    """Two rotations that read the same keys: the second's insert meets the first's key and it changes nothing
+    (a 409 through the API), so no worker is left signing with a key that was deleted."""
+    from recommender.service import impression_keys
+
+    first, second = ExperimentStore(tmp_path / "x.sqlite"), ExperimentStore(tmp_path / "x.sqlite")
+    first.rotate_key("ops", "")  # two keys: the overlap check runs between a rotation's read and its writes
+    original, racing = impression_keys._time, []
+
+    def with_a_rival(stamp: str):  # the first rotation commits after the second read the keys
+        if not racing:
+            racing.append(True)
+            first.rotate_key("ops", "first")
+        return original(stamp)
+
+    monkeypatch.setattr(impression_keys, "_time", with_a_rival)
+    with pytest.raises(impression_keys.RotationConflictError, match="another rotation"):
+        second.rotate_key("ops", "second")
+    second.sync()
+    assert [k.id for k in second.keys] == [3, 2, 1] and second.keys == first.keys
+    first.close()
+    second.close()

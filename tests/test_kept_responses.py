@@ -62,3 +62,17 @@ def test_kept_responses_stay_out_of_the_garbage_collectors_reach():
                   kept._header_index]
     assert len(containers) == 4 and not any(gc.is_tracked(c) for c in containers)
     assert len(kept._header_sets) == 2
+
+
+def test_header_sets_are_bounded_and_an_oversized_response_interns_nothing():
+    """A CORS policy that reflects any Origin makes a header set per origin: past the bound everything kept goes
+    and interning starts over, so memory stays bounded and new responses are still kept."""
+    from recommender.service.kept_responses import MAX_HEADER_SETS
+
+    kept = KeptResponses(max_entries=10 * MAX_HEADER_SETS, max_bytes=10**8)
+    assert not kept.put("big", ((b"", b"1"), (b"x-new", b"set")), bytes(10**8), 0.0) and not kept._header_sets
+    for i in range(MAX_HEADER_SETS + 5):
+        origin = ((b"", b"1"), (b"access-control-allow-origin", f"https://site{i}.example".encode()))
+        assert kept.put(f"key{i}", origin, b"{}", float(i))
+        assert len(kept._header_sets) <= MAX_HEADER_SETS
+    assert len(kept) == 5 and kept.keys() == [f"key{i}" for i in range(MAX_HEADER_SETS, MAX_HEADER_SETS + 5)]

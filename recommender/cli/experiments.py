@@ -119,7 +119,7 @@ def rotate_key(indexes: Path = INDEXES, shared: str | None = SHARED, by: str = B
                                            "ids it signed are no longer credited."),
                reason: str = typer.Option(..., "--reason", help="Why (recorded in the log).")) -> None:
     """Make a new impression key. Every worker signs with it from its next poll; the replaced key still verifies
-    ids for the day a click is credited for, plus an hour, unless --revoke."""
+    ids as long as a click on them is credited, plus an hour (26 hours), unless --revoke."""
     def action() -> None:
         store = _experiments(indexes, shared, "sqlite").store
         made = store.rotate_key(by, reason, revoke=revoke)

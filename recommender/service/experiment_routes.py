@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Path, Query
 from ..errors import IndexFormatError
 from ..experiments.definition import NAME_PATTERN, Experiment
 from .errors import ApiError
+from .impression_keys import RotationConflictError
 from .routes import ACTOR, ERRORS, REASON, State, Writer
 
 router = APIRouter(tags=["experiments"], dependencies=[Writer])
@@ -96,7 +97,11 @@ def rotate_impression_key(state: State, revoke: bool = Query(False, description=
                                                                                "no longer credited."),
                           actor: str = ACTOR, reason: str = REASON) -> dict[str, Any]:
     """Make a new impression key (logged). Every worker of every replica signs with it from its next live-state
-    poll; the replaced key still verifies ids for the day a click is credited for, plus an hour."""
+    poll; the replaced key still verifies ids as long as a click on them is credited, plus an hour. A 409 when
+    another rotation made a key at the same moment."""
     store = state.experiments.store
-    made = store.rotate_key(actor, reason, revoke=revoke)
+    try:
+        made = store.rotate_key(actor, reason, revoke=revoke)
+    except RotationConflictError as exc:
+        raise ApiError(409, "rotation_conflict", str(exc)) from None
     return {"key": made.to_dict(), "keys": [key.to_dict() for key in store.keys]}

@@ -3,10 +3,7 @@ of every change and the site's impression keys (``impression_token``: every work
 impression ids with them), in SQLite next to the indexes or PostgreSQL shared by replicas (polled like the live
 state).
 
-Keys are rotated with an overlap: ids are signed with the newest key from the moment a worker syncs the rotation,
-and a replaced key still verifies ids for ``KEY_OVERLAP_HOURS`` (the 24 hours a click is credited for, plus an
-hour for the slowest worker's sync), so no outstanding id loses its click. A key that leaked is revoked instead:
-every older key goes at once, and the ids it signed are no longer credited.
+The keys rotate with an overlap, or are revoked (``impression_keys.py``).
 """
 
 from __future__ import annotations
@@ -14,14 +11,15 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from ..experiments.definition import Experiment
-from ..experiments.impression_token import CLICK_HOURS, ImpressionSigner, new_key
-from ..live.sql import create_tables, make_engine, read, rows_if_changed, utc_stamp, written
+from ..experiments.impression_token import ImpressionSigner
+from ..live.sql import StoreUnavailableError, create_tables, make_engine, read, rows_if_changed, utc_stamp, written
+from .impression_keys import KEYS_META, ImpressionKey, RotationConflictError, SiteKeys, read_keys, rotate, seed_key
 
 _META = sa.MetaData()
 EXPERIMENTS = sa.Table(
@@ -41,14 +39,6 @@ LOG = sa.Table(
     sa.Column("actor", sa.String, nullable=False),
     sa.Column("reason", sa.String, nullable=False),
 )
-KEYS = sa.Table(
-    "impression_keys", _META,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # 1, 2, ...: the newest signs
-    sa.Column("value", sa.LargeBinary, nullable=False),                  # the MAC key (KEY_BYTES)
-    sa.Column("made_at", sa.String, nullable=False),                     # utc_stamp()
-)
-LEGACY_KEYS = "experiment_keys"  # before rotation: one row, name "impression" (its key becomes key 1)
-KEY_OVERLAP_HOURS = CLICK_HOURS + 1
 
 
 @dataclass(frozen=True)
@@ -71,36 +61,6 @@ class Running:
                 "active": self.active(now)}
 
 
-@dataclass(frozen=True)
-class ImpressionKey:
-    """One of the site's impression keys, as listed (never its bytes)."""
-
-    id: int
-    made_at: str
-    verifies_until: str | None  # None: it signs (the newest); else when it stops verifying ids
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready."""
-        return {"id": self.id, "made_at": self.made_at, "signs": self.verifies_until is None,
-                "verifies_until": self.verifies_until}
-
-
-def _seed_key(connection: sa.Connection) -> None:
-    """Make the site's first impression key when the store has none: the key of a store written before keys
-    rotated, or a new one (once: a worker that loses the race retries and finds the winner's)."""
-    if connection.execute(sa.select(KEYS.c.id).limit(1)).first() is not None:
-        return
-    value = None
-    if sa.inspect(connection).has_table(LEGACY_KEYS):
-        legacy = sa.Table(LEGACY_KEYS, sa.MetaData(), autoload_with=connection)
-        value = connection.execute(sa.select(legacy.c.value).where(legacy.c.name == "impression")).scalar()
-    connection.execute(sa.insert(KEYS).values(id=1, value=value or new_key(), made_at=utc_stamp()))
-
-
-def _stamp_time(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
 class ExperimentStore:
     """The experiments of one site.
 
@@ -113,12 +73,27 @@ class ExperimentStore:
         self.engine = make_engine(location)
         self._lock = threading.Lock()
         self._running: dict[str, Running] = {}
+        self._sync_lock = threading.Lock()  # one sync at a time: an older read never lands after a newer one
         self._token: tuple[int, int] = (-1, -1)
-        self.signer: ImpressionSigner  # signs with the newest key, verifies with it and those still overlapping
-        self.key_id = 0  # the newest key's id (changes when the key rotates)
-        self.keys: tuple[ImpressionKey, ...] = ()
-        create_tables(self.engine, _META, f"the experiment store {self.location}", seed=_seed_key)
+        self._keys: SiteKeys
+        create_tables(self.engine, _META, f"the experiment store {self.location}")
+        create_tables(self.engine, KEYS_META, f"the experiment store {self.location}", seed=seed_key)
         self.sync()
+
+    @property
+    def signer(self) -> ImpressionSigner:
+        """Signs with the newest key; verifies with it and the replaced keys still in their overlap."""
+        return self._keys.signer
+
+    @property
+    def key_id(self) -> int:
+        """The newest key's id (it changes when the key rotates)."""
+        return self._keys.key_id
+
+    @property
+    def keys(self) -> tuple[ImpressionKey, ...]:
+        """Every key, newest first (as last synced)."""
+        return self._keys.keys
 
     @property
     def token(self) -> tuple[int, int]:
@@ -191,47 +166,38 @@ class ExperimentStore:
             return [dict(r) for r in connection.execute(query).mappings().all()]
 
     def sync(self) -> bool:
-        """Re-read the experiments when the store changed (in any process); True when they did."""
-        changed = rows_if_changed(self.engine, LOG, EXPERIMENTS, self._token,
-                                  f"the experiment store {self.location}")
-        if changed is None:
-            return False
-        token, rows = changed
-        running = {row["name"]: Running(Experiment.from_dict(json.loads(row["body"])),
-                                        frozenset(json.loads(row["stopped"])), row["ended_at"]) for row in rows}
-        with read(self.engine, f"the experiment store {self.location}") as connection:
-            keys = connection.execute(sa.select(KEYS).order_by(KEYS.c.id.desc())).mappings().all()
-        newest, *older = keys
-        until, listed = [], [ImpressionKey(newest["id"], newest["made_at"], None)]
-        for replaced, successor in zip(older, keys):
-            ends = _stamp_time(successor["made_at"]) + timedelta(hours=KEY_OVERLAP_HOURS)
-            until.append((replaced["value"], ends.timestamp()))
-            listed.append(ImpressionKey(replaced["id"], replaced["made_at"], ends.strftime("%Y-%m-%dT%H:%M:%SZ")))
-        with self._lock:
-            if newest["id"] != self.key_id or len(listed) != len(self.keys):
-                self.signer = ImpressionSigner(newest["value"], tuple(until))
-                self.key_id, self.keys = newest["id"], tuple(listed)
-            self._running, self._token = running, token
+        """Re-read the experiments and keys when the store changed (in any process); True when they did."""
+        with self._sync_lock:
+            changed = rows_if_changed(self.engine, LOG, EXPERIMENTS, self._token,
+                                      f"the experiment store {self.location}")
+            if changed is None:
+                return False
+            token, rows = changed
+            running = {row["name"]: Running(Experiment.from_dict(json.loads(row["body"])),
+                                            frozenset(json.loads(row["stopped"])), row["ended_at"]) for row in rows}
+            with read(self.engine, f"the experiment store {self.location}") as connection:
+                keys = read_keys(connection)
+            with self._lock:
+                if not hasattr(self, "_keys") or keys.keys != self._keys.keys:
+                    self._keys = keys
+                self._running, self._token = running, token
         return True
 
     def rotate_key(self, actor: str, reason: str, revoke: bool = False) -> ImpressionKey:
         """Make a new impression key, which signs every id from each worker's next sync. The replaced key still
         verifies ids for ``KEY_OVERLAP_HOURS``; with ``revoke`` every older key goes now (a key that leaked: the
         ids it signed are no longer credited). Keys past their overlap are deleted. Logged."""
-        now = datetime.now(UTC)
-        with written(self.engine, f"the experiment store {self.location}") as connection:
-            keys = connection.execute(sa.select(KEYS.c.id, KEYS.c.made_at).order_by(KEYS.c.id.desc())).all()
-            # Keep only the keys that still verify after this rotation: the newest (now replaced) and those whose
-            # successor was made within the overlap.
-            keep = [] if revoke else [keys[0].id] + [
-                replaced.id for replaced, successor in zip(keys[1:], keys)
-                if now - _stamp_time(successor.made_at) < timedelta(hours=KEY_OVERLAP_HOURS)]
-            connection.execute(sa.delete(KEYS).where(KEYS.c.id.not_in(keep)))
-            made = ImpressionKey(keys[0].id + 1, utc_stamp(), None)
-            connection.execute(sa.insert(KEYS).values(id=made.id, value=new_key(), made_at=made.made_at))
-            connection.execute(sa.insert(LOG).values(
-                at=made.made_at, action="revoke_keys" if revoke else "rotate_key", experiment="", arm=None,
-                actor=actor, reason=reason or f"impression key {made.id} made"))
+        try:
+            with written(self.engine, f"the experiment store {self.location}") as connection:
+                made = rotate(connection, revoke)
+                connection.execute(sa.insert(LOG).values(
+                    at=made.made_at, action="revoke_keys" if revoke else "rotate_key", experiment="", arm=None,
+                    actor=actor, reason=reason or f"impression key {made.id} made"))
+        except StoreUnavailableError as exc:
+            if isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise RotationConflictError("another rotation made a new impression key at the same moment; this "
+                                            "one changed nothing (GET /v1/impression-keys lists the keys)") from None
+            raise
         self.sync()
         return made
 

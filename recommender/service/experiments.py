@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Hashable
@@ -23,7 +24,7 @@ from ..errors import UnknownArticleError
 from ..experiments.assignment import arm_in_traffic, in_traffic
 from ..experiments.definition import Arm, Experiment
 from ..experiments.guardrail import Stop, arms_to_stop
-from ..experiments.impression_token import CLICK_HOURS, TokenError, experiment_tag
+from ..experiments.impression_token import CLICK_HOURS, ShownList, TokenError, experiment_tag
 from ..experiments.report import Report, report
 from ..query.recommender import Recommender
 from .experiment_arms import ArmKey, ArmLoader, ArmRecommenders
@@ -37,6 +38,7 @@ from .rendering import RenderedList
 log = logging.getLogger("recommender.service")
 Compute = Callable[[Recommender], RenderedList]
 EXPERIMENTS_FILE = "experiments.sqlite"
+RESYNC_SECONDS = 1.0  # at most one store sync a second for ids this process cannot read
 
 
 class Experiments:
@@ -58,6 +60,7 @@ class Experiments:
         self.counts = counts
         self.shown = ShownLists(store.signer, counts)
         self._key_id = store.key_id
+        self._resynced_at = -RESYNC_SECONDS
         self._tags: tuple[tuple[int, int], dict[bytes, Experiment]] = ((-2, -2), {})
         self.arms = ArmRecommenders(arm_loader)
         self.kept = KeptLists(list_cache_seconds, list_cache_entries, generation)
@@ -181,12 +184,8 @@ class Experiments:
         """Credit a widget click that came back with its impression id; the experiment credited, or None (an id
         this site did not issue, or of a list served over ``CLICK_HOURS`` ago, an item the list did not show, a
         repeat)."""
-        token, tags = self._tags
-        if token != self.store.token:
-            tags = {experiment_tag(name): r.experiment for name, r in self.store.all().items()}
-            self._tags = self.store.token, tags
         try:
-            shown = self.store.signer.read(impression_id, tags, now.timestamp())
+            shown = self._shown(impression_id, now)
         except TokenError as exc:
             log.info("click with impression id %.40r... not credited: %s", impression_id, exc)
             return None
@@ -196,6 +195,25 @@ class Experiments:
         if position is None:
             return None
         return shown.experiment if self.counts.clicked(shown, position) else None
+
+    def _shown(self, impression_id: str, now: datetime, resync: bool = True) -> ShownList:
+        """What an id's list showed. An id this process cannot read may be signed with a key rotated (or name an
+        experiment made) in another process since its last poll: then the store is synced, at most once a
+        second, and the id read again."""
+        token, tags = self._tags
+        if token != self.store.token:
+            tags = {experiment_tag(name): r.experiment for name, r in self.store.all().items()}
+            self._tags = self.store.token, tags
+        try:
+            return self.store.signer.read(impression_id, tags, now.timestamp())
+        except TokenError:
+            if not resync or time.monotonic() - self._resynced_at < RESYNC_SECONDS or not self._resync():
+                raise
+        return self._shown(impression_id, now, resync=False)
+
+    def _resync(self) -> bool:
+        self._resynced_at = time.monotonic()
+        return self.store.sync()
 
     def series(self, name: str) -> list[dict[str, object]]:
         """Impressions and clicks per hour and arm, oldest first (``experiment_tallies.hourly_series``)."""

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 Headers = tuple[tuple[bytes, bytes], ...]
 _INDEX_BITS = 16  # an entry's info: its serial << _INDEX_BITS | its header set's index
+# Header sets interned at most; when a new one would pass this, every entry goes and interning starts over. A
+# site's lists have a handful (route, CORS origin, degraded or not); a CORS policy that reflects any Origin lets
+# clients make more.
+MAX_HEADER_SETS = 1024
 
 
 class KeptResponses:
@@ -58,18 +62,19 @@ class KeptResponses:
 
     def put(self, key: str, headers: Headers, body: bytes, now: float) -> bool:
         """Keep ``body`` with ``headers`` under ``key`` (replacing what was there), dropping the oldest entries
-        beyond the bounds; False when it alone is over ``max_bytes`` or a new header set would pass the
-        interning bound (not kept)."""
+        beyond the bounds; False (not kept) when it alone is over ``max_bytes``."""
         index = self._header_index.get(headers)
-        if index is None:
-            if len(self._header_sets) >= 1 << _INDEX_BITS:
-                return False
-            index = self._header_index[headers] = len(self._header_sets)
-            self._header_sets.append(headers)
-            self._header_bytes.append(sum(len(name) + len(value) for name, value in headers))
-        size = len(body) + self._header_bytes[index]
+        header_bytes = (sum(len(name) + len(value) for name, value in headers) if index is None
+                        else self._header_bytes[index])
+        size = len(body) + header_bytes
         if size > self.max_bytes:
             return False
+        if index is None:
+            if len(self._header_sets) >= MAX_HEADER_SETS:
+                self.clear()
+            index = self._header_index[headers] = len(self._header_sets)
+            self._header_sets.append(headers)
+            self._header_bytes.append(header_bytes)
         if key in self._bodies:
             self._drop(self._info[key] >> _INDEX_BITS)
         serial = self._next
