@@ -138,7 +138,7 @@ def test_demo_catalogue_moves_the_corpus_to_now():
 
 def test_cached_candidates_give_the_same_lists_and_the_garbage_collector_stops_walking_them(demo_engine):
     """The related-table cache (20,000 entries by default) keeps plain tuples of arrays and ints: full collections
-    stop walking them after one pass (a dataclass per entry stayed tracked: 80-112 ms pauses on the long tail)."""
+    stop walking them after two passes (a dataclass per entry stayed tracked: 80-112 ms pauses on the long tail)."""
     import gc
 
     from recommender.query import Recommender

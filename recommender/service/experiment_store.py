@@ -178,9 +178,7 @@ class ExperimentStore:
             with read(self.engine, f"the experiment store {self.location}") as connection:
                 keys = read_keys(connection)
             with self._lock:
-                if not hasattr(self, "_keys") or keys.keys != self._keys.keys:
-                    self._keys = keys
-                self._running, self._token = running, token
+                self._keys, self._running, self._token = keys, running, token
         return True
 
     def rotate_key(self, actor: str, reason: str, revoke: bool = False) -> ImpressionKey:

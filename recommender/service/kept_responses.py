@@ -2,11 +2,11 @@
 
 A full collection walks every container it tracks and reads every object each one holds, tracked or not: one
 cache miss per key and value per pass. With the kept responses and experiment header templates in OrderedDicts
-of tuples (20,000 of each per worker on long-tail pages), a full collection took 30-46 ms with only ~10k-40k
-tracked objects, and it set the worker's p99 (benchmarks/RESULTS.md, "The garbage collector's full
-collections"). Here an entry is spread over exact dicts of str keys and bytes, floats and ints: CPython creates
-such a dict untracked and keeps it untracked while only untracked objects go in, so a collection never visits
-them. The headers are interned: an entry names its header set by a small int.
+of tuples (20,000 of each per worker on long-tail pages), full collections while serving took 32-49 ms, and one
+asked for took 6-24 ms over only 4k-13k tracked objects (benchmarks/RESULTS.md, "Related inside a running
+experiment", ids uniform over 100k). Here an entry is spread over exact dicts of str keys and bytes, floats and
+ints: CPython creates such a dict untracked and keeps it untracked while only untracked objects go in, so a
+collection never visits them. The headers are interned: an entry names its header set by a small int.
 
 Entries are kept in insertion order (which is expiry order) by serial number, so the oldest is found by its
 serial instead of scanning a dict's deleted slots from the front.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 Headers = tuple[tuple[bytes, bytes], ...]
 _INDEX_BITS = 16  # an entry's info: its serial << _INDEX_BITS | its header set's index
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
 # Header sets interned at most; when a new one would pass this, every entry goes and interning starts over. A
 # site's lists have a handful (route, CORS origin, degraded or not); a CORS policy that reflects any Origin lets
 # clients make more.
@@ -58,7 +59,7 @@ class KeptResponses:
         body = self._bodies.get(key)
         if body is None:
             return None
-        return self._header_sets[self._info[key] & ((1 << _INDEX_BITS) - 1)], body
+        return self._header_sets[self._info[key] & _INDEX_MASK], body
 
     def put(self, key: str, headers: Headers, body: bytes, now: float) -> bool:
         """Keep ``body`` with ``headers`` under ``key`` (replacing what was there), dropping the oldest entries
@@ -108,4 +109,4 @@ class KeptResponses:
         key = self._keys.pop(serial)
         del self._kept_at[serial]
         info = self._info.pop(key)
-        self.bytes -= len(self._bodies.pop(key)) + self._header_bytes[info & ((1 << _INDEX_BITS) - 1)]
+        self.bytes -= len(self._bodies.pop(key)) + self._header_bytes[info & _INDEX_MASK]
