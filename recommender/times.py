@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -11,9 +11,8 @@ import pandas as pd
 def epoch_hours(when: pd.Series | pd.DatetimeIndex | datetime) -> np.ndarray | float:
     """Hours since 1970-01-01 UTC (NaN where unknown); naive datetimes are UTC."""
     if isinstance(when, datetime):
-        stamp = pd.Timestamp(when)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
-        return float(stamp.timestamp() / 3600.0)
+        # Plain datetime arithmetic (every list reads its "now" this way: a pandas Timestamp cost ~10x).
+        return (when.replace(tzinfo=UTC) if when.tzinfo is None else when).timestamp() / 3600.0
     values = pd.to_datetime(when, utc=True)
     # Subtract the epoch rather than cast to int64: the cast's unit follows the column's (s, ms, ns).
     return ((values - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64,

@@ -11,6 +11,7 @@ from recommender.config import RankingConfig
 from recommender.query.filters import Filters
 from recommender.query.popularity import Popularity
 from recommender.query.ranking import Candidates, RowFields, rank
+from recommender.query.results import EXPLANATION_FIELDS
 from recommender.query.table import Anchor, ArticleTable, ListedArticles, object_array
 
 
@@ -70,6 +71,17 @@ def test_filters_section_age_and_exclusions():
     assert [r.article_id for r in run(Filters(frozenset([0]), section="business"))] == ["s2"]
     assert [r.article_id for r in run(Filters(frozenset([0]), max_age_hours=20))] == ["s1"]
     assert [r.article_id for r in run(Filters(frozenset([0, 2, 4])))] == ["s2", "other"]
+    # More than a few exclusions take the set test instead of one comparison each: the same rows go.
+    assert [r.article_id for r in run(Filters(frozenset([0, 1, 2, 4, 5])))] == ["s2"]
+
+
+def test_an_unexplained_item_is_the_explained_one_without_its_explanation():
+    """``to_dict(explained=False)`` (what a widget gets) is ``to_dict()`` less the explanation fields, in order."""
+    for result in run(Filters(frozenset([0]))):
+        full = result.to_dict()
+        assert set(EXPLANATION_FIELDS) <= set(full)
+        assert list(result.to_dict(explained=False).items()) == [
+            (name, value) for name, value in full.items() if name not in EXPLANATION_FIELDS]
 
 
 def test_trending_weight_reorders_and_components_explain_the_score():

@@ -63,7 +63,7 @@ class CandidateSource:
         """The ``count`` live articles closest to ``query`` (by cosine)."""
         live = listed.live
         if not len(live):
-            return Candidates.of(listed, np.zeros(0, dtype=np.int64), np.zeros(0), anchors)
+            return Candidates.none()
         sims = np.asarray(live.vectors @ query, dtype=np.float64)
         top = np.argsort(-sims, kind="stable")[:count]
         return Candidates.of(listed, listed.n_build + top, sims[top], anchors)

@@ -176,7 +176,9 @@ class Editorial:
         else:
             pins += self.pins.get((kind, "beside", anchor_id or ""), ()) if anchor_id is not None else ()
             pins += self.pins.get((kind, "story", anchor_story), ()) if anchor_story is not None else ()
-        return ListRules(self, now_hours, np.unique(np.concatenate(excluded)), anchor_row,
+        # Usually nothing is excluded: skip the concatenation and sort of empty arrays.
+        rows = [e for e in excluded if len(e)]
+        return ListRules(self, now_hours, np.unique(np.concatenate(rows)) if rows else _NO_ROWS, anchor_row,
                          tuple(sorted(pins, key=lambda p: p.position)))
 
 
@@ -336,8 +338,7 @@ class ListRules:
         """Which of ``rows`` (global, valid) the rules let this list show."""
         rules = self.editorial
         keep = ~rules.blocked[rows]
-        with np.errstate(invalid="ignore"):
-            keep &= ~(rules.not_before[rows] > self.now_hours)
+        keep &= ~(rules.not_before[rows] > self.now_hours)  # NaN (no embargo) compares False, without a warning
         if len(self.excluded):
             keep &= ~np.isin(rows, self.excluded, assume_unique=False)
         return keep

@@ -59,7 +59,10 @@ def candidate_mask(listed: ListedArticles, rows: np.ndarray, filters: Filters, n
     keep = rows >= 0
     safe = np.where(keep, rows, 0)
     keep &= ~listed.hidden[safe]
-    if filters.exclude_rows:
+    if len(filters.exclude_rows) <= 4:  # the anchor, a few read articles: a comparison each beats a set test
+        for row in filters.exclude_rows:
+            keep &= rows != row
+    else:
         keep &= ~np.isin(rows, np.fromiter(filters.exclude_rows, dtype=np.int64))
     if filters.section is not None:
         keep &= listed.take("sections", safe) == filters.section

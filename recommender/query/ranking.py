@@ -62,8 +62,17 @@ class Candidates:
         story = anchors[0].story if anchors else None
         same_story = ((listed.take("story_ids", rows) == story).astype(np.float64) if story is not None
                       else np.zeros(len(rows)))
-        anchor_copy = np.isin(groups, np.fromiter((a.group for a in anchors), dtype=np.int64, count=len(anchors)))
+        if len(anchors) == 1:  # a related list (most lists): one comparison, not a set test
+            anchor_copy = groups == anchors[0].group
+        else:
+            anchor_copy = np.isin(groups, np.fromiter((a.group for a in anchors), dtype=np.int64,
+                                                      count=len(anchors)))
         return cls(rows, relatedness, tuple(groups.tolist()), same_story, tuple(anchor_copy.tolist()))
+
+    @classmethod
+    def none(cls) -> Candidates:
+        """No candidates (e.g. the live articles of a build without any)."""
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0), (), np.zeros(0), ())
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -78,11 +87,23 @@ class Candidates:
 
 
 class RowFields:
-    """Per-row strings of results (id, title, section, url, ISO date), cached for build rows: a list reads each
-    ~5 times per request and numpy scalar conversions cost ~10x a dict read."""
+    """Per-row strings of results (id, title, section, url, ISO date) and what explaining a result reads (story,
+    publication hours, tags), cached for build rows: a list reads each ~5 times per request and numpy scalar
+    conversions cost ~10x a dict read."""
 
     def __init__(self) -> None:
         self._build: dict[int, tuple[str, str, str, str, str | None]] = {}
+        self._facts: dict[int, tuple[str | None, float, tuple[str, ...]]] = {}
+
+    def facts(self, listed: ListedArticles, row: int) -> tuple[str | None, float, tuple[str, ...]]:
+        """(story id, publication hours since the epoch, tags) of a listed row."""
+        facts = self._facts.get(row) if row < listed.n_build else None
+        if facts is None:
+            table, local = listed.source(row)
+            facts = (table.story(local), float(table.published_hours[local]), table.row_tags(local))
+            if row < listed.n_build:
+                self._facts[row] = facts
+        return facts
 
     def get(self, listed: ListedArticles, row: int) -> tuple[str, str, str, str, str | None]:
         """(id, title, section, url, published_at) of a listed row."""
@@ -194,12 +215,9 @@ def _result(listed: ListedArticles, row: int, relatedness: float, score: float, 
             popularity: Popularity, anchor: Anchor | None, fields: RowFields, rules: ListRules | None,
             duplicates: tuple[str, ...]) -> Recommendation:
     """One explained result (a boost or bury that moved it named in its reasons and label)."""
-    table, local = listed.source(row)
     trend, fresh = float(popularity.trending[row]), float(popularity.freshness[row])
-    story = table.story(local)
-    published_hours = float(table.published_hours[local])
-    relation, reasons, shared = explain(relatedness, trend, fresh, story, published_hours, anchor,
-                                        table.row_tags(local))
+    story, published_hours, tags = fields.facts(listed, row)
+    relation, reasons, shared = explain(relatedness, trend, fresh, story, published_hours, anchor, tags)
     label = ""
     boost = rules.boost_of(row, published_hours) if rules is not None else None
     if boost is not None:
@@ -223,6 +241,7 @@ def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfi
     chosen: list[int] = []
     collapsed: dict[int, list[int]] = {}
     shown: dict[int, int] = {}  # copy group -> the chosen candidate showing it
+    guarded = rules is not None and bool(rules.editorial.guardrails)  # any guardrail rule at all
     mmr_lambda = config.mmr_lambda if config.mmr_lambda is not None and config.mmr_lambda < 1.0 else None
     vectors = listed.take("vectors", candidates.rows) if mmr_lambda is not None else None
     remaining = order
@@ -247,8 +266,8 @@ def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfi
             continue
         chosen.append(i)
         shown[groups[i]] = i
-        if rules is not None:
-            forbidden |= rules.forbidden_by(int(candidates.rows[i]))
+        if guarded:
+            forbidden |= rules.forbidden_by(int(candidates.rows[i]))  # type: ignore[union-attr]
     for i in remaining[position:]:
         holder = shown.get(groups[i])
         if holder is not None:

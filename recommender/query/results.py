@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a list shows only when asked to explain itself (``explain=true``).
+EXPLANATION_FIELDS = ("components", "duplicates", "reasons", "explanation", "shared_tags")
+
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -51,14 +54,22 @@ class Recommendation:
         sentence = "; ".join(self.reasons)
         return sentence[0].upper() + sentence[1:] + "."
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready, with the score components grouped (scores rounded to 6 decimals)."""
-        return {
+    def to_dict(self, explained: bool = True) -> dict[str, object]:
+        """JSON-ready, with the score components grouped (scores rounded to 6 decimals); without ``explained``,
+        only what a widget shows (no ``EXPLANATION_FIELDS``)."""
+        out: dict[str, object] = {
             "article_id": self.article_id, "title": self.title, "section": self.section, "url": self.url,
-            "published_at": self.published_at, "score": round(self.score, 6),
-            "components": {"relatedness": round(self.relatedness, 6), "trending": round(self.trending, 6),
-                           "freshness": round(self.freshness, 6), "same_story": self.same_story},
-            "duplicates": list(self.duplicates), "reasons": list(self.reasons), "explanation": self.explanation,
-            "story_id": self.story_id, "relation": self.relation, "shared_tags": list(self.shared_tags),
-            "label": self.label, "source": self.source,
-        }
+            "published_at": self.published_at, "score": round(self.score, 6)}
+        if explained:
+            out["components"] = {"relatedness": round(self.relatedness, 6), "trending": round(self.trending, 6),
+                                 "freshness": round(self.freshness, 6), "same_story": self.same_story}
+            out["duplicates"] = list(self.duplicates)
+            out["reasons"] = list(self.reasons)
+            out["explanation"] = self.explanation
+        out["story_id"] = self.story_id
+        out["relation"] = self.relation
+        if explained:
+            out["shared_tags"] = list(self.shared_tags)
+        out["label"] = self.label
+        out["source"] = self.source
+        return out

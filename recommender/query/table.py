@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -122,18 +123,24 @@ class ListedArticles:
     live_row_of: Mapping[str, int] = field(default_factory=dict)
     seq: object = 0
 
-    @property
+    # Read several times per result of every list: computed once per snapshot (the tables never change).
+    @cached_property
     def n_build(self) -> int:
         """Rows of the build."""
         return len(self.build)
 
+    @cached_property
+    def n_live(self) -> int:
+        """Rows of the live articles."""
+        return len(self.live)
+
     def __len__(self) -> int:
-        return len(self.build) + len(self.live)
+        return self.n_build + self.n_live
 
     def take(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Column ``name`` (an ``ArticleTable`` field) at global ``rows``."""
         base = getattr(self.build, name)
-        if not len(self.live):
+        if not self.n_live:
             return base[rows]
         rows = np.asarray(rows, dtype=np.int64)
         extra = getattr(self.live, name)

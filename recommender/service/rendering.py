@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ..query.results import Recommendation
     from .experiment_impressions import Served
 
-HIDDEN_UNLESS_EXPLAINED = ("components", "duplicates", "reasons", "explanation", "shared_tags")
 _SERIALS = itertools.count()
 
 
@@ -64,13 +63,9 @@ def rendered(results: Sequence[Recommendation], explain: bool) -> RenderedList:
     items = []
     fallback = None
     for result in results:
-        item = result.to_dict()
         if result.source == "fallback" and fallback is None:
             fallback = result.reasons[0]  # "popular in section 'world'" (query.popular.fallback)
-        if not explain:
-            for name in HIDDEN_UNLESS_EXPLAINED:
-                del item[name]
-        items.append(orjson.dumps(item))
+        items.append(orjson.dumps(result.to_dict(explain)))
     return RenderedList(tuple(r.article_id for r in results), tuple(items), fallback)
 
 
