@@ -152,3 +152,33 @@ def test_cached_candidates_give_the_same_lists_and_the_garbage_collector_stops_w
     for _ in range(2):  # one pass untracks the inner tuples of ints, the next the entry holding them
         gc.collect()
     assert not any(gc.is_tracked(entry) for entry in engine.candidates._entries.values())
+
+
+def test_a_recommender_sharing_the_served_rows_lists_what_one_with_its_own_does(demo_engine):
+    """An experiment arm made with ``shares=`` the served recommender uses its row table, row strings and
+    related-table candidates only where the arm's settings leave them unchanged, and lists exactly what a
+    recommender with its own would (the served one's caches warmed first, so a wrong share would be read)."""
+    from dataclasses import replace
+
+    from recommender.query import Recommender
+
+    base = demo_engine.config
+    arms = {  # settings -> (shares the rows, shares the candidates)
+        "ranking weights": (replace(base, ranking=replace(base.ranking, weight_freshness=0.3)), True, True),
+        "relatedness weights": (replace(base, relatedness=replace(
+            base.relatedness, lexical_weight=base.relatedness.lexical_weight + 0.2)), True, False),
+        "copy-group settings": (replace(base, ranking=replace(
+            base.ranking, duplicate_similarity=base.ranking.duplicate_similarity - 0.05)), False, False),
+    }
+    ids = demo_engine.articles["id"].tolist()
+    for article_id in ids:
+        demo_engine.related(article_id, k=5, now=NOW)
+    for name, (config, rows, candidates) in arms.items():
+        shared = Recommender(demo_engine.stored, config, shares=demo_engine)
+        own = Recommender(demo_engine.stored, config)
+        assert (shared.table is demo_engine.table) == rows, name
+        assert (shared._fields is demo_engine._fields) == rows, name
+        assert (shared.candidates is demo_engine.candidates) == candidates, name
+        for article_id in ids:
+            assert ([r.to_dict() for r in shared.related(article_id, k=5, now=NOW)]
+                    == [r.to_dict() for r in own.related(article_id, k=5, now=NOW)]), (name, article_id)

@@ -19,7 +19,7 @@ from .table import ArticleTable, ListedArticles, object_array
 LIVE_STORY_CANDIDATES = 20
 
 
-def _story_settings(config: BuildConfig) -> tuple:
+def story_settings(config: BuildConfig) -> tuple:
     """What the stored copy groups and stories depend on."""
     return (config.ranking.duplicate_similarity, config.ranking.duplicate_title_jaccard, config.stories)
 
@@ -31,7 +31,7 @@ def build_table(stored: StoredBuild, config: BuildConfig) -> ArticleTable:
     ids = articles["id"].to_numpy(dtype=object)
     titles = articles["title"].to_numpy(dtype=object)
     hours = np.asarray(epoch_hours(articles["published_at"]), dtype=np.float64)
-    if set(layout.STORY_COLUMNS) <= set(articles.columns) and _story_settings(config) == _story_settings(
+    if set(layout.STORY_COLUMNS) <= set(articles.columns) and story_settings(config) == story_settings(
             stored.config):
         groups = articles["copy_group"].to_numpy(dtype=np.int64)
         story_ids = articles["story_id"].astype(str).to_numpy(dtype=object)

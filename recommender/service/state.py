@@ -115,13 +115,14 @@ class ServiceState:
         served = served or self.served.recommender
         max_age = math.inf  # refreshed with the served build's (``refresh_popularity``), never on a request
         if arm.build_id is None:
-            return Recommender(served.stored, arm.build_config(served.config), **self._options(max_age))
+            return Recommender(served.stored, arm.build_config(served.config), shares=served,
+                               **self._options(max_age))
         path = self.root / "builds" / arm.build_id
         if not (path / "manifest.json").exists():
             raise IndexFormatError(f"arm {arm.name}: build {arm.build_id} is not a published build under "
                                    f"{self.root / 'builds'}")
         loaded = Recommender.load(path, verify=True, mmap=self.settings.mmap_builds, **self._options(max_age))
-        return Recommender(loaded.stored, arm.build_config(loaded.config), **self._options(max_age))
+        return Recommender(loaded.stored, arm.build_config(loaded.config), shares=loaded, **self._options(max_age))
 
     def list_generation(self) -> tuple:
         """What every kept list depends on: the served build, the live state, the rules and which of them are in
