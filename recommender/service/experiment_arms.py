@@ -1,9 +1,11 @@
 """Experiment arms' recommenders, one per (experiment, arm), made by the worker's background threads.
 
 An arm's recommender is the served build with the arm's settings (or the published build it names) over the same
-live layer. Making one (row table, popularity, rules) takes 0.5-1 s at 100k articles; made by the first request
-that needed it, it stalled every request of the worker meanwhile (p99 130-430 ms in ``service_load.py
---experiment`` runs where a worker's first experiment list fell in the timed window). So the sync loop makes the
+live layer; it shares the served recommender's row table, row strings and candidates where its settings allow
+(``Recommender(shares=...)``). Making one (popularity, rules; and the row table when it cannot share it) took
+0.5-1 s at 100k articles before it shared them, ~0.15 s since; made by the first request that needed it, it
+stalled every request of the worker meanwhile (p99 130-430 ms in ``service_load.py --experiment`` runs where a
+worker's first experiment list fell in the timed window). So the sync loop makes the
 arms of every running experiment (``make``), and a reload makes the new build's before it swaps it in (``made``
 with its own loader, then ``use``); a request makes one only if it comes before the next sync.
 """
