@@ -11,7 +11,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,11 @@ from .filters import Filters, check_k, list_language
 from .overlay import Overlay, OverlaySource
 from .popular import fallback, most_read
 from .popularity import BuildEvents, Popularity, PopularityCache, ViewSource, decayed_views
-from .ranking import Candidates, RowFields, blend, rank
+from .ranking import Candidates, blend, rank
 from .results import Recommendation
-from .rows import build_table, listed_articles, story_settings
+from .rows import BuildRows, listed_articles
 from .rules import RuleSource
-from .table import Anchor, ArticleTable, ListedArticles
+from .table import Anchor, ListedArticles
 from .timeline import story_rows, story_timeline
 
 Clock = Callable[[], datetime]
@@ -65,11 +65,8 @@ class Recommender:
         embed_lock: serialises free-text embedding (the service shares one with its upserts).
         rules: the editorial rules every list obeys (a ``RuleSet``, or the service's rule store); none by
             default. Embargoes (a future ``published_at`` or an ``embargo_until``) hold without rules.
-        shares: a recommender of the same build whose per-row state this one uses instead of making its own
-            (the service's experiment arms over the served build): the row table, ids and row strings when the
-            copy-group and story settings are the same, and the related-table candidates when the relatedness
-            settings are too. Lists are the same either way; each arm stops ranking the same rows' strings and
-            candidates again, and holding its own copy of them.
+        shares: a recommender of the same build (an experiment arm's: the served one) whose rows (``BuildRows``)
+            are used when the copy-group and story settings agree, its candidates when relatedness does too.
         """
         self.stored = stored
         self.config = config or stored.config
@@ -82,20 +79,9 @@ class Recommender:
         # The related table was ranked with the build's relatedness settings; with others, search instead.
         self.related_rows = stored.related_rows if usable else None
         self.related_scores = stored.related_scores if usable else None
-        self.table: ArticleTable
-        self.row_of: dict[Any, int]  # article id -> build row
-        self._id_index: pd.Index
-        self._fields: RowFields
-        self.candidates: CandidateSource
-        same_rows = shares is not None and shares.stored is stored and story_settings(shares.config) == \
-            story_settings(self.config)
-        if same_rows:
-            assert shares is not None
-            self.table, self.row_of, self._id_index = shares.table, shares.row_of, shares._id_index
-        else:
-            self.table = build_table(stored, self.config)
-            self.row_of = {article_id: row for row, article_id in enumerate(self.table.ids)}
-            self._id_index = pd.Index(self.table.ids)
+        self.rows: BuildRows = BuildRows.of(stored, self.config, shares.rows if shares is not None else None)
+        self.table, self.row_of, self._id_index, self._fields = (self.rows.table, self.rows.row_of,
+                                                                 self.rows.id_index, self.rows.fields)
         self._events = BuildEvents.of(stored.events, self._id_index)
         self._languages = frozenset(self.table.languages.tolist())
         self._overlay_source = overlay
@@ -107,13 +93,9 @@ class Recommender:
         self._embed_lock = embed_lock or threading.Lock()
         if embedder is not None:
             embedder.identity.check_matches(self.manifest.model)
-        self._fields = shares._fields if same_rows and shares is not None else RowFields()
-        if same_rows and shares is not None and shares.related_rows is self.related_rows \
-                and shares.related_scores is self.related_scores:
-            self.candidates = shares.candidates
-        else:
-            self.candidates = CandidateSource(self.index, self.related_rows, self.related_scores,
-                                              candidate_cache_size)
+        same = shares is not None and shares.rows is self.rows and shares.related_rows is self.related_rows
+        self.candidates: CandidateSource = shares.candidates if same and shares is not None else CandidateSource(
+            self.index, self.related_rows, self.related_scores, candidate_cache_size)
         self._empty = Overlay.empty(self.table.vectors.shape[1])
         self._listed: ListedArticles | None = None
         self._story_rows: dict[str, np.ndarray] | None = None

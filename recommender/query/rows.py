@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from .. import stories
 from ..config import BuildConfig, RankingConfig, StoryConfig
@@ -13,6 +15,7 @@ from ..storage.index import FaissIndex
 from ..storage.reader import StoredBuild
 from ..times import epoch_hours
 from .overlay import Overlay
+from .ranking import RowFields
 from .table import ArticleTable, ListedArticles, object_array
 
 # Indexed neighbours a live article is compared with to find its copy group and story.
@@ -22,6 +25,37 @@ LIVE_STORY_CANDIDATES = 20
 def story_settings(config: BuildConfig) -> tuple:
     """What the stored copy groups and stories depend on."""
     return (config.ranking.duplicate_similarity, config.ranking.duplicate_title_jaccard, config.stories)
+
+
+@dataclass(frozen=True)
+class BuildRows:
+    """What a recommender reads per build row: the table, the row of each id, and the row strings as results
+    show them. Shared by the recommenders of one build whose copy-group and story settings agree (the service's
+    experiment arms over the served build, ``Recommender(shares=...)``): the same rows are not read twice.
+
+    Attributes:
+        stored / settings: the build and the ``story_settings`` the table was made with.
+        table / row_of / id_index / fields: the rows, article id -> build row, the ids as a pandas index, the
+            row-string cache.
+    """
+
+    stored: StoredBuild
+    settings: tuple
+    table: ArticleTable
+    row_of: dict[Any, int]
+    id_index: pd.Index
+    fields: RowFields
+
+    @classmethod
+    def of(cls, stored: StoredBuild, config: BuildConfig, shared: BuildRows | None = None) -> BuildRows:
+        """``shared`` when it holds this build's rows made with the same settings, else this build's rows made
+        now."""
+        settings = story_settings(config)
+        if shared is not None and shared.stored is stored and shared.settings == settings:
+            return shared
+        table = build_table(stored, config)
+        return cls(stored, settings, table, {article_id: row for row, article_id in enumerate(table.ids)},
+                   pd.Index(table.ids), RowFields())
 
 
 def build_table(stored: StoredBuild, config: BuildConfig) -> ArticleTable:
