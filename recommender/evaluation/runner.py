@@ -15,8 +15,8 @@ import pandas as pd
 
 from ..config import BuildConfig
 from ..embedding.base import Embedder
-from ..query.editorial import RuleBook
 from ..query.recommender import Recommender
+from ..query.rule_book import RuleBook
 from ..query.rules import RuleSet
 from ..stories import neighbour_cosines
 from ..times import epoch_hours

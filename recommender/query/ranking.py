@@ -86,35 +86,35 @@ class Candidates:
                           np.concatenate([self.same_story, other.same_story]), self.anchor_copy + other.anchor_copy)
 
 
+Fields = tuple[str, str, str, str, str | None]  # id, title, section, url, ISO publication time
+Facts = tuple[str | None, float, tuple[str, ...]]  # story id, publication hours since the epoch, tags
+
+
 class RowFields:
-    """Per-row strings of results (id, title, section, url, ISO date) and what explaining a result reads (story,
-    publication hours, tags), cached for build rows: a list reads each ~5 times per request and numpy scalar
-    conversions cost ~10x a dict read."""
+    """Per-row strings of results (``Fields``) and what explaining a result reads (``Facts``), cached for build
+    rows: a list reads each ~5 times per request and numpy scalar conversions cost ~10x a dict read."""
 
     def __init__(self) -> None:
-        self._build: dict[int, tuple[str, str, str, str, str | None]] = {}
-        self._facts: dict[int, tuple[str | None, float, tuple[str, ...]]] = {}
+        self._build: dict[int, tuple[Fields, Facts]] = {}
 
-    def facts(self, listed: ListedArticles, row: int) -> tuple[str | None, float, tuple[str, ...]]:
-        """(story id, publication hours since the epoch, tags) of a listed row."""
-        facts = self._facts.get(row) if row < listed.n_build else None
-        if facts is None:
+    def _row(self, listed: ListedArticles, row: int) -> tuple[Fields, Facts]:
+        entry = self._build.get(row) if row < listed.n_build else None
+        if entry is None:
             table, local = listed.source(row)
-            facts = (table.story(local), float(table.published_hours[local]), table.row_tags(local))
+            entry = ((str(table.ids[local]), str(table.titles[local]), str(table.sections[local]),
+                      str(table.urls[local]), table.published_iso(local)),
+                     (table.story(local), float(table.published_hours[local]), table.row_tags(local)))
             if row < listed.n_build:
-                self._facts[row] = facts
-        return facts
+                self._build[row] = entry
+        return entry
 
-    def get(self, listed: ListedArticles, row: int) -> tuple[str, str, str, str, str | None]:
+    def get(self, listed: ListedArticles, row: int) -> Fields:
         """(id, title, section, url, published_at) of a listed row."""
-        fields = self._build.get(row) if row < listed.n_build else None
-        if fields is None:
-            table, local = listed.source(row)
-            fields = (str(table.ids[local]), str(table.titles[local]), str(table.sections[local]),
-                      str(table.urls[local]), table.published_iso(local))
-            if row < listed.n_build:
-                self._build[row] = fields
-        return fields
+        return self._row(listed, row)[0]
+
+    def facts(self, listed: ListedArticles, row: int) -> Facts:
+        """(story id, publication hours since the epoch, tags) of a listed row."""
+        return self._row(listed, row)[1]
 
 
 def eligible_pins(listed: ListedArticles, rules: ListRules, k: int, filters: Filters, now_hours: float,
@@ -195,20 +195,28 @@ def rank(listed: ListedArticles, candidates: Candidates, k: int, config: Ranking
                                float(candidates.same_story[i]), popularity, anchor, fields, rules,
                                tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed.get(i, ()))))
     if pins:
-        position = {int(r): i for i, r in enumerate(candidates.rows.tolist())}
-        story = anchor.story if anchor else None
-        for pin in pins:
-            at = position.get(pin.row)
-            vector = listed.take("vectors", np.array([pin.row]))[0]
-            reference = query if query is not None else (anchor.vector if anchor is not None else None)
-            relatedness = (float(candidates.relatedness[at]) if at is not None else
-                           float(vector @ reference) if reference is not None and len(reference) else 0.0)
-            same = float(story is not None and listed.take("story_ids", np.array([pin.row]))[0] == story)
-            score = float(blend(np.array([relatedness]), popularity.trending[[pin.row]],
-                                popularity.freshness[[pin.row]], np.array([same]), config)[0])
-            pinned = _result(listed, pin.row, relatedness, score, same, popularity, anchor, fields, None, ())
-            results.insert(min(pin.position - 1, len(results)), pinned_result(pinned, pin))
+        _insert_pins(results, pins, listed, candidates, config, popularity, anchor, fields, query)
     return results[:k]
+
+
+def _insert_pins(results: list[Recommendation], pins: Sequence[Pin], listed: ListedArticles,
+                 candidates: Candidates, config: RankingConfig, popularity: Popularity, anchor: Anchor | None,
+                 fields: RowFields, query: np.ndarray | None) -> None:
+    """Put each pinned article at its position in ``results``, scored as the list would score it (its
+    relatedness to the list's query when it is not a candidate)."""
+    position = {int(r): i for i, r in enumerate(candidates.rows.tolist())}
+    story = anchor.story if anchor else None
+    for pin in pins:
+        at = position.get(pin.row)
+        vector = listed.take("vectors", np.array([pin.row]))[0]
+        reference = query if query is not None else (anchor.vector if anchor is not None else None)
+        relatedness = (float(candidates.relatedness[at]) if at is not None else
+                       float(vector @ reference) if reference is not None and len(reference) else 0.0)
+        same = float(story is not None and listed.take("story_ids", np.array([pin.row]))[0] == story)
+        score = float(blend(np.array([relatedness]), popularity.trending[[pin.row]],
+                            popularity.freshness[[pin.row]], np.array([same]), config)[0])
+        pinned = _result(listed, pin.row, relatedness, score, same, popularity, anchor, fields, None, ())
+        results.insert(min(pin.position - 1, len(results)), pinned_result(pinned, pin))
 
 
 def _result(listed: ListedArticles, row: int, relatedness: float, score: float, same_story: float,
@@ -266,8 +274,8 @@ def _walk(order: list[int], candidates: Candidates, k: int, config: RankingConfi
             continue
         chosen.append(i)
         shown[groups[i]] = i
-        if guarded:
-            forbidden |= rules.forbidden_by(int(candidates.rows[i]))  # type: ignore[union-attr]
+        if guarded and rules is not None:
+            forbidden |= rules.forbidden_by(int(candidates.rows[i]))
     for i in remaining[position:]:
         holder = shown.get(groups[i])
         if holder is not None:

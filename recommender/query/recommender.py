@@ -22,7 +22,7 @@ from ..errors import InvalidQueryError, UnknownArticleError
 from ..storage.reader import StoredBuild, read_build
 from ..times import epoch_hours
 from .candidates import CandidateSource
-from .editorial import ListRules, RuleBook
+from .editorial import ListRules
 from .filters import Filters, check_k, list_language
 from .overlay import Overlay, OverlaySource
 from .popular import fallback, most_read
@@ -30,6 +30,7 @@ from .popularity import BuildEvents, Popularity, PopularityCache, ViewSource, de
 from .ranking import Candidates, blend, rank
 from .results import Recommendation
 from .rows import BuildRows, listed_articles
+from .rule_book import RuleBook
 from .rules import RuleSource
 from .table import Anchor, ListedArticles
 from .timeline import story_rows, story_timeline
@@ -190,10 +191,7 @@ class Recommender:
         row = self._row_or_none(listed, article_id)
         if row is None:
             raise UnknownArticleError(article_id)
-        table, local = listed.source(row)
-        return Anchor(row, table.story(local), float(table.published_hours[local]), table.row_tags(local),
-                      int(table.copy_groups[local]), str(table.languages[local]), str(table.sections[local]),
-                      np.asarray(table.vectors[local], dtype=np.float32))
+        return listed.anchor(row)
 
     def _known_rows(self, listed: ListedArticles, ids: Sequence[str]) -> list[int]:
         return [r for r in (self._row_or_none(listed, a) for a in ids) if r is not None]

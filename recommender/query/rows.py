@@ -22,7 +22,7 @@ from .table import ArticleTable, ListedArticles, object_array
 LIVE_STORY_CANDIDATES = 20
 
 
-def story_settings(config: BuildConfig) -> tuple:
+def _story_settings(config: BuildConfig) -> tuple:
     """What the stored copy groups and stories depend on."""
     return (config.ranking.duplicate_similarity, config.ranking.duplicate_title_jaccard, config.stories)
 
@@ -34,7 +34,7 @@ class BuildRows:
     experiment arms over the served build, ``Recommender(shares=...)``): the same rows are not read twice.
 
     Attributes:
-        stored / settings: the build and the ``story_settings`` the table was made with.
+        stored / settings: the build and the ``_story_settings`` the table was made with.
         table / row_of / id_index / fields: the rows, article id -> build row, the ids as a pandas index, the
             row-string cache.
     """
@@ -50,7 +50,7 @@ class BuildRows:
     def of(cls, stored: StoredBuild, config: BuildConfig, shared: BuildRows | None = None) -> BuildRows:
         """``shared`` when it holds this build's rows made with the same settings, else this build's rows made
         now."""
-        settings = story_settings(config)
+        settings = _story_settings(config)
         if shared is not None and shared.stored is stored and shared.settings == settings:
             return shared
         table = build_table(stored, config)
@@ -65,7 +65,7 @@ def build_table(stored: StoredBuild, config: BuildConfig) -> ArticleTable:
     ids = articles["id"].to_numpy(dtype=object)
     titles = articles["title"].to_numpy(dtype=object)
     hours = np.asarray(epoch_hours(articles["published_at"]), dtype=np.float64)
-    if set(layout.STORY_COLUMNS) <= set(articles.columns) and story_settings(config) == story_settings(
+    if set(layout.STORY_COLUMNS) <= set(articles.columns) and _story_settings(config) == _story_settings(
             stored.config):
         groups = articles["copy_group"].to_numpy(dtype=np.int64)
         story_ids = articles["story_id"].astype(str).to_numpy(dtype=object)

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..times import epoch_hours
-from .editorial import NO_RULES, ListRules, RuleBook
+from .editorial import ListRules
 from .recommender import Recommender
+from .rule_book import NO_RULES, RuleBook
 from .rules import Rule, RuleSet, check_rule
 
 

@@ -150,6 +150,13 @@ class ListedArticles:
         out[~low] = extra[rows[~low] - self.n_build]
         return out
 
+    def anchor(self, row: int) -> Anchor:
+        """A listed row as the article a list is for."""
+        table, local = self.source(row)
+        return Anchor(row, table.story(local), float(table.published_hours[local]), table.row_tags(local),
+                      int(table.copy_groups[local]), str(table.languages[local]), str(table.sections[local]),
+                      np.asarray(table.vectors[local], dtype=np.float32))
+
     def source(self, row: int) -> tuple[ArticleTable, int]:
         """(the table holding a global row, its row there)."""
         return (self.build, row) if row < self.n_build else (self.live, row - self.n_build)
