@@ -114,4 +114,5 @@ def _install_middleware(app: ServiceApp, settings: ServiceSettings, metrics: Met
         app.front = functools.partial(
             ResponseCache, max_age_seconds=settings.list_cache_seconds, max_entries=settings.response_cache_entries,
             max_bytes=settings.response_cache_bytes, vary_origin=bool(settings.cors_origins), metrics=metrics,
-            widgets=app.state.widget_metrics, origins=frozenset(settings.cors_origins))
+            widgets=app.state.widget_metrics, origins=frozenset(settings.cors_origins),
+            max_header_bytes=settings.max_header_bytes)

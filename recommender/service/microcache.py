@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 
 from .clicks import WidgetMetrics, impression_widget, is_impression
 from .kept_responses import Headers, KeptResponses
+from .lists import ARTICLE_ID_MAX_CHARS, PopularQuery, RelatedQuery, popular_list, related_list
 from .metrics import Metrics, route_template
 from .rendering import body
 from .schemas import READER_PATTERN
@@ -46,6 +47,8 @@ CACHED_PATHS = re.compile(r"^/v1/(?:articles/.+/related|popular)$")
 PARAMETERS = {"related": ("k", "section", "max_age_hours", "explain", "language"),
               "popular": ("k", "section", "window_hours", "explain", "language", "beside")}
 READER = re.compile(READER_PATTERN)
+_ARTICLES, _RELATED = "/v1/articles/", "/related"
+MAX_TEMPLATES = 64  # header templates: routes x allowed origins (and none) x degraded or not
 
 
 def _widget(scope: Scope) -> str:
@@ -93,7 +96,8 @@ def _with_length(headers: Headers, body: bytes) -> list[tuple[bytes, bytes]]:
 
 
 class ResponseCache:
-    """Serve repeated GETs of the list routes from rendered bytes while their list would be the same anyway.
+    """Serve the list routes' GETs from rendered bytes while their list would be the same anyway, and rank the
+    others here when their parameters are valid (``lists.py``), with the headers the app sends for such a list.
 
     Args:
         app: the wrapped ASGI app.
@@ -101,28 +105,33 @@ class ResponseCache:
         max_entries / max_bytes: the bounds; the oldest entries go first.
         vary_origin: key entries by the ``Origin`` header too (CORS response headers depend on it).
         metrics / widgets / origins: where the requests it answers are counted (None: not counted, e.g. an app
-            without metrics), and the origins whose widget requests count as impressions.
+            without metrics), and the origins whose widget requests count as impressions (and whose lists it
+            ranks here: another Origin's request always goes to the app, whose CORS middleware judges it).
+        max_header_bytes: requests with more header bytes go to the app (which refuses them: ``limits.py``).
     """
 
     def __init__(self, app: Callable, max_age_seconds: float, max_entries: int = 20_000,
                  max_bytes: int = 32 * 1024 * 1024, vary_origin: bool = False, metrics: Metrics | None = None,
-                 widgets: WidgetMetrics | None = None, origins: frozenset[str] = frozenset()) -> None:
+                 widgets: WidgetMetrics | None = None, origins: frozenset[str] = frozenset(),
+                 max_header_bytes: int | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.widgets = widgets
         self.origins = origins
+        self.max_header_bytes = max_header_bytes
         self._series: dict[int, tuple[Any, Any]] = {}  # a route's request counter and latency histogram (200s)
         self.max_age_seconds = max_age_seconds
         self.vary_origin = vary_origin
         self.entries = KeptResponses(max_entries, max_bytes)  # the responses: route id and headers, body
-        self.templates = KeptResponses(max_entries, max_bytes)  # experiment lists: route id and headers, no body
+        # The app's headers for a list, by route, Origin and degraded views (``_kind``): a handful, no body.
+        self.templates = KeptResponses(MAX_TEMPLATES, 1024 * 1024)
         self._routes: dict[bytes, Any] = {}  # the app's routes by id, as the first header of an entry's set
         self.generation: tuple | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI event."""
         if (scope["type"] != "http" or scope["method"] != "GET" or self.max_age_seconds <= 0
-                or not CACHED_PATHS.match(scope["path"])):
+                or not CACHED_PATHS.match(scope["path"]) or self._headers_over_limit(scope)):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -141,20 +150,63 @@ class ResponseCache:
         reader = query.get("reader")
         reader = reader if reader is not None and READER.match(reader) else None  # an invalid one: the app refuses
         running = service.experiments.covering(_widget(scope), reader, service.served.recommender.clock())
+        kind = self._kind(scope, service.views.degraded)
         if running is not None and reader is not None:
-            await self._experiment_list(scope, receive, send, service, running, reader, query,
-                                        key + "\x00degraded" if service.views.degraded else key, generation,
+            await self._experiment_list(scope, receive, send, service, running, reader, query, kind, generation,
                                         started)
             return
         hit = self.entries.get(key)
         if hit is not None:
-            headers, content = hit
-            scope["route"] = self._routes[headers[0][1]]  # the request is counted by its route, as the app's are
-            await send({"type": "http.response.start", "status": 200, "headers": _with_length(headers, content)})
-            await send({"type": "http.response.body", "body": content})
-            self._answered(scope, started)
+            await self._send(scope, send, hit[0], hit[1], started)
             return
-        await self._through_app(scope, receive, send, key, generation, now)
+        template = None if kind is None else self.templates.get(kind)
+        content = None if template is None else self._ranked(scope, service, query)
+        if template is None or content is None:
+            await self._through_app(scope, receive, send, key, kind, generation, now)
+            return
+        await self._send(scope, send, template[0], content, started)
+        if generation == self.generation:
+            self.entries.put(key, template[0], content, now)
+
+    def _headers_over_limit(self, scope: Scope) -> bool:
+        return self.max_header_bytes is not None and sum(
+            len(name) + len(value) for name, value in scope.get("headers", ())) > self.max_header_bytes
+
+    def _kind(self, scope: Scope, degraded: bool) -> str | None:
+        """What the app's headers for a 200 list depend on: the route, the Origin (when CORS headers vary by it)
+        and whether live views are degraded (``X-Degraded``); None for an Origin outside ``origins``."""
+        kind = f"{_widget(scope)}\x00{int(degraded)}"
+        if not self.vary_origin:
+            return kind
+        origin = next((value for name, value in scope.get("headers", ()) if name == b"origin"), None)
+        if origin is None:
+            return kind
+        text = origin.decode("latin-1")
+        return f"{kind}\x00{_part(text)}" if text in self.origins else None
+
+    def _ranked(self, scope: Scope, service: Any, query: dict[str, str]) -> bytes | None:
+        """The body the route would send for this request, ranked through the same models and functions
+        (``lists.py``); None when the route should answer (an invalid parameter, an unknown article, any error:
+        the route raises it again and answers it as it always does)."""
+        try:
+            if scope["path"] == "/v1/popular":
+                listed = popular_list(service, PopularQuery.model_validate(query), list_key(scope, query))
+            else:
+                article_id = scope["path"][len(_ARTICLES):-len(_RELATED)]
+                if len(article_id) > ARTICLE_ID_MAX_CHARS or not service.served.recommender.contains(article_id):
+                    return None  # the route's 422 or 404, ranked once
+                listed = related_list(service, article_id, RelatedQuery.model_validate(query),
+                                      list_key(scope, query))
+        except Exception:  # noqa: BLE001 - the route answers it, with the app's error handling
+            return None
+        return body(*listed)
+
+    async def _send(self, scope: Scope, send: Send, headers: Headers, content: bytes, started: float) -> None:
+        """Send a 200 answered here, counted and timed under its route."""
+        scope["route"] = self._routes[headers[0][1]]  # the request is counted by its route, as the app's are
+        await send({"type": "http.response.start", "status": 200, "headers": _with_length(headers, content)})
+        await send({"type": "http.response.body", "body": content})
+        self._answered(scope, started)
 
     def _answered(self, scope: Scope, started: float) -> None:
         """Count and time a 200 answered here: the request under its route, and the impression when the widget
@@ -174,9 +226,10 @@ class ResponseCache:
         if widget is not None and self.widgets is not None and is_impression(scope, widget, self.origins):
             self.widgets.impressions.labels(widget).inc()
 
-    async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: str, generation: tuple | None,
-                           now: float, template: bool = False) -> None:
-        """Answer from the app; keep a 200 (as an experiment list's header template, with ``template``)."""
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send, key: str | None, kind: str | None,
+                           generation: tuple | None, now: float) -> None:
+        """Answer from the app; keep a 200 (under ``key``, unless None: an experiment list) and its headers as
+        the template of its ``kind``."""
         start: dict | None = None
         chunks: list[bytes] = []
 
@@ -184,7 +237,7 @@ class ResponseCache:
             nonlocal start
             if message["type"] == "http.response.start":
                 start = message
-            elif message["type"] == "http.response.body" and not template:
+            elif message["type"] == "http.response.body" and key is not None:
                 chunks.append(message.get("body", b""))
             await send(message)
 
@@ -197,36 +250,39 @@ class ResponseCache:
         # The route's id travels as a pseudo-header ahead of the real ones, so one interned set says both.
         headers = ((b"", route_id), *((name, value) for name, value in start.get("headers", ())
                                       if name != b"content-length"))
-        (self.templates if template else self.entries).put(key, headers, b"" if template else b"".join(chunks), now)
+        if key is not None:
+            self.entries.put(key, headers, b"".join(chunks), now)
+        if kind is not None and self.templates.get(kind) is None:
+            self.templates.put(kind, headers, b"", now)
 
     async def _experiment_list(self, scope: Scope, receive: Receive, send: Send, service: Any, running: Any,
-                               reader: str, query: dict[str, str], key: str, generation: tuple | None,
+                               reader: str, query: dict[str, str], kind: str | None, generation: tuple | None,
                                started: float) -> None:
         """A list inside an experiment: each is its own impression, never a kept response. When the arms' lists
-        it needs are kept (``Experiments.serve_kept``), it is assembled here with the template's headers, without
-        routing or validation, and the lists due are ranked again after it is sent; otherwise (or should the
-        assembly fail: logged) the app answers (and keeps them)."""
-        template = self.templates.get(key)
-        if template is not None:
-            recommender = service.served.recommender
-            try:
-                found = service.experiments.serve_kept(running, _widget(scope), reader, recommender.clock(),
-                                                       list_key(scope, query), generation)
-                content = None if found is None else body(recommender.manifest.build_id, found[0], found[1])
-            except Exception:  # noqa: BLE001 - the app answers it instead, with its own error handling
-                log.exception("experiment list %s: assembling it from kept lists failed; the app answers it",
-                              scope["path"])
-                found = content = None
-            if found is not None and content is not None:
-                headers = template[0]
-                scope["route"] = self._routes[headers[0][1]]
-                await send({"type": "http.response.start", "status": 200, "headers": _with_length(headers, content)})
-                await send({"type": "http.response.body", "body": content})
-                self._answered(scope, started)
-                if found[2]:
-                    asyncio.get_running_loop().call_soon(service.experiments.refresh, found[2])
-                return
-        await self._through_app(scope, receive, send, key, generation, time.monotonic(), template=True)
+        it needs are kept (``Experiments.serve_kept``), it is assembled here without ranking, and the lists due
+        are ranked again after it is sent; otherwise it is ranked here (``_ranked``: the arms' lists are kept
+        then) or, should that or the assembly fail (logged), by the app."""
+        template = None if kind is None else self.templates.get(kind)
+        if template is None:
+            await self._through_app(scope, receive, send, None, kind, generation, time.monotonic())
+            return
+        recommender = service.served.recommender
+        try:
+            found = service.experiments.serve_kept(running, _widget(scope), reader, recommender.clock(),
+                                                   list_key(scope, query), generation)
+            content = None if found is None else body(recommender.manifest.build_id, found[0], found[1])
+        except Exception:  # noqa: BLE001 - the app answers it instead, with its own error handling
+            log.exception("experiment list %s: assembling it from kept lists failed; the app answers it",
+                          scope["path"])
+            found = content = None
+        if found is None:
+            content = self._ranked(scope, service, query)
+        if content is None:
+            await self._through_app(scope, receive, send, None, kind, generation, time.monotonic())
+            return
+        await self._send(scope, send, template[0], content, started)
+        if found is not None and found[2]:
+            asyncio.get_running_loop().call_soon(service.experiments.refresh, found[2])
 
     def clear(self) -> None:
         """Drop every entry."""

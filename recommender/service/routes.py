@@ -16,10 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .counters import CountedEvent
 from .errors import ApiError, unauthorized
+from .lists import ARTICLE_ID_MAX_CHARS, PopularQuery, RelatedQuery, popular_list, related_list
 from .microcache import list_key
 from .rendering import ranked, rendered, respond
 from .schemas import (
-    READER_PATTERN,
     DeleteResponse,
     ErrorResponse,
     EventsRequest,
@@ -38,13 +38,6 @@ from .writes import upsert_articles
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The write token from the service configuration.")
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
-K = Query(10, ge=1, le=100, description="List length.")
-SECTION = Query(None, max_length=200, description="Only this section.")
-EXPLAIN = Query(False, description="Include score components, collapsed duplicates and reasons.")
-LANGUAGE = Query(None, min_length=1, max_length=20, description="Only articles in this language (e.g. 'en'); "
-                 "related lists default to the article's own language unless the build allows any.")
-READER = Query(None, pattern=READER_PATTERN, description="The widget's reader id (random, kept in localStorage, no "
-               "cookie): which arm of a running experiment this reader's lists come from.")
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -99,24 +92,19 @@ async def metrics(state: State) -> Response:
 
 
 @router.get("/v1/articles/{article_id:path}/related", response_model=ListResponse, responses=ERRORS, tags=["lists"])
-async def related(request: Request, state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)],
-                  k: int = K,
-                  section: str | None = SECTION,
-                  max_age_hours: float | None = Query(None, gt=0, le=1e6, description="Only articles this recent."),
-                  explain: bool = EXPLAIN, language: str | None = LANGUAGE, reader: str | None = READER) -> Response:
+async def related(request: Request, state: State,
+                  article_id: Annotated[str, Path(min_length=1, max_length=ARTICLE_ID_MAX_CHARS)],
+                  query: Annotated[RelatedQuery, Query()]) -> Response:
     """Articles related to one article: precomputed neighbours re-blended with live popularity."""
-    recommender = state.served.recommender
-    listed, served = state.experiments.serve(
-        "related", reader, recommender.clock(), recommender, functools.partial(ranked, "related", explain, (
-            ("article_id", article_id), ("k", k), ("section", section), ("max_age_hours", max_age_hours),
-            ("language", language))), k, list_key(request.scope))
-    return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
+    build_id, listed, served = related_list(state, article_id, query, list_key(request.scope))
+    return respond(build_id, listed, state.views.degraded, served)
 
 
 @router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
-async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_length=200)],
+async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_length=ARTICLE_ID_MAX_CHARS)],
                 k: int = Query(20, ge=1, le=100, description="At most this many pieces (nearest in time)."),
-                explain: bool = EXPLAIN) -> Response:
+                explain: bool = Query(False, description="Include score components, collapsed duplicates and "
+                                      "reasons.")) -> Response:
     """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
     recommender = state.served.recommender
     return respond(recommender.manifest.build_id, rendered(recommender.story(article_id, k=k), explain),
@@ -143,22 +131,10 @@ def more_like_this(state: State, body: MoreLikeThisRequest) -> Response:
 
 
 @router.get("/v1/popular", response_model=ListResponse, responses=ERRORS, tags=["lists"])
-async def popular(request: Request, state: State, k: int = K, section: str | None = SECTION,
-                  window_hours: float | None = Query(None, gt=0, le=1e5, description="Views in this window."),
-                  explain: bool = EXPLAIN, language: str | None = LANGUAGE,
-                  beside: str | None = Query(None, min_length=1, max_length=200, description="The article the list "
-                                             "is shown beside: never listed itself, and the editors' blocks "
-                                             "beside it and guardrails against its tags hold (an id that is not "
-                                             "listed is ignored: the widget's fallback for an unknown article)."),
-                  reader: str | None = READER) -> Response:
+async def popular(request: Request, state: State, query: Annotated[PopularQuery, Query()]) -> Response:
     """Most-read articles now: decayed page views (build + live), ties broken by freshness."""
-    recommender = state.served.recommender
-    beside = beside if beside is not None and recommender.contains(beside) else None
-    listed, served = state.experiments.serve(
-        "popular", reader, recommender.clock(), recommender, functools.partial(ranked, "popular", explain, (
-            ("k", k), ("section", section), ("window_hours", window_hours), ("language", language),
-            ("beside", beside))), k, list_key(request.scope))
-    return respond(recommender.manifest.build_id, listed, state.views.degraded, served)
+    build_id, listed, served = popular_list(state, query, list_key(request.scope))
+    return respond(build_id, listed, state.views.degraded, served)
 
 
 @router.post("/v1/articles", response_model=UpsertResponse, responses=ERRORS, tags=["writes"],
