@@ -4,6 +4,7 @@ SQLAlchemy Core, and the change token every worker polls to know when to re-read
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +33,13 @@ def database_url(location: str | Path) -> str:
 
 def make_engine(location: str | Path) -> sa.Engine:
     """An engine for a live store; SQLite files are opened in WAL mode with a 30 s busy timeout (several worker
-    processes share them)."""
+    processes share them) and their connections kept: each worker polls every store's change token four times a
+    second, and a new connection each time (its open and WAL switch, a dozen GIL hand-offs from the background
+    thread) made that sync ~2 ms a round and the long tail's p99 ~1.3x worse (benchmarks/JOURNAL.md)."""
     url = database_url(location)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                                  poolclass=sa.pool.NullPool)
+                                  poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=4)
 
         @sa.event.listens_for(engine, "connect")
         def _wal(connection: Any, _record: Any) -> None:
@@ -51,8 +54,14 @@ def make_engine(location: str | Path) -> sa.Engine:
 def change_token(connection: sa.Connection, log: sa.Table) -> tuple[int, int]:
     """(rows, highest id) of a store's change log: it changes with every committed change, including one that
     committed after a later id was seen (PostgreSQL assigns ids before commit)."""
-    count, top = connection.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(log.c.id), 0))).one()
+    count, top = connection.execute(_token_query(log)).one()
     return int(count), int(top)
+
+
+@functools.cache
+def _token_query(log: sa.Table) -> sa.Select:
+    """``change_token``'s statement, built once per log table (each poll built it anew: half a sync's CPU)."""
+    return sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(log.c.id), 0))
 
 
 def utc_stamp() -> str:
