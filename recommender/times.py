@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,10 @@ def epoch_hours(when: pd.Series | pd.DatetimeIndex | datetime) -> np.ndarray | f
 
 def iso_hours(hours: float) -> str | None:
     """ISO 8601 UTC (``2026-11-27T08:00:00Z``) of hours since the epoch; None for NaN."""
-    if np.isnan(hours):
+    if hours != hours:  # NaN
         return None
-    return str(np.datetime64(int(round(hours * 3600)), "s").astype(str)) + "Z"
+    # datetime arithmetic, not numpy's datetime64 string cast (~5x the time: each result of a list reads one).
+    return (_EPOCH + timedelta(seconds=int(round(hours * 3600)))).isoformat() + "Z"
+
+
+_EPOCH = datetime(1970, 1, 1)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
-
-import numpy as np
 
 from .table import Anchor
 
 
 def shared_tags(anchor_tags: Sequence[str], tags: Sequence[str], limit: int = 3) -> tuple[str, ...]:
     """Tags a result shares with the anchor, in the result's order (case-insensitive match)."""
-    if not anchor_tags or not tags:
+    return _shared(frozenset(t.casefold() for t in anchor_tags), tags, limit)
+
+
+def _shared(wanted: frozenset[str], tags: Sequence[str], limit: int = 3) -> tuple[str, ...]:
+    if not wanted or not tags:
         return ()
-    wanted = {t.casefold() for t in anchor_tags}
     return tuple(t for t in tags if t.casefold() in wanted)[:limit]
 
 
@@ -26,11 +28,11 @@ def explain(relatedness: float, trending: float, freshness: float, story: str | 
     """
     relation = ""
     reasons = []
-    shared = shared_tags(anchor.tags, tags) if anchor is not None else ()
+    shared = _shared(anchor.folded_tags, tags) if anchor is not None else ()
     if anchor is not None:
         if story is not None and story == anchor.story:
             gap = anchor.hours - hours
-            if np.isnan(gap):
+            if math.isnan(gap):
                 relation, when = "same story", ""
             elif gap >= 0:
                 relation, when = "same story, earlier", f", {_duration(gap)} earlier"

@@ -97,7 +97,8 @@ class RowFields:
     def __init__(self) -> None:
         self._build: dict[int, tuple[Fields, Facts]] = {}
 
-    def _row(self, listed: ListedArticles, row: int) -> tuple[Fields, Facts]:
+    def row(self, listed: ListedArticles, row: int) -> tuple[Fields, Facts]:
+        """Both of a listed row."""
         entry = self._build.get(row) if row < listed.n_build else None
         if entry is None:
             table, local = listed.source(row)
@@ -110,11 +111,11 @@ class RowFields:
 
     def get(self, listed: ListedArticles, row: int) -> Fields:
         """(id, title, section, url, published_at) of a listed row."""
-        return self._row(listed, row)[0]
+        return self.row(listed, row)[0]
 
     def facts(self, listed: ListedArticles, row: int) -> Facts:
         """(story id, publication hours since the epoch, tags) of a listed row."""
-        return self._row(listed, row)[1]
+        return self.row(listed, row)[1]
 
 
 def eligible_pins(listed: ListedArticles, rules: ListRules, k: int, filters: Filters, now_hours: float,
@@ -193,7 +194,8 @@ def rank(listed: ListedArticles, candidates: Candidates, k: int, config: Ranking
         row = int(candidates.rows[i])
         results.append(_result(listed, row, float(candidates.relatedness[i]), score_of[i],
                                float(candidates.same_story[i]), popularity, anchor, fields, rules,
-                               tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed.get(i, ()))))
+                               tuple(fields.get(listed, int(candidates.rows[d]))[0] for d in collapsed[i])
+                               if i in collapsed else ()))
     if pins:
         _insert_pins(results, pins, listed, candidates, config, popularity, anchor, fields, query)
     return results[:k]
@@ -224,14 +226,13 @@ def _result(listed: ListedArticles, row: int, relatedness: float, score: float, 
             duplicates: tuple[str, ...]) -> Recommendation:
     """One explained result (a boost or bury that moved it named in its reasons and label)."""
     trend, fresh = float(popularity.trending[row]), float(popularity.freshness[row])
-    story, published_hours, tags = fields.facts(listed, row)
+    (article_id, title, section, url, published), (story, published_hours, tags) = fields.row(listed, row)
     relation, reasons, shared = explain(relatedness, trend, fresh, story, published_hours, anchor, tags)
     label = ""
     boost = rules.boost_of(row, published_hours) if rules is not None else None
     if boost is not None:
         label = boost[0]
         reasons = (*reasons, f"{'promoted' if label else 'demoted'} by the editors (rule {boost[1]})")
-    article_id, title, section, url, published = fields.get(listed, row)
     return Recommendation(
         article_id=article_id, title=title, score=score, relatedness=relatedness, trending=trend, freshness=fresh,
         section=section, url=url, published_at=published, duplicates=duplicates, reasons=reasons, story_id=story,

@@ -103,6 +103,11 @@ class Anchor:
     section: str = ""
     vector: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, dtype=np.float32))
 
+    @cached_property
+    def folded_tags(self) -> frozenset[str]:
+        """Its tags case-folded (what a result's shared tags are matched against), once per list."""
+        return frozenset(t.casefold() for t in self.tags)
+
 
 @dataclass(frozen=True)
 class ListedArticles:
