@@ -163,22 +163,29 @@ def test_a_recommender_sharing_the_served_rows_lists_what_one_with_its_own_does(
     from recommender.query import Recommender
 
     base = demo_engine.config
-    arms = {  # settings -> (shares the rows, shares the candidates)
-        "ranking weights": (replace(base, ranking=replace(base.ranking, weight_freshness=0.3)), True, True),
+    arms = {  # settings -> (shares the rows, shares the candidates, shares the popularity snapshots)
+        "ranking weights": (replace(base, ranking=replace(base.ranking, weight_freshness=0.3)), True, True, True),
         "relatedness weights": (replace(base, relatedness=replace(
-            base.relatedness, lexical_weight=base.relatedness.lexical_weight + 0.2)), True, False),
+            base.relatedness, lexical_weight=base.relatedness.lexical_weight + 0.2)), True, False, True),
         "copy-group settings": (replace(base, ranking=replace(
-            base.ranking, duplicate_similarity=base.ranking.duplicate_similarity - 0.05)), False, False),
+            base.ranking, duplicate_similarity=base.ranking.duplicate_similarity - 0.05)), False, False, False),
+        "popularity settings": (replace(base, popularity=replace(
+            base.popularity, freshness_half_life_hours=12.0)), True, True, False),
     }
     ids = demo_engine.articles["id"].tolist()
     for article_id in ids:
         demo_engine.related(article_id, k=5, now=NOW)
-    for name, (config, rows, candidates) in arms.items():
+    for name, (config, rows, candidates, popularity) in arms.items():
         shared = Recommender(demo_engine.stored, config, shares=demo_engine)
         own = Recommender(demo_engine.stored, config)
         assert (shared.table is demo_engine.table) == rows, name
         assert (shared._fields is demo_engine._fields) == rows, name
         assert (shared.candidates is demo_engine.candidates) == candidates, name
+        snapshot = demo_engine.popularity(NOW)
+        assert (shared.popularity(NOW) is snapshot) == popularity, name  # found, not computed again
+        assert np.array_equal(shared.popularity(NOW).freshness, own.popularity(NOW).freshness), name
         for article_id in ids:
             assert ([r.to_dict() for r in shared.related(article_id, k=5, now=NOW)]
                     == [r.to_dict() for r in own.related(article_id, k=5, now=NOW)]), (name, article_id)
+        shared.use_views(None)  # its own view source: its own snapshots from now on
+        assert shared.popularity(NOW) is not demo_engine.popularity(NOW), name

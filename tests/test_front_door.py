@@ -63,8 +63,8 @@ def test_lists_the_front_door_ranks_are_the_routes_own_and_bad_requests_get_the_
                     for n, article in enumerate(ids[:21])]
         assert statuses == [200] * 21
         assert through == [f"/v1/articles/{ids[0]}/related"]  # the first taught it the headers; it ranked the rest
-        for n, params in enumerate([{}, {"window_hours": 6}, {"beside": ids[1], "k": 4}, {"beside": "not-an-id"},
-                                    {"section": section, "explain": "yes"}]):
+        for params in ({}, {"window_hours": 6}, {"beside": ids[1], "k": 4}, {"beside": "not-an-id"},
+                       {"section": section, "explain": "yes"}):
             assert same_answer(cached, routed, "/v1/popular", params, {}) == 200
         assert through[1:] == ["/v1/popular"]
         # With an allowed Origin (other CORS headers: a template of its own) and with another one (the app decides).

@@ -100,6 +100,11 @@ class BuildEvents:
                    np.asarray(epoch_hours(events["timestamp"]), dtype=np.float64),
                    events["count"].to_numpy(dtype=np.float64))
 
+    def same_as(self, other: BuildEvents) -> bool:
+        """The same events (equal arrays)."""
+        return self is other or all(np.array_equal(a, b) for a, b in (
+            (self.rows, other.rows), (self.hours, other.hours), (self.counts, other.counts)))
+
 
 @dataclass(frozen=True)
 class Popularity:
@@ -177,9 +182,14 @@ class PopularityCache:
         self.max_age_seconds = max_age_seconds
         self._latest: tuple[Popularity, float] | None = None
 
-    def clear(self) -> None:
-        """Forget the snapshot (the view source changed)."""
-        self._latest = None
+    def emptied(self) -> PopularityCache:
+        """A cache with these settings and no snapshot (the view source changed)."""
+        return PopularityCache(self.events, self.id_index, self.config, self.max_age_seconds)
+
+    def same_settings(self, other: PopularityCache) -> bool:
+        """Whether ``other``'s snapshots would be these (the same events, settings and reuse): one serves both."""
+        return (self.config == other.config and self.max_age_seconds == other.max_age_seconds
+                and self.events.same_as(other.events))
 
     def refresh(self, listed: ListedArticles, views: ViewSource | None, now: datetime) -> Popularity:
         """A new snapshot at ``now``."""

@@ -67,7 +67,8 @@ class Recommender:
         rules: the editorial rules every list obeys (a ``RuleSet``, or the service's rule store); none by
             default. Embargoes (a future ``published_at`` or an ``embargo_until``) hold without rules.
         shares: a recommender of the same build (an experiment arm's: the served one) whose rows (``BuildRows``)
-            are used when the copy-group and story settings agree, its candidates when relatedness does too.
+            are used when the copy-group and story settings agree, its candidates when relatedness does too, its
+            popularity snapshots when the popularity settings and views do too.
         """
         self.stored = stored
         self.config = config or stored.config
@@ -88,8 +89,9 @@ class Recommender:
         self._overlay_source = overlay
         self.views = views
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self._popularity = PopularityCache(self._events, self._id_index, self.popularity_config,
-                                           popularity_max_age_seconds)
+        own = PopularityCache(self._events, self._id_index, self.popularity_config, popularity_max_age_seconds)
+        self._popularity = (shares._popularity if shares is not None and shares.rows is self.rows
+                            and shares.views is views and shares._popularity.same_settings(own) else own)
         self._embedder = embedder
         self._embed_lock = embed_lock or threading.Lock()
         if embedder is not None:
@@ -201,7 +203,7 @@ class Recommender:
     def use_views(self, views: ViewSource | None) -> None:
         """Blend live page views (e.g. the service's counter store) into trending and ``popular`` from now on."""
         self.views = views
-        self._popularity.clear()
+        self._popularity = self._popularity.emptied()  # its own from now on, even if it shared one
 
     def refresh_popularity(self, now: datetime | None = None, listed: ListedArticles | None = None) -> Popularity:
         """Recompute trending and freshness of every listed row at ``now`` (default: the clock)."""

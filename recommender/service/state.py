@@ -133,10 +133,13 @@ class ServiceState:
 
     def refresh_popularity(self) -> None:
         """Recompute trending and freshness of the served build and of every experiment arm made from it (the
-        background loop's work: a request never recomputes them)."""
-        self.served.recommender.refresh_popularity()
+        background loop's work: a request never recomputes them). An arm that shares the served build's snapshots
+        (``Recommender(shares=...)``) finds the new one at the same time, computed once."""
+        served = self.served.recommender
+        now = served.clock()
+        served.refresh_popularity(now)
         for arm in self.experiments.arms.all():
-            arm.refresh_popularity()
+            arm.popularity(now)
 
     def flush_impressions(self) -> int:
         """Write this worker's pending experiment impressions (the background loop's work), counted in ``/metrics``:
