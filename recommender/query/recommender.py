@@ -90,8 +90,9 @@ class Recommender:
         self.views = views
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         own = PopularityCache(self._events, self._id_index, self.popularity_config, popularity_max_age_seconds)
-        self._popularity = (shares._popularity if shares is not None and shares.rows is self.rows
-                            and shares.views is views and shares._popularity.same_settings(own) else own)
+        self._popularity: PopularityCache = (shares._popularity if shares is not None and shares.rows is self.rows
+                                             and shares.views is views and shares._popularity.same_settings(own)
+                                             else own)
         self._embedder = embedder
         self._embed_lock = embed_lock or threading.Lock()
         if embedder is not None:
@@ -152,11 +153,9 @@ class Recommender:
     def listed(self) -> ListedArticles:
         """The build's rows and the overlay's as one row space (recomputed when the overlay changed)."""
         overlay = self._overlay_source.overlay if self._overlay_source is not None else self._empty
-        cached = self._listed
-        if cached is not None and cached.seq == overlay.seq:
-            return cached
-        listed = self._listed_from(overlay)
-        self._listed = listed
+        listed = self._listed
+        if listed is None or listed.seq != overlay.seq:
+            listed = self._listed = self._listed_from(overlay)
         return listed
 
     def _listed_from(self, overlay: Overlay) -> ListedArticles:
