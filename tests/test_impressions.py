@@ -162,8 +162,10 @@ def test_each_arms_list_is_kept_once_its_request_is_ranked_twice_then_ranked_no_
     now = demo_engine.clock()
     first, served = experiments.serve("related", "reader-1", now, demo_engine, compute, 5, (ANCHOR, 5))
     assert len(rankings) == 2 and kept_list(experiments, "reader-3", now, (ANCHOR, 5)) is None  # asked once: not kept
+    assert not experiments.shown._merges  # nor their merge: no later request can show that pair of lists
     again, served_again = experiments.serve("related", "reader-2", now, demo_engine, compute, 5, (ANCHOR, 5))
     assert len(rankings) == 4  # asked again within a lifetime: ranked, and both arms' lists kept
+    assert len(experiments.shown._merges) == 1  # and the merge of those two
     assert served is not None and served_again is not None and served.impression_id != served_again.impression_id
     own = {name: [r.article_id for r in Recommender(demo_engine.stored, arm.build_config(demo_engine.config))
                   .related(ANCHOR, k=5, now=now)] for name, arm in arms.items()}
@@ -178,8 +180,9 @@ def test_each_arms_list_is_kept_once_its_request_is_ranked_twice_then_ranked_no_
     for _ in range(3):  # kept merges are exact tuples of untracked things: collections stop walking them (each
         gc.collect()  # pass may untrack one level of nested tuples: a merge nests three)
     assert experiments.shown._merges and not any(gc.is_tracked(merge) for merge in experiments.shown._merges.values())
+    merges = len(experiments.shown._merges)
     experiments.serve("related", "reader-1", now, demo_engine, lambda e: compute(e, "demo-002"), 5, ("demo-002", 5))
-    assert len(rankings) == 6  # another request: ranked
+    assert len(rankings) == 6 and len(experiments.shown._merges) == merges  # another request: ranked, not kept
     generation[0] += 1  # a takedown, an upsert, a rule change or a new build: kept lists and sightings dropped
     for reader in ("reader-1", "reader-2"):
         experiments.serve("related", reader, now, demo_engine, compute, 5, (ANCHOR, 5))

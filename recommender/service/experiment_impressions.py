@@ -62,9 +62,10 @@ class ShownLists:
         self._merges.clear()
 
     def show(self, experiment: Experiment, widget: str, now: datetime, lists: dict[str, RenderedList], k: int,
-             ) -> tuple[RenderedList, Served]:
+             kept: bool = True) -> tuple[RenderedList, Served]:
         """The list shown from the arms' ``lists`` (the A/B arm's, or the team-draft merge its impression's random
-        bits decide, at most ``k`` long) and its impression, counted."""
+        bits decide, at most ``k`` long) and its impression, counted. ``kept``: whether the lists are kept (a
+        merge of lists that are not is never kept: no later request can show the same pair)."""
         nonce = NONCES.take()
         hour = int(now.timestamp() // 3600)
         if experiment.kind == "ab":
@@ -73,7 +74,7 @@ class ShownLists:
         else:
             first, second = experiment.arm_names
             results, prepared = self._merged(experiment, widget, hour, lists[first], lists[second], k,
-                                             merge_pattern(int.from_bytes(nonce, "little"), k))
+                                             merge_pattern(int.from_bytes(nonce, "little"), k), kept)
             arm = None
         if results:
             self.counts.served(prepared[0])
@@ -95,11 +96,13 @@ class ShownLists:
         return prepared
 
     def _merged(self, experiment: Experiment, widget: str, hour: int, a: RenderedList, b: RenderedList, k: int,
-                pattern: int) -> tuple[RenderedList, Prepared]:
+                pattern: int, keep: bool = True) -> tuple[RenderedList, Prepared]:
         """The team-draft merge of ``a`` (the first arm's list) and ``b`` decided by ``pattern``
-        (``merge_pattern``), and its prepared impression: kept per pair of lists, so a hot list's impressions draft
-        once per pattern (the draft was ~60% of assembling an interleaved list from kept lists, measured in a
-        loop)."""
+        (``merge_pattern``), and its prepared impression: kept per pair of kept lists (``keep``), so a hot list's
+        impressions draft once per pattern (the draft was ~60% of assembling an interleaved list from kept lists,
+        measured in a loop). The long tail's merges are not kept: 65,536 of them, never read again, held ~10
+        items each and made the worker's allocations (orjson's output buffers among them) several times slower,
+        ~1.5x the CPU of an interleaved list (benchmarks/JOURNAL.md)."""
         key = (a.serial, b.serial, k, pattern, experiment.name, widget, hour)
         merge = self._merges.get(key)
         if merge is None:
@@ -110,8 +113,9 @@ class ShownLists:
             merge = (listed.ids, listed.items, listed.fallback,
                      (count_keys(experiment.name, "*", widget, hour, arms),
                       self.signer.header(experiment, widget, hour, arms, listed.ids)))
-            if len(self._merges) >= MERGES_KEPT:
-                self._merges.clear()
-            self._merges[key] = merge
+            if keep:
+                if len(self._merges) >= MERGES_KEPT:
+                    self._merges.clear()
+                self._merges[key] = merge
         return RenderedList(merge[0], merge[1], merge[2]), merge[3]
 

@@ -112,18 +112,19 @@ class Experiments:
             return None
         return next((r for r in self.running(widget, now) if in_traffic(r.experiment, reader)), None)
 
-    def _list(self, experiment: Experiment, arm: str, key: Hashable, compute: Compute, k: int) -> RenderedList:
-        """An arm's rendered list for the request ``key``: kept, or ranked now and kept."""
+    def _list(self, experiment: Experiment, arm: str, key: Hashable, compute: Compute, k: int,
+              ) -> tuple[RenderedList, bool]:
+        """An arm's rendered list for the request ``key``: kept, or ranked now (and kept when its request was ranked
+        before within a lifetime); and whether it is kept."""
         full_key = (experiment.name, arm, key)
         kept, generation = self.kept.get(full_key)
         if kept is not None:
-            return kept[0]
+            return kept[0], True
         # A partial of a module function, not a closure: a kept list's remake is a few objects the garbage
         # collector tracks, not a function and its cells (see ``rendering.ranked``).
         remake = functools.partial(_arm_list, self.arms, experiment, arm, compute, k)
         listed = remake()[0]
-        self.kept.put(full_key, (listed, k), generation, remake)
-        return listed
+        return listed, self.kept.put(full_key, (listed, k), generation, remake)
 
     @staticmethod
     def _arms_of(running: Running, reader: str) -> tuple[str, ...]:
@@ -147,14 +148,16 @@ class Experiments:
         running = self.covering(widget, reader, now)
         if running is not None:
             assert reader is not None
+            lists, kept = {}, True
             try:
-                lists = {arm: self._list(running.experiment, arm, key, compute, k)
-                         for arm in self._arms_of(running, reader)}
+                for arm in self._arms_of(running, reader):
+                    lists[arm], arm_kept = self._list(running.experiment, arm, key, compute, k)
+                    kept = kept and arm_kept
             except UnknownArticleError:
                 # An arm's own build lacks the article (a live one, or newer than that build): the reader gets the
                 # served list, outside the experiment (no impression is counted).
                 return compute(served), None
-            return self.shown.show(running.experiment, widget, now, lists, k)
+            return self.shown.show(running.experiment, widget, now, lists, k, kept)
         return compute(served), None
 
     def serve_kept(self, running: Running, widget: str, reader: str, now: datetime, key: Hashable,

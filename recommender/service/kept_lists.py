@@ -102,20 +102,21 @@ class KeptLists:
         entry, generation = self._entry(key)
         return (entry[0] if entry is not None else None), generation
 
-    def put(self, key: Hashable, kept: Kept, generation: Hashable, remake: Remake) -> None:
+    def put(self, key: Hashable, kept: Kept, generation: Hashable, remake: Remake) -> bool:
         """Keep an entry computed in ``generation`` (dropped if the generation moved on meanwhile), if it is kept
         already or its key was ranked once before within a lifetime (otherwise only that sighting is kept);
-        ``remake`` computes it again when it is due."""
+        ``remake`` computes it again when it is due. Whether it is kept now."""
         with self._lock:
             self._refreshing.discard(key)
             cache = self._cache
             if cache is None or generation != self._generation:
-                return
+                return False
             now = self.timer()
             if cache.pop(key, None) is None and not self._seen_before(hash(key), now):  # pop: to the end, the newest
-                return
+                return False
             cache[key] = (kept, now + self.seconds * random.uniform(*DUE_AFTER), now + self.seconds, remake)
             _trim(cache, self.entries, now, operator.itemgetter(2))
+            return True
 
     def _seen_before(self, hashed: int, now: float) -> bool:
         """Whether a key of this hash was ranked within a lifetime (then forgotten: it is kept now); otherwise the
