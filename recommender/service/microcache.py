@@ -150,15 +150,15 @@ class ResponseCache:
         reader = query.get("reader")
         reader = reader if reader is not None and READER.match(reader) else None  # an invalid one: the app refuses
         running = service.experiments.covering(_widget(scope), reader, service.served.recommender.clock())
-        kind = self._kind(scope, service.views.degraded)
         if running is not None and reader is not None:
-            await self._experiment_list(scope, receive, send, service, running, reader, query, kind, generation,
-                                        started)
+            await self._experiment_list(scope, receive, send, service, running, reader, query,
+                                        self._kind(scope, service.views.degraded), generation, started)
             return
         hit = self.entries.get(key)
         if hit is not None:
             await self._send(scope, send, hit[0], hit[1], started)
             return
+        kind = self._kind(scope, service.views.degraded)
         template = None if kind is None else self.templates.get(kind)
         content = None if template is None else self._ranked(scope, service, query)
         if template is None or content is None:
