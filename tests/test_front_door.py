@@ -58,7 +58,7 @@ def test_lists_the_front_door_ranks_are_the_routes_own_and_bad_requests_get_the_
         section, language = popular[0]["section"], "en"
         assert len(ids) >= 20
         variants = [{}, {"k": 3}, {"k": "7", "explain": "true"}, {"section": section}, {"language": language},
-                    {"max_age_hours": "48.5"}, {"k": 5, "explain": "1", "x": "junk"}]
+                    {"max_age_hours": "48.5"}, {"k": 5, "explain": "1", "x": "junk"}, {"k": ["3", "6"]}]
         statuses = [same_answer(cached, routed, f"/v1/articles/{article}/related", variants[n % len(variants)], {})
                     for n, article in enumerate(ids[:21])]
         assert statuses == [200] * 21
