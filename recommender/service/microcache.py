@@ -13,12 +13,16 @@ The cache is the service's front door: it wraps FastAPI's whole middleware stack
 answers skips routing and every middleware (a hot list outside experiments costs ~10% less worker CPU:
 benchmarks/RESULTS.md), and it counts and times those requests itself exactly as ``MetricsMiddleware`` and
 ``ImpressionMiddleware`` count the app's: by route, status and latency, and as a widget impression when the request
-is one. What it does not answer goes through the whole stack unchanged.
+is one. A list it has not kept (the long tail of an archive: hardly a list repeats there) it ranks itself, with the
+routes' own parameter models and functions (``lists.py``) and the headers the app sent for a list of the same
+route, Origin and degraded state (its *template*, learned from the app's first answer of that kind): ~0.55-0.6x
+the worker CPU of routing it (benchmarks/RESULTS.md). What it does not answer (a parameter those models refuse,
+an unknown article, any error, a request over the header limit, an Origin outside the allowed ones) goes through
+the whole stack unchanged.
 
 A list inside an experiment is its own impression: it is assembled here from the arms' kept lists
-(``Experiments.serve_kept``) with the headers the app sent for the same request (a *template*, kept until the
-generation changes, by whether the live views are degraded, as the app's ``X-Degraded`` header is), and the kept
-lists it found due are ranked again on the event loop right after the response is sent.
+(``Experiments.serve_kept``) with its kind's template, or ranked here when they are not kept, and the kept lists
+it found due are ranked again on the event loop right after the response is sent.
 """
 
 from __future__ import annotations
