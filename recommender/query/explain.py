@@ -8,12 +8,9 @@ from typing import Sequence
 from .table import Anchor
 
 
-def shared_tags(anchor_tags: Sequence[str], tags: Sequence[str], limit: int = 3) -> tuple[str, ...]:
-    """Tags a result shares with the anchor, in the result's order (case-insensitive match)."""
-    return _shared(frozenset(t.casefold() for t in anchor_tags), tags, limit)
-
-
-def _shared(wanted: frozenset[str], tags: Sequence[str], limit: int = 3) -> tuple[str, ...]:
+def shared_tags(wanted: frozenset[str], tags: Sequence[str], limit: int = 3) -> tuple[str, ...]:
+    """Tags a result shares with the anchor (``wanted``: its tags case-folded, ``Anchor.folded_tags``), in the
+    result's order."""
     if not wanted or not tags:
         return ()
     return tuple(t for t in tags if t.casefold() in wanted)[:limit]
@@ -28,7 +25,7 @@ def explain(relatedness: float, trending: float, freshness: float, story: str | 
     """
     relation = ""
     reasons = []
-    shared = _shared(anchor.folded_tags, tags) if anchor is not None else ()
+    shared = shared_tags(anchor.folded_tags, tags) if anchor is not None else ()
     if anchor is not None:
         if story is not None and story == anchor.story:
             gap = anchor.hours - hours

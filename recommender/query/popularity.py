@@ -100,11 +100,6 @@ class BuildEvents:
                    np.asarray(epoch_hours(events["timestamp"]), dtype=np.float64),
                    events["count"].to_numpy(dtype=np.float64))
 
-    def same_as(self, other: BuildEvents) -> bool:
-        """The same events (equal arrays)."""
-        return self is other or all(np.array_equal(a, b) for a, b in (
-            (self.rows, other.rows), (self.hours, other.hours), (self.counts, other.counts)))
-
 
 @dataclass(frozen=True)
 class Popularity:
@@ -186,10 +181,12 @@ class PopularityCache:
         """A cache with these settings and no snapshot (the view source changed)."""
         return PopularityCache(self.events, self.id_index, self.config, self.max_age_seconds)
 
-    def same_settings(self, other: PopularityCache) -> bool:
-        """Whether ``other``'s snapshots would be these (the same events, settings and reuse): one serves both."""
-        return (self.config == other.config and self.max_age_seconds == other.max_age_seconds
-                and self.events.same_as(other.events))
+    def or_shared(self, other: PopularityCache | None) -> PopularityCache:
+        """``other`` when its snapshots would be these (the same build events, settings and reuse; the caller
+        vouches for the same view source), so one serves both; else this one."""
+        same = (other is not None and other.events is self.events and other.config == self.config
+                and other.max_age_seconds == self.max_age_seconds)
+        return other if same and other is not None else self
 
     def refresh(self, listed: ListedArticles, views: ViewSource | None, now: datetime) -> Popularity:
         """A new snapshot at ``now``."""

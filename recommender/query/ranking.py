@@ -113,10 +113,6 @@ class RowFields:
         """(id, title, section, url, published_at) of a listed row."""
         return self.row(listed, row)[0]
 
-    def facts(self, listed: ListedArticles, row: int) -> Facts:
-        """(story id, publication hours since the epoch, tags) of a listed row."""
-        return self.row(listed, row)[1]
-
 
 def eligible_pins(listed: ListedArticles, rules: ListRules, k: int, filters: Filters, now_hours: float,
                   anchor_group: int | None, languages: frozenset[str] = frozenset()) -> list[Pin]:

@@ -26,7 +26,7 @@ from .editorial import ListRules
 from .filters import Filters, check_k, list_language
 from .overlay import Overlay, OverlaySource
 from .popular import fallback, most_read
-from .popularity import BuildEvents, Popularity, PopularityCache, ViewSource, decayed_views
+from .popularity import Popularity, PopularityCache, ViewSource, decayed_views
 from .ranking import Candidates, blend, rank
 from .results import Recommendation
 from .rows import BuildRows, listed_articles
@@ -84,15 +84,13 @@ class Recommender:
         self.rows: BuildRows = BuildRows.of(stored, self.config, shares.rows if shares is not None else None)
         self.table, self.row_of, self._id_index, self._fields = (self.rows.table, self.rows.row_of,
                                                                  self.rows.id_index, self.rows.fields)
-        self._events = BuildEvents.of(stored.events, self._id_index)
         self._languages = frozenset(self.table.languages.tolist())
         self._overlay_source = overlay
         self.views = views
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        own = PopularityCache(self._events, self._id_index, self.popularity_config, popularity_max_age_seconds)
-        self._popularity: PopularityCache = (shares._popularity if shares is not None and shares.rows is self.rows
-                                             and shares.views is views and shares._popularity.same_settings(own)
-                                             else own)
+        self._popularity: PopularityCache = PopularityCache(
+            self.rows.events, self._id_index, self.popularity_config, popularity_max_age_seconds).or_shared(
+            shares._popularity if shares is not None and shares.views is views else None)
         self._embedder = embedder
         self._embed_lock = embed_lock or threading.Lock()
         if embedder is not None:
@@ -163,16 +161,11 @@ class Recommender:
 
     def contains(self, article_id: str) -> bool:
         """Whether an id is listed (live, or in the build and neither taken down nor replaced)."""
-        return self._row_or_none(self.listed(), article_id) is not None
-
-    def _row_or_none(self, listed: ListedArticles, article_id: str) -> int | None:
-        live_row = listed.live_row_of.get(article_id)
-        row = listed.n_build + live_row if live_row is not None else self.row_of.get(article_id)
-        return None if row is None or listed.hidden[row] else row
+        return self.listed().row_of(article_id) is not None
 
     def row(self, article_id: str) -> int:
         """Listed row of an article id; ``UnknownArticleError`` when it is not listed."""
-        row = self._row_or_none(self.listed(), article_id)
+        row = self.listed().row_of(article_id)
         if row is None:
             raise UnknownArticleError(article_id)
         return row
@@ -189,13 +182,10 @@ class Recommender:
 
     def anchor(self, listed: ListedArticles, article_id: str) -> Anchor:
         """The listed article a list is for (``UnknownArticleError`` when it is not listed)."""
-        row = self._row_or_none(listed, article_id)
+        row = listed.row_of(article_id)
         if row is None:
             raise UnknownArticleError(article_id)
         return listed.anchor(row)
-
-    def _known_rows(self, listed: ListedArticles, ids: Sequence[str]) -> list[int]:
-        return [r for r in (self._row_or_none(listed, a) for a in ids) if r is not None]
 
     # ------------------------------------------------------------------ popularity
 
@@ -236,7 +226,7 @@ class Recommender:
             return results
         section = filters.section if filters.section is not None else (anchor.section or None if anchor else None)
         rules = self.rules.for_list("popular", listed, now_hours, anchor, section)
-        shown = self._known_rows(listed, [r.article_id for r in results])
+        shown = listed.rows_of([r.article_id for r in results])
         return results + fallback(listed, pop, k - len(results), section, filters, rules, shown, anchor,
                                   self.popularity_config.window_hours, self._fields,
                                   f"fewer than {k} articles are related above the floor {floor:g}")
@@ -289,7 +279,7 @@ class Recommender:
         anchor = self.anchor(listed, article_id)
         pop = self.popularity(now, listed)
         language = list_language(language, anchor.language, self.ranking.related_languages)
-        filters = Filters(frozenset([anchor.row, *self._known_rows(listed, exclude_ids)]), section, max_age_hours,
+        filters = Filters(frozenset([anchor.row, *listed.rows_of(exclude_ids)]), section, max_age_hours,
                           language)
         first = None
         if anchor.row < len(self) and self.related_rows is not None:
@@ -331,7 +321,7 @@ class Recommender:
             query = query + self.ranking.negative_weight * (query - np.mean([a.vector for a in negatives], axis=0))
         query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
         pop = self.popularity(now, listed)
-        excluded = [*(a.row for a in positives), *(a.row for a in negatives), *self._known_rows(listed, exclude_ids)]
+        excluded = [*(a.row for a in positives), *(a.row for a in negatives), *listed.rows_of(exclude_ids)]
         language = list_language(language, positives[0].language if positives else "", self.ranking.related_languages)
         filters = Filters(frozenset(excluded), section, max_age_hours, language)
         anchor = positives[0] if positives else None
@@ -359,7 +349,7 @@ class Recommender:
         listed = self.listed()
         pop = self.popularity(now, listed)
         views = (pop.raw if window_hours is None else
-                 decayed_views(listed, self._events, self._id_index, self.views, pop.now, self.popularity_config,
+                 decayed_views(listed, self.rows.events, self._id_index, self.views, pop.now, self.popularity_config,
                                window))
         anchor = self.anchor(listed, beside) if beside is not None else None
         rules = self.rules.for_list("popular", listed, self._hours(now), anchor, section)

@@ -15,6 +15,7 @@ from ..storage.index import FaissIndex
 from ..storage.reader import StoredBuild
 from ..times import epoch_hours
 from .overlay import Overlay
+from .popularity import BuildEvents
 from .ranking import RowFields
 from .table import ArticleTable, ListedArticles, object_array
 
@@ -37,6 +38,7 @@ class BuildRows:
         stored / settings: the build and the ``_story_settings`` the table was made with.
         table / row_of / id_index / fields: the rows, article id -> build row, the ids as a pandas index, the
             row-string cache.
+        events: the build's page views over those rows (what popularity snapshots are computed from).
     """
 
     stored: StoredBuild
@@ -45,6 +47,7 @@ class BuildRows:
     row_of: dict[Any, int]
     id_index: pd.Index
     fields: RowFields
+    events: BuildEvents
 
     @classmethod
     def of(cls, stored: StoredBuild, config: BuildConfig, shared: BuildRows | None = None) -> BuildRows:
@@ -54,8 +57,9 @@ class BuildRows:
         if shared is not None and shared.stored is stored and shared.settings == settings:
             return shared
         table = build_table(stored, config)
+        id_index = pd.Index(table.ids)
         return cls(stored, settings, table, {article_id: row for row, article_id in enumerate(table.ids)},
-                   pd.Index(table.ids), RowFields())
+                   id_index, RowFields(), BuildEvents.of(stored.events, id_index))
 
 
 def build_table(stored: StoredBuild, config: BuildConfig) -> ArticleTable:
@@ -110,7 +114,7 @@ def listed_articles(build: ArticleTable, row_of: Mapping[str, int], overlay: Ove
         row = row_of.get(article_id)
         if row is not None:
             hidden[row] = True
-    return ListedArticles(build, live, hidden, overlay.live_row_of, overlay.seq)
+    return ListedArticles(build, live, hidden, overlay.live_row_of, overlay.seq, row_of)
 
 
 def place_live(build: ArticleTable, live: ArticleTable, index: FaissIndex, ranking: RankingConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -120,6 +120,7 @@ class ListedArticles:
         hidden: (n + m,) bool: rows never listed (taken down, or a build row replaced by a live edit).
         live_row_of: article id -> live row (0-based within ``live``).
         seq: the overlay snapshot these rows come from.
+        build_row_of: article id -> build row.
     """
 
     build: ArticleTable
@@ -127,6 +128,7 @@ class ListedArticles:
     hidden: np.ndarray
     live_row_of: Mapping[str, int] = field(default_factory=dict)
     seq: object = 0
+    build_row_of: Mapping[str, int] = field(default_factory=dict)
 
     # Read several times per result of every list: computed once per snapshot (the tables never change).
     @cached_property
@@ -154,6 +156,16 @@ class ListedArticles:
         out[low] = base[rows[low]]
         out[~low] = extra[rows[~low] - self.n_build]
         return out
+
+    def row_of(self, article_id: str) -> int | None:
+        """The row an id is listed at (its live row when it was edited live), or None: not held, or hidden."""
+        live_row = self.live_row_of.get(article_id)
+        row = self.n_build + live_row if live_row is not None else self.build_row_of.get(article_id)
+        return None if row is None or self.hidden[row] else row
+
+    def rows_of(self, article_ids: Sequence[str]) -> list[int]:
+        """The listed rows of those ids that are listed."""
+        return [r for r in map(self.row_of, article_ids) if r is not None]
 
     def anchor(self, row: int) -> Anchor:
         """A listed row as the article a list is for."""
