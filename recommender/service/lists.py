@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .state import ServiceState
 
 ARTICLE_ID_MAX_CHARS = 200
+EXPLAIN = "Include score components, collapsed duplicates and reasons."
 
 
 class ListQuery(BaseModel):
@@ -33,7 +34,7 @@ class ListQuery(BaseModel):
 
     k: int = Field(10, ge=1, le=100, description="List length.")
     section: str | None = Field(None, max_length=200, description="Only this section.")
-    explain: bool = Field(False, description="Include score components, collapsed duplicates and reasons.")
+    explain: bool = Field(False, description=EXPLAIN)
     language: str | None = Field(None, min_length=1, max_length=20, description="Only articles in this language "
                                  "(e.g. 'en'); related lists default to the article's own language unless the "
                                  "build allows any.")

@@ -15,10 +15,10 @@ benchmarks/RESULTS.md), and it counts and times those requests itself exactly as
 ``ImpressionMiddleware`` count the app's: by route, status and latency, and as a widget impression when the request
 is one. A list it has not kept (the long tail of an archive: hardly a list repeats there) it ranks itself, with the
 routes' own parameter models and functions (``lists.py``) and the headers the app sent for a list of the same
-route, Origin and degraded state (its *template*, learned from the app's first answer of that kind): ~0.55-0.6x
-the worker CPU of routing it (benchmarks/RESULTS.md). What it does not answer (a parameter those models refuse,
-an unknown article, any error, a request over the header limit, an Origin outside the allowed ones) goes through
-the whole stack unchanged.
+route, Origin and degraded state (its *template*, learned from the app's first answer of that kind), at a fraction
+of the worker CPU of routing it (benchmarks/RESULTS.md, the long tail). What it does not answer (a parameter
+those models refuse, an unknown article, any error, a request over the header limit, an Origin outside the allowed
+ones) goes through the whole stack unchanged.
 
 A list inside an experiment is its own impression: it is assembled here from the arms' kept lists
 (``Experiments.serve_kept``) with its kind's template, or ranked here when they are not kept, and the kept lists
@@ -276,7 +276,7 @@ class ResponseCache:
                                                    list_key(scope, query), generation)
             content = None if found is None else body(recommender.manifest.build_id, found[0], found[1])
         except Exception:  # noqa: BLE001 - the app answers it instead, with its own error handling
-            log.exception("experiment list %s: assembling it from kept lists failed; the app answers it",
+            log.exception("experiment list %s: assembling it from kept lists failed; ranking it instead",
                           scope["path"])
             found = content = None
         if found is None:

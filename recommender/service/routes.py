@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .counters import CountedEvent
 from .errors import ApiError, unauthorized
-from .lists import ARTICLE_ID_MAX_CHARS, PopularQuery, RelatedQuery, popular_list, related_list
+from .lists import ARTICLE_ID_MAX_CHARS, EXPLAIN, PopularQuery, RelatedQuery, popular_list, related_list
 from .microcache import list_key
 from .rendering import ranked, rendered, respond
 from .schemas import (
@@ -103,8 +103,7 @@ async def related(request: Request, state: State,
 @router.get("/v1/articles/{article_id:path}/story", response_model=ListResponse, responses=ERRORS, tags=["lists"])
 async def story(state: State, article_id: Annotated[str, Path(min_length=1, max_length=ARTICLE_ID_MAX_CHARS)],
                 k: int = Query(20, ge=1, le=100, description="At most this many pieces (nearest in time)."),
-                explain: bool = Query(False, description="Include score components, collapsed duplicates and "
-                                      "reasons.")) -> Response:
+                explain: bool = Query(False, description=EXPLAIN)) -> Response:
     """The article's story as a timeline: earlier and later pieces in publication order, copies collapsed."""
     recommender = state.served.recommender
     return respond(recommender.manifest.build_id, rendered(recommender.story(article_id, k=k), explain),
