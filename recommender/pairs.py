@@ -10,12 +10,15 @@ shards side by side.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 _compiled: dict[str, Callable[..., None]] = {}
+MIN_PAIRS_PER_THREAD = 200_000  # fewer pairs than this a core: one thread (starting threads costs more)
 
 
 def pair_cosines(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, batch_size: int = 1 << 16) -> np.ndarray:
@@ -31,10 +34,9 @@ def pair_dots(matrix: sp.csr_matrix | sp.csr_array, a: np.ndarray, b: np.ndarray
     """Dot product of each pair of sparse rows (matrix[a[i]], matrix[b[i]]), float32 (summed in float64).
 
     Pairs are scored in order of ``a`` (sorted here when they are not): each row ``a`` is scattered into a dense
-    row once and every ``b`` read against it (``pair_kernel.py``), 4-7x faster than gathering both rows of every
-    pair and multiplying them elementwise with scipy (benchmarks/RESULTS.md, "Pair scores").
+    row once and every ``b`` read against it (module doc), 5-6x faster than gathering both rows of every pair and
+    multiplying them elementwise with scipy on one core (benchmarks/RESULTS.md, "Pair scores"), on every core.
     """
-    scattered_dots = _kernel()
     a = np.ascontiguousarray(a, dtype=np.int64)
     b = np.ascontiguousarray(b, dtype=np.int64)
     if a.shape != b.shape or a.ndim != 1:
@@ -47,9 +49,7 @@ def pair_dots(matrix: sp.csr_matrix | sp.csr_array, a: np.ndarray, b: np.ndarray
         raise IndexError(f"pair_dots: a row number is outside the matrix's {rows} rows")
     csr = sp.csr_matrix(matrix)
     order = None if bool(np.all(a[1:] >= a[:-1])) else np.argsort(a, kind="stable")
-    scored = np.empty(len(a), dtype=np.float64)
-    scattered_dots(csr.indptr, csr.indices, csr.data, csr.shape[1], a if order is None else a[order],
-                   b if order is None else b[order], scored)
+    scored = _scored(csr, a if order is None else a[order], b if order is None else b[order])
     if order is None:
         return scored.astype(np.float32)
     out = np.empty(len(a), dtype=np.float64)
@@ -63,6 +63,25 @@ def pair_matrix(matrix: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
     out = np.zeros(candidates.shape, dtype=np.float32)
     out[rows, cols] = pair_dots(matrix, rows, candidates[rows, cols].astype(np.int64))
     return out
+
+
+def _scored(csr: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The float64 dot of each pair, the pairs cut into contiguous slices scored on the machine's cores (the loop
+    releases the GIL; each slice scatters its first row itself, so any cut gives the same sums)."""
+    scattered_dots = _kernel()
+    scored = np.empty(len(a), dtype=np.float64)
+    cuts = np.linspace(0, len(a), min(os.cpu_count() or 1, len(a) // MIN_PAIRS_PER_THREAD + 1) + 1).astype(int)
+
+    def score(start: int, stop: int) -> None:
+        scattered_dots(csr.indptr, csr.indices, csr.data, csr.shape[1], a[start:stop], b[start:stop],
+                       scored[start:stop])
+
+    if len(cuts) == 2:
+        score(0, len(a))
+    else:
+        with ThreadPoolExecutor(len(cuts) - 1) as pool:
+            list(pool.map(score, cuts[:-1].tolist(), cuts[1:].tolist()))
+    return scored
 
 
 def _scattered_dots(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, columns: int, a: np.ndarray,

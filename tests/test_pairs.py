@@ -68,3 +68,19 @@ def test_pair_matrix_and_bad_input() -> None:
         pair_dots(matrix, np.array([-1]), np.array([1]))
     with pytest.raises(ValueError, match="one length"):
         pair_dots(matrix, np.array([0, 1]), np.array([1]))
+
+
+def test_pair_dots_on_several_threads_equal_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pairs cut into slices on every core: a slice starting inside a run of one row scatters that row itself.
+    import recommender.pairs as pairs
+
+    rng = np.random.default_rng(3)
+    matrix = _random_matrix(rng)
+    a = np.sort(rng.integers(0, matrix.shape[0], size=3_001))
+    b = rng.integers(0, matrix.shape[0], size=len(a))
+    one = pair_dots(matrix, a, b)
+    monkeypatch.setattr(pairs, "MIN_PAIRS_PER_THREAD", 7)
+    monkeypatch.setattr(pairs.os, "cpu_count", lambda: 5)
+    np.testing.assert_array_equal(pair_dots(matrix, a, b), one)
+    dense = matrix.toarray().astype(np.float64)
+    np.testing.assert_allclose(one, np.einsum("ij,ij->i", dense[a], dense[b]), rtol=1e-6, atol=1e-7)
