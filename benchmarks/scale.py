@@ -4,6 +4,7 @@ Usage (PYTHONPATH=benchmarks, nice on a shared machine):
     python benchmarks/scale.py index [--size 1000000] [--nights 30] [--churn 0.01] [--queries 500]
     python benchmarks/scale.py pipeline [--articles 100000] [--nights 5]
     python benchmarks/scale.py table [--articles 10000000] [--nodes 1 4 16]
+    python benchmarks/scale.py block [--articles 100000]
 
 Vectors: ``--seed-texts`` real Reuters-21578/BBC articles embedded with the default model once
 (benchmarks/out/scale-seed-vectors.npy), every other vector a perturbation of those (``scale_support``): real
@@ -30,6 +31,11 @@ once). Writes out/scale-pipeline-<articles>.json.
 
 ``table``: a computed (not measured) sizing of a 1%-changed rebuild at ``--articles`` on N nodes from the
 per-article costs in the two JSON files above. Writes out/scale-table.json.
+
+``block``: the one term of a nightly rebuild that grows with n x changed, not with n: the dense candidate table's
+scores of every unchanged row against every changed article and their best 66 (``toptable.update``'s matmul and
+argpartition, in its 4096-row batches), at ``--articles`` rows with 1% and 10% of them fresh, scaled to 1M rows
+x 10k fresh. Writes out/scale-block-<articles>.json.
 """
 
 from __future__ import annotations
@@ -204,7 +210,7 @@ def _peak_rss_gib() -> float:
 def main() -> None:
     """Run one part and save its JSON."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["index", "pipeline", "table"])
+    parser.add_argument("part", choices=["index", "pipeline", "table", "block"])
     parser.add_argument("--data", default=os.environ.get("RECOMMENDER_DATA", "../shared/data"))
     parser.add_argument("--out-dir", default=str(OUT))
     parser.add_argument("--seed-texts", type=int, default=3000)
@@ -229,6 +235,10 @@ def main() -> None:
         from scale_pipeline import run_pipeline
 
         result, name = run_pipeline(args), f"scale-pipeline-{args.articles}.json"
+    elif args.part == "block":
+        from scale_pipeline import run_block
+
+        result, name = run_block(args), f"scale-block-{args.articles}.json"
     else:
         from scale_pipeline import run_table
 

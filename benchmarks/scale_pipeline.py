@@ -128,3 +128,33 @@ def run_table(args: argparse.Namespace) -> dict[str, Any]:
             "model": "embed, neighbours and related divide by the nodes (Ray); read, stories, write, verify, gates "
                      "and publish stay on one node and scale linearly with the catalogue; the index update scales "
                      "with the appended vectors (1% of the catalogue)"}
+
+
+def run_block(args: argparse.Namespace) -> dict[str, Any]:
+    """The dense candidate table's term that grows with n x changed: every unchanged row's scores against every
+    fresh row and their best ``depth`` (``toptable.update``'s block: a matmul and an argpartition per 4096 rows),
+    timed at ``args.articles`` rows for 1% and 10% fresh, and scaled to 1M rows x 1% fresh (linear in both)."""
+    from scale import real_seed
+    from scale_support import mixed
+
+    seed = real_seed(args)
+    vectors = mixed(seed, np.random.default_rng(0), args.articles)
+    depth, batch = 66, 4096  # the dense table's depth (neighbour_count 50 + margin 16) and update's batch
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(1)
+    for share in (0.01, 0.1):
+        fresh = vectors[rng.choice(len(vectors), int(len(vectors) * share), replace=False)]
+        matmul = partition = 0.0
+        for start in range(0, len(vectors), batch):
+            started = time.perf_counter()
+            block = vectors[start:start + batch] @ fresh.T
+            matmul += time.perf_counter() - started
+            started = time.perf_counter()
+            np.argpartition(-block, depth, axis=1)
+            partition += time.perf_counter() - started
+        scale = (1_000_000 / len(vectors)) * (10_000 / len(fresh))
+        rows.append({"rows": len(vectors), "fresh": len(fresh), "matmul_s": round(matmul, 2),
+                     "argpartition_s": round(partition, 2),
+                     "computed_1m_rows_10k_fresh_s": round((matmul + partition) * scale, 1)})
+        print(rows[-1], flush=True)
+    return {"runs": rows, "vectors": f"perturbations of {len(seed)} real all-MiniLM-L6-v2 embeddings"}
