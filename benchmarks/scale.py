@@ -4,7 +4,7 @@ Usage (PYTHONPATH=benchmarks, nice on a shared machine):
     python benchmarks/scale.py index [--size 1000000] [--nights 30] [--churn 0.01] [--queries 500]
     python benchmarks/scale.py pipeline [--articles 100000] [--nights 5]
     python benchmarks/scale.py table [--articles 10000000] [--nodes 1 4 16]
-    python benchmarks/scale.py block [--articles 100000]
+    python benchmarks/scale.py block --root ROOT [--articles 100000]
 
 Vectors: ``--seed-texts`` real Reuters-21578/BBC articles embedded with the default model once
 (benchmarks/out/scale-seed-vectors.npy), every other vector a perturbation of those (``scale_support``): real
@@ -33,9 +33,11 @@ once). Writes out/scale-pipeline-<articles>.json.
 per-article costs in the two JSON files above. Writes out/scale-table.json.
 
 ``block``: the one term of a nightly rebuild that grows with n x changed, not with n: the dense candidate table's
-scores of every unchanged row against every changed article and their best 66 (``toptable.update``'s matmul and
-argpartition, in its 4096-row batches), at ``--articles`` rows with 1% and 10% of them fresh, scaled to 1M rows
-x 10k fresh. Writes out/scale-block-<articles>.json.
+scores of every unchanged row against every changed article (``toptable.update``'s matmul, in its 4096-row
+batches) and the choice of each row's fresh entries from them, the old way (a partition of the whole block for
+the best 66) and today's (``_fresh_entries``: those above the row's floor), over ``--root``'s newest build (its
+vectors and dense floors) with 1% and 10% of the rows fresh, scaled to 1M rows x 10k fresh. Writes
+out/scale-block-<articles>.json.
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def main() -> None:
     parser.add_argument("--hnsw-m", type=int, default=ENGINE_HNSW.hnsw_m)
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--root", default=None, help="block: an indexes root with a build (its vectors and floors)")
     args = parser.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

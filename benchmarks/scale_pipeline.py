@@ -132,29 +132,46 @@ def run_table(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_block(args: argparse.Namespace) -> dict[str, Any]:
     """The dense candidate table's term that grows with n x changed: every unchanged row's scores against every
-    fresh row and their best ``depth`` (``toptable.update``'s block: a matmul and an argpartition per 4096 rows),
-    timed at ``args.articles`` rows for 1% and 10% fresh, and scaled to 1M rows x 1% fresh (linear in both)."""
-    from scale import real_seed
-    from scale_support import mixed
+    fresh row (``toptable.update``'s block, a matmul per 4096 rows) and the choice of each row's fresh entries
+    from it, two ways side by side: a partition of the whole block for the best 66 (the update before
+    2026-12-06) and ``toptable._fresh_entries`` (the entries above the row's floor, today's). The vectors and
+    floors are a real build's (``--root``'s newest: its ``vectors.npy`` and ``related_state.npz``'s dense
+    floors); 1% and 10% of its rows fresh; scaled to 1M rows x 10k fresh (linear in both)."""
+    from pair_scores import newest_build
 
-    seed = real_seed(args)
-    vectors = mixed(seed, np.random.default_rng(0), args.articles)
+    from recommender.build.toptable import _fresh_entries
+
+    build = newest_build(Path(args.root)) if args.root else None
+    if build is None:
+        raise SystemExit(f"scale.py block needs --root: an indexes root with a build (got {args.root!r}); make "
+                         f"one with `python benchmarks/pair_scores.py --articles 100000`")
+    vectors = np.load(build / "vectors.npy")
+    with np.load(build / "related_state.npz") as state:
+        floors = state["dense_floor"]
     depth, batch = 66, 4096  # the dense table's depth (neighbour_count 50 + margin 16) and update's batch
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(1)
     for share in (0.01, 0.1):
-        fresh = vectors[rng.choice(len(vectors), int(len(vectors) * share), replace=False)]
-        matmul = partition = 0.0
+        chosen = rng.choice(len(vectors), int(len(vectors) * share), replace=False)
+        fresh, fresh_rows = vectors[chosen], np.sort(chosen)
+        seconds = {"matmul": 0.0, "argpartition": 0.0, "above_floor": 0.0}
+        merged = 0
         for start in range(0, len(vectors), batch):
             started = time.perf_counter()
             block = vectors[start:start + batch] @ fresh.T
-            matmul += time.perf_counter() - started
+            seconds["matmul"] += time.perf_counter() - started
             started = time.perf_counter()
             np.argpartition(-block, depth, axis=1)
-            partition += time.perf_counter() - started
+            seconds["argpartition"] += time.perf_counter() - started
+            started = time.perf_counter()
+            entries = _fresh_entries(block, fresh_rows, floors[start:start + batch], depth)
+            seconds["above_floor"] += time.perf_counter() - started
+            merged += int(np.isfinite(entries[1]).sum())
         scale = (1_000_000 / len(vectors)) * (10_000 / len(fresh))
-        rows.append({"rows": len(vectors), "fresh": len(fresh), "matmul_s": round(matmul, 2),
-                     "argpartition_s": round(partition, 2),
-                     "computed_1m_rows_10k_fresh_s": round((matmul + partition) * scale, 1)})
+        rows.append({"rows": len(vectors), "fresh": len(fresh), **{f"{k}_s": round(v, 2) for k, v in seconds.items()},
+                     "fresh_entries_above_floors": merged,
+                     "computed_1m_rows_10k_fresh_s": {
+                         "argpartition": round((seconds["matmul"] + seconds["argpartition"]) * scale, 1),
+                         "above_floor": round((seconds["matmul"] + seconds["above_floor"]) * scale, 1)}})
         print(rows[-1], flush=True)
-    return {"runs": rows, "vectors": f"perturbations of {len(seed)} real all-MiniLM-L6-v2 embeddings"}
+    return {"runs": rows, "build": str(build)}

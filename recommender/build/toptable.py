@@ -87,20 +87,8 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         mapped = np.where(mapped >= 0, entry_map[np.maximum(mapped, 0)], -1)
         old_scores = np.where(mapped >= 0, old.scores[before], -np.inf)
         block = np.asarray(score_block(rows), dtype=np.float32) if len(fresh_rows) else np.zeros((len(rows), 0))
-        take = min(depth, block.shape[1])
-        unmerged = np.full(len(rows), -np.inf)  # the best fresh score left out of the merge
-        if take < block.shape[1]:
-            parted = np.argpartition(-block, take, axis=1)
-            best = parted[:, :take]
-            unmerged = np.take_along_axis(block, parted[:, take:take + 1], axis=1)[:, 0].astype(np.float64)
-            if positive_only:
-                unmerged = np.where(unmerged > 0, unmerged, -np.inf)
-        else:
-            best = np.broadcast_to(np.arange(block.shape[1]), block.shape)
-        new_scores = np.take_along_axis(block, best, axis=1).astype(np.float64)
-        new_rows = fresh_rows[best]
-        if positive_only:
-            new_scores = np.where(new_scores > 0, new_scores, -np.inf)
+        threshold = np.maximum(old.floor[before], 0.0) if positive_only else old.floor[before]
+        new_rows, new_scores, unmerged = _fresh_entries(block, fresh_rows, threshold, depth)
         cand_rows = np.concatenate([mapped, new_rows], axis=1)
         cand_scores = np.concatenate([old_scores, new_scores], axis=1)
         order = np.argsort(-cand_scores, axis=1, kind="stable")
@@ -121,3 +109,29 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         found = TopTable.from_search(*search(again), depth)
         out.rows[again], out.scores[again], out.floor[again] = found.rows, found.scores, found.floor
     return out, int(len(again))
+
+
+def _fresh_entries(block: np.ndarray, fresh_rows: np.ndarray, threshold: np.ndarray, depth: int,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's fresh entries worth merging: those scoring above its ``threshold`` (its old floor: a fresh
+    article at or below it changes neither the floor nor the exact part of the list), at most ``depth`` of them,
+    best first, as (b, m) rows (-1 padded) and scores (-inf padded); and the best of those left out beyond
+    ``depth`` (-inf when none), which raises the floor. One comparison and one pass over the few entries above
+    the thresholds, instead of a partition of the whole block (what grows with n x changed: benchmarks/RESULTS.md,
+    "the candidate table's n x changed block")."""
+    at_row, at_column = np.nonzero(block > threshold[:, None])
+    scores = block[at_row, at_column].astype(np.float64)
+    order = np.lexsort((-scores, at_row))
+    at_row, at_column, scores = at_row[order], at_column[order], scores[order]
+    starts = np.searchsorted(at_row, np.arange(len(block) + 1))
+    rank = np.arange(len(at_row)) - starts[at_row]
+    unmerged = np.full(len(block), -np.inf)
+    beyond = rank == depth
+    unmerged[at_row[beyond]] = scores[beyond]
+    kept = rank < depth
+    width = int(min(depth, np.diff(starts).max(initial=0)))
+    new_rows = np.full((len(block), width), -1, dtype=np.int64)
+    new_scores = np.full((len(block), width), -np.inf)
+    new_rows[at_row[kept], rank[kept]] = fresh_rows[at_column[kept]]
+    new_scores[at_row[kept], rank[kept]] = scores[kept]
+    return new_rows, new_scores, unmerged
