@@ -34,8 +34,9 @@ def pair_dots(matrix: sp.csr_matrix | sp.csr_array, a: np.ndarray, b: np.ndarray
     """Dot product of each pair of sparse rows (matrix[a[i]], matrix[b[i]]), float32 (summed in float64).
 
     Pairs are scored in order of ``a`` (sorted here when they are not): each row ``a`` is scattered into a dense
-    row once and every ``b`` read against it (module doc), 5-6x faster than gathering both rows of every pair and
-    multiplying them elementwise with scipy on one core (benchmarks/RESULTS.md, "Pair scores"), on every core.
+    row once and every ``b`` read against it (module doc), on every core: at 100k articles 4.8-6.5x faster than
+    gathering both rows of every pair and multiplying them elementwise with scipy (3-4.4x on one core;
+    benchmarks/RESULTS.md, "Pair scores").
     """
     a = np.ascontiguousarray(a, dtype=np.int64)
     b = np.ascontiguousarray(b, dtype=np.int64)
