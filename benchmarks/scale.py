@@ -32,11 +32,12 @@ once). Writes out/scale-pipeline-<articles>.json.
 ``table``: a computed (not measured) sizing of a 1%-changed rebuild at ``--articles`` on N nodes from the
 per-article costs in the two JSON files above. Writes out/scale-table.json.
 
-``block``: the one term of a nightly rebuild that grows with n x changed, not with n: the dense candidate table's
-scores of every unchanged row against every changed article (``toptable.update``'s matmul, in its 4096-row
-batches) and the choice of each row's fresh entries from them, the old way (a partition of the whole block for
-the best 66) and today's (``_fresh_entries``: those above the row's floor), over ``--root``'s newest build (its
-vectors and dense floors) with 1% and 10% of the rows fresh, scaled to 1M rows x 10k fresh. Writes
+``block``: the terms of a nightly rebuild that grow with n x changed, not with n: the candidate tables' scores of
+every unchanged row against every changed article (``toptable.update``'s block, in its 4096-row batches: a matmul
+for the dense table, a sparse product of TF-IDF queries for the lexical one) and the choice of each row's fresh
+entries from them: for the dense table the old way (a partition of the whole block for the best 66) beside
+today's (``toptable.fresh_entries``: those above the row's floor). Over ``--root``'s newest build (its vectors,
+TF-IDF and floors) with 1% and 10% of the rows fresh, scaled to 1M rows x 10k fresh. Writes
 out/scale-block-<articles>.json.
 """
 

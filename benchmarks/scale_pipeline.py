@@ -131,15 +131,19 @@ def run_table(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_block(args: argparse.Namespace) -> dict[str, Any]:
-    """The dense candidate table's term that grows with n x changed: every unchanged row's scores against every
-    fresh row (``toptable.update``'s block, a matmul per 4096 rows) and the choice of each row's fresh entries
-    from it, two ways side by side: a partition of the whole block for the best 66 (the update before
-    2026-12-06) and ``toptable._fresh_entries`` (the entries above the row's floor, today's). The vectors and
-    floors are a real build's (``--root``'s newest: its ``vectors.npy`` and ``related_state.npz``'s dense
-    floors); 1% and 10% of its rows fresh; scaled to 1M rows x 10k fresh (linear in both)."""
+    """The candidate tables' term that grows with n x changed: every unchanged row's scores against every fresh
+    row (``toptable.update``'s block, per 4096 rows: a matmul for the dense table, a sparse product of the rows'
+    TF-IDF queries with the fresh rows' TF-IDF for the lexical one) and the choice of each row's fresh entries from
+    them; for the dense table two ways side by side: a partition of the whole block for the best 66 (the update
+    before 2026-12-06) and ``toptable.fresh_entries`` (the entries above the row's floor, today's). Vectors, TF-IDF
+    and floors are a real build's (``--root``'s newest: ``vectors.npy`` and ``related_state.npz``; the queries its
+    25 strongest terms a row, as above 50k articles); 1% and 10% of its rows fresh; scaled to 1M rows x 10k fresh
+    (linear in both)."""
+    import scipy.sparse as sp
     from pair_scores import newest_build
 
-    from recommender.build.toptable import _fresh_entries
+    from recommender.build.relatedness import top_terms
+    from recommender.config import RelatednessConfig
 
     build = newest_build(Path(args.root)) if args.root else None
     if build is None:
@@ -147,31 +151,47 @@ def run_block(args: argparse.Namespace) -> dict[str, Any]:
                          f"one with `python benchmarks/pair_scores.py --articles 100000`")
     vectors = np.load(build / "vectors.npy")
     with np.load(build / "related_state.npz") as state:
-        floors = state["dense_floor"]
-    depth, batch = 66, 4096  # the dense table's depth (neighbour_count 50 + margin 16) and update's batch
+        floors = {"dense": state["dense_floor"], "lexical": np.maximum(state["lexical_floor"], 0.0)}
+        matrix = sp.csr_matrix((state["matrix_data"], state["matrix_indices"], state["matrix_indptr"]),
+                               shape=tuple(state["matrix_shape"]))
+    queries = top_terms(matrix, RelatednessConfig().lexical_query_terms or 25)
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(1)
     for share in (0.01, 0.1):
-        chosen = rng.choice(len(vectors), int(len(vectors) * share), replace=False)
-        fresh, fresh_rows = vectors[chosen], np.sort(chosen)
-        seconds = {"matmul": 0.0, "argpartition": 0.0, "above_floor": 0.0}
-        merged = 0
-        for start in range(0, len(vectors), batch):
-            started = time.perf_counter()
-            block = vectors[start:start + batch] @ fresh.T
-            seconds["matmul"] += time.perf_counter() - started
-            started = time.perf_counter()
-            np.argpartition(-block, depth, axis=1)
-            seconds["argpartition"] += time.perf_counter() - started
-            started = time.perf_counter()
-            entries = _fresh_entries(block, fresh_rows, floors[start:start + batch], depth)
-            seconds["above_floor"] += time.perf_counter() - started
-            merged += int(np.isfinite(entries[1]).sum())
-        scale = (1_000_000 / len(vectors)) * (10_000 / len(fresh))
-        rows.append({"rows": len(vectors), "fresh": len(fresh), **{f"{k}_s": round(v, 2) for k, v in seconds.items()},
-                     "fresh_entries_above_floors": merged,
+        chosen = np.sort(rng.choice(len(vectors), int(len(vectors) * share), replace=False))
+        scale = (1_000_000 / len(vectors)) * (10_000 / len(chosen))
+        fresh_vectors, fresh_columns = vectors[chosen], matrix[chosen].T.tocsr()
+        dense = _block_seconds(lambda r, f=fresh_vectors: vectors[r] @ f.T, floors["dense"], chosen, len(vectors),
+                               True)
+        lexical = _block_seconds(lambda r, f=fresh_columns: (queries[r] @ f).toarray(), floors["lexical"], chosen,
+                                 len(vectors), False)
+        rows.append({"rows": len(vectors), "fresh": len(chosen), "dense": dense, "lexical": lexical,
                      "computed_1m_rows_10k_fresh_s": {
-                         "argpartition": round((seconds["matmul"] + seconds["argpartition"]) * scale, 1),
-                         "above_floor": round((seconds["matmul"] + seconds["above_floor"]) * scale, 1)}})
+                         "dense, partition": round((dense["block_s"] + dense["partition_s"]) * scale, 1),
+                         "dense, above floor": round((dense["block_s"] + dense["above_floor_s"]) * scale, 1),
+                         "lexical, above floor": round((lexical["block_s"] + lexical["above_floor_s"]) * scale, 1)}})
         print(rows[-1], flush=True)
     return {"runs": rows, "build": str(build)}
+
+
+def _block_seconds(score: Any, floors: np.ndarray, fresh_rows: np.ndarray, n: int, partition: bool,
+                   depth: int = 66, batch: int = 4096) -> dict[str, Any]:
+    """Seconds of ``score`` (rows -> their block against the fresh rows) and of choosing the fresh entries above
+    each row's floor (and, with ``partition``, of the old partition) over all ``n`` rows in ``batch``-row blocks."""
+    from recommender.build.toptable import fresh_entries
+
+    seconds = {"block": 0.0, "above_floor": 0.0, **({"partition": 0.0} if partition else {})}
+    merged = 0
+    for start in range(0, n, batch):
+        started = time.perf_counter()
+        block = np.asarray(score(np.arange(start, min(start + batch, n))), dtype=np.float32)
+        seconds["block"] += time.perf_counter() - started
+        if partition:
+            started = time.perf_counter()
+            np.argpartition(-block, depth, axis=1)
+            seconds["partition"] += time.perf_counter() - started
+        started = time.perf_counter()
+        entries = fresh_entries(block, fresh_rows, floors[start:start + batch], depth)
+        seconds["above_floor"] += time.perf_counter() - started
+        merged += int(np.isfinite(entries[1]).sum())
+    return {**{f"{k}_s": round(v, 2) for k, v in seconds.items()}, "fresh_entries_above_floors": merged}

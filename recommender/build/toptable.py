@@ -88,7 +88,7 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
         old_scores = np.where(mapped >= 0, old.scores[before], -np.inf)
         block = np.asarray(score_block(rows), dtype=np.float32) if len(fresh_rows) else np.zeros((len(rows), 0))
         threshold = np.maximum(old.floor[before], 0.0) if positive_only else old.floor[before]
-        new_rows, new_scores, unmerged = _fresh_entries(block, fresh_rows, threshold, depth)
+        new_rows, new_scores, unmerged = fresh_entries(block, fresh_rows, threshold, depth)
         cand_rows = np.concatenate([mapped, new_rows], axis=1)
         cand_scores = np.concatenate([old_scores, new_scores], axis=1)
         order = np.argsort(-cand_scores, axis=1, kind="stable")
@@ -111,14 +111,14 @@ def update(old: TopTable, new_to_old: np.ndarray, entry_map: np.ndarray, fresh: 
     return out, int(len(again))
 
 
-def _fresh_entries(block: np.ndarray, fresh_rows: np.ndarray, threshold: np.ndarray, depth: int,
+def fresh_entries(block: np.ndarray, fresh_rows: np.ndarray, threshold: np.ndarray, depth: int,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's fresh entries worth merging: those scoring above its ``threshold`` (its old floor: a fresh
     article at or below it changes neither the floor nor the exact part of the list), at most ``depth`` of them,
     best first, as (b, m) rows (-1 padded) and scores (-inf padded); and the best of those left out beyond
     ``depth`` (-inf when none), which raises the floor. One comparison and one pass over the few entries above
     the thresholds, instead of a partition of the whole block (what grows with n x changed: benchmarks/RESULTS.md,
-    "the candidate table's n x changed block")."""
+    "the candidate tables' n x changed blocks")."""
     at_row, at_column = np.nonzero(block > threshold[:, None])
     scores = block[at_row, at_column].astype(np.float64)
     order = np.lexsort((-scores, at_row))
