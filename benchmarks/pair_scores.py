@@ -1,11 +1,12 @@
 """Pair scores of the related stage: ``pairs.pair_dots`` (a compiled scatter-gather loop) against scipy's way
 (gather both rows of every pair, multiply them elementwise, sum each row), side by side on one build's pairs.
 
-The pairs are a real build's: every (article, candidate) pair of its ``related_state.npz`` (150 candidates per
-article), scored on the two sparse matrices the related stage scores them on: the shared-neighbour sets
-(``relatedness.member_matrix``, 100 members a row, 0/1) and the TF-IDF matrix. With no build under ``--root``, one
-is made there first: ``scale.py pipeline``'s corpus (Reuters + BBC in sentence-rotated variants) at
-``--articles``, its vectors perturbations of real MiniLM embeddings (``scale_pipeline._one``, night 0).
+The pairs are a real build's (the root's ``current``): every (article, candidate) pair of its
+``related_state.npz`` (150 candidates per article), scored on the two sparse matrices the related stage scores
+them on: the shared-neighbour sets (``relatedness.member_matrix``, 100 members a row, 0/1) and the TF-IDF matrix.
+With no build under ``--root``, one is made there first: ``scale.py pipeline``'s corpus (Reuters + BBC in
+sentence-rotated variants) at ``--articles``, its vectors perturbations of real MiniLM embeddings
+(``scale_pipeline._one``, night 0).
 
 Usage: python benchmarks/pair_scores.py [--articles 20000] [--root benchmarks/out/pair-scores-20000] [--reps 3]
 
@@ -42,12 +43,6 @@ def scipy_pair_dots(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, batch_s
     return out
 
 
-def newest_build(root: Path) -> Path | None:
-    builds = root / "builds"
-    found = sorted(p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")) if builds.is_dir() else []
-    return found[-1] if found else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--articles", type=int, default=20_000)
@@ -61,16 +56,17 @@ def main() -> None:
     from recommender.build.relatedness import member_matrix
     from recommender.config import RelatednessConfig
     from recommender.pairs import pair_dots
+    from recommender.storage.versions import IndexStore
 
     root = Path(args.root or OUT / f"pair-scores-{args.articles}")
-    if newest_build(root) is None:
+    if IndexStore(root).current() is None:
         import scale
         import scale_pipeline
 
         scale.real_seed(argparse.Namespace(data=args.data, seed_texts=3000, out_dir=str(OUT)))
         print(f"building {args.articles} articles under {root} ...", flush=True)
         scale_pipeline._one(args.data, args.articles, 0, str(root), True, str(OUT / "scale-seed-vectors.npy"))
-    build = newest_build(root)
+    build = IndexStore(root).current()
     assert build is not None
     with np.load(build / "related_state.npz") as state:
         candidates = state["candidates"]

@@ -36,7 +36,7 @@ per-article costs in the two JSON files above. Writes out/scale-table.json.
 every unchanged row against every changed article (``toptable.update``'s block, in its 4096-row batches: a matmul
 for the dense table, a sparse product of TF-IDF queries for the lexical one) and the choice of each row's fresh
 entries from them: for the dense table the old way (a partition of the whole block for the best 66) beside
-today's (``toptable.fresh_entries``: those above the row's floor). Over ``--root``'s newest build (its vectors,
+today's (``toptable.fresh_entries``: those above the row's floor). Over ``--root``'s current build (its vectors,
 TF-IDF and floors) with 1% and 10% of the rows fresh, scaled to 1M rows x 10k fresh. Writes
 out/scale-block-<articles>.json.
 """

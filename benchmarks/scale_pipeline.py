@@ -136,16 +136,16 @@ def run_block(args: argparse.Namespace) -> dict[str, Any]:
     TF-IDF queries with the fresh rows' TF-IDF for the lexical one) and the choice of each row's fresh entries from
     them; for the dense table two ways side by side: a partition of the whole block for the best 66 (the update
     before 2026-12-06) and ``toptable.fresh_entries`` (the entries above the row's floor, today's). Vectors, TF-IDF
-    and floors are a real build's (``--root``'s newest: ``vectors.npy`` and ``related_state.npz``; the queries its
+    and floors are a real build's (``--root``'s current: ``vectors.npy`` and ``related_state.npz``; the queries its
     25 strongest terms a row, as above 50k articles); 1% and 10% of its rows fresh; scaled to 1M rows x 10k fresh
     (linear in both)."""
     import scipy.sparse as sp
-    from pair_scores import newest_build
 
     from recommender.build.relatedness import top_terms
     from recommender.config import RelatednessConfig
+    from recommender.storage.versions import IndexStore
 
-    build = newest_build(Path(args.root)) if args.root else None
+    build = IndexStore(args.root).current() if args.root else None
     if build is None:
         raise SystemExit(f"scale.py block needs --root: an indexes root with a build (got {args.root!r}); make "
                          f"one with `python benchmarks/pair_scores.py --articles 100000`")

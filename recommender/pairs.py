@@ -53,9 +53,9 @@ def pair_dots(matrix: sp.csr_matrix | sp.csr_array, a: np.ndarray, b: np.ndarray
     scored = _scored(csr, a if order is None else a[order], b if order is None else b[order])
     if order is None:
         return scored.astype(np.float32)
-    out = np.empty(len(a), dtype=np.float64)
+    out = np.empty(len(a), dtype=np.float32)
     out[order] = scored
-    return out.astype(np.float32)
+    return out
 
 
 def pair_matrix(matrix: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:
